@@ -1,0 +1,72 @@
+"""Callbacks: the fixed-seed sample grid logged at each validation epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_gen.images import image_grid, save_png
+
+
+class SampleGrid(L.Callback):
+    """Samples ``num_samples`` images with a fixed seed, saves ``<run dir>/samples/step_XXXXXXX.png`` and logs the
+    uint8 grid to every attached logger (W&B, TensorBoard). The same seed every time, so grids compare over
+    training.
+
+    Args:
+        num_samples: images in the grid.
+        seed: generator seed of the draw.
+        every_n_steps: also sample every N training steps (0: only at validation epoch ends).
+        nrow: images per grid row (default: square grid).
+    """
+
+    def __init__(self, num_samples: int = 64, seed: int = 0, every_n_steps: int = 0, nrow: int | None = None) -> None:
+        self.num_samples, self.seed, self.every_n_steps, self.nrow = num_samples, seed, every_n_steps, nrow
+        self.last_path: Path | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.log_grid(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self.log_grid(trainer, pl_module)
+
+    @staticmethod
+    def run_dir(trainer: L.Trainer) -> Path:
+        """The run's own folder: the CSV/TensorBoard version folder, or ``<root>/wandb-<run id>`` under W&B
+        (whose log_dir is shared by every run)."""
+        logger = trainer.logger
+        if isinstance(logger, WandbLogger):
+            return Path(trainer.default_root_dir) / f"wandb-{logger.version}"
+        return Path(trainer.log_dir or trainer.default_root_dir)
+
+    @rank_zero_only
+    def log_grid(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
+        was_training = pl_module.training
+        pl_module.eval()
+        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        # A fast_dev_run checks that the path works, not the picture: draw a handful of images.
+        n = min(self.num_samples, 4) if trainer.fast_dev_run else self.num_samples
+        labels = None
+        if getattr(pl_module, "conditional", False):
+            # one row per class when the model is class-conditional
+            labels = torch.arange(n, device=pl_module.device) % pl_module.num_classes
+        images = pl_module.sample(n, generator=generator, labels=labels)
+        pl_module.train(was_training)
+        grid = image_grid(images, self.nrow)
+        step = trainer.global_step
+        path = save_png(grid, self.run_dir(trainer) / "samples" / f"step_{step:07d}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                # uint8 (H, W) or (H, W, 3): W&B casts floats to uint8 and would store a [0, 1] grid all black.
+                logger.log_image(key="samples", images=[grid[..., 0] if grid.shape[-1] == 1 else grid], step=step,
+                                 caption=[f"step {step}"])
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("samples", grid, step, dataformats="HWC")
+        self.last_path = path
+        return path

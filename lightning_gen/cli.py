@@ -1,0 +1,70 @@
+"""Command line: LightningCLI for fit / validate / test / predict, plus the suite's own commands.
+
+    python -m lightning_gen fit --config configs/fvsbn_digits.yaml
+    python -m lightning_gen fit --model FVSBN --data Digits --trainer.max_epochs 5
+    python -m lightning_gen sample CHECKPOINT --num-samples 64 --out grid.png
+
+Any model pairs with any data module: the data module's ``image_shape``, ``num_levels`` and ``num_classes``
+are linked into the model's constructor, so a config names only the model's own options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from lightning.pytorch.cli import LightningCLI
+
+import lightning_gen.data  # noqa: F401  (registers the data modules with the CLI)
+import lightning_gen.models  # noqa: F401  (registers the models with the CLI)
+from lightning_gen.data.base import ImageDataModule
+from lightning_gen.models.base import GenerativeModule
+
+LINKED_DATA_ATTRIBUTES = ("image_shape", "num_levels", "num_classes")
+
+
+class GenCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        for name in LINKED_DATA_ATTRIBUTES:
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+
+def sample_main(argv: list[str]) -> int:
+    """``lightning_gen sample``: draw a grid from a checkpoint."""
+    import torch
+
+    from lightning_gen.images import image_grid, save_png
+    from lightning_gen.models.loading import load_model
+
+    p = argparse.ArgumentParser(prog="lightning_gen sample", description=sample_main.__doc__)
+    p.add_argument("checkpoint")
+    p.add_argument("--num-samples", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples.png")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+    model = load_model(args.checkpoint, map_location=args.device)
+    images = model.sample(args.num_samples, generator=torch.Generator(device=args.device).manual_seed(args.seed))
+    print(save_png(image_grid(images), args.out))
+    return 0
+
+
+#: Commands beside LightningCLI's subcommands: name -> main(argv) returning an exit code.
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"sample": sample_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in COMMANDS:
+        return COMMANDS[args[0]](args[1:])
+    GenCLI(
+        GenerativeModule,
+        ImageDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        args=argv,  # None: LightningCLI reads sys.argv itself
+    )
+    return 0

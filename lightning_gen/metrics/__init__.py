@@ -1,0 +1,1 @@
+"""FID / IS / KID / NLL metrics and the feature-extractor registry."""

@@ -1,0 +1,25 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from helpers import make_fake_data_root  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fake_data_root(tmp_path_factory) -> Path:
+    """A data root holding tiny copies of every file-backed data set, in the published formats."""
+    return make_fake_data_root(tmp_path_factory.mktemp("fake_data"))
+
+
+@pytest.fixture
+def real_data_root() -> Path:
+    """The real data (CI points ``LIGHTNING_GEN_DATA`` at ../shared/data)."""
+    root = os.environ.get("LIGHTNING_GEN_DATA")
+    if not root or not (Path(root) / "MNIST" / "raw").is_dir():
+        pytest.skip("real data not available: set LIGHTNING_GEN_DATA to the folder holding MNIST/ and BinarizedMNIST/")
+    return Path(root)

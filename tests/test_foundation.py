@@ -1,0 +1,210 @@
+"""The spine: model interface, reference model, CLI, configs, W&B logging, checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from helpers import REPO, config_paths, ddp_fit_states, run_cli
+from lightning_gen.cli import main
+from lightning_gen.data.base import DATA_ENV, resolve_root
+from lightning_gen.models import FVSBN, NoLikelihoodError, from_levels, to_levels
+from lightning_gen.models.loading import CheckpointError, load_model
+
+
+def all_binary_images(c, h, w):
+    bits = torch.tensor(list(itertools.product([0, 255], repeat=c * h * w)), dtype=torch.uint8)
+    return bits.view(-1, c, h, w)
+
+
+# ---- interface and reference model -------------------------------------------------------------------
+@pytest.mark.parametrize("levels", [2, 3, 17, 256])
+def test_levels_round_trip(levels):
+    idx = torch.arange(levels)
+    assert torch.equal(to_levels(from_levels(idx, levels), levels), idx)
+    assert from_levels(idx, levels)[0] == 0 and from_levels(idx, levels)[-1] == 255
+
+
+def test_fvsbn_binary_3x3_normalises():
+    torch.manual_seed(0)
+    model = FVSBN((1, 3, 3), num_levels=2)
+    torch.nn.init.normal_(model.net.weight, std=2.0)
+    total = model.log_prob(all_binary_images(1, 3, 3)).double().exp().sum().item()
+    assert abs(total - 1) < 1e-5
+
+
+def test_fvsbn_multilevel_normalises():
+    torch.manual_seed(0)
+    model = FVSBN((1, 2, 2), num_levels=3)
+    torch.nn.init.normal_(model.net.weight, std=2.0)
+    levels = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 1, 2, 2)
+    assert abs(model.log_prob(from_levels(levels, 3)).double().exp().sum().item() - 1) < 1e-5
+
+
+def test_fvsbn_is_causal():
+    """The logits of pixel i depend on pixels before i only (gradient test over the whole raster order)."""
+    model = FVSBN((2, 3, 3), num_levels=4)
+    torch.nn.init.normal_(model.net.weight)
+    d = model.num_dims
+    x = torch.rand(1, d, requires_grad=True)
+    logits = model.net(x).view(d, 4)
+    for i in range(d):
+        (grad,) = torch.autograd.grad(logits[i].sum(), x, retain_graph=True)
+        assert torch.all(grad[0, i:] == 0)
+        assert i == 0 or grad[0, :i].abs().sum() > 0
+
+
+def test_sample_contract_and_determinism():
+    model = FVSBN((1, 4, 4), num_levels=2)
+    a = model.sample(5, generator=torch.Generator().manual_seed(3))
+    b = model.sample(5, generator=torch.Generator().manual_seed(3))
+    assert a.dtype == torch.uint8 and a.shape == (5, 1, 4, 4) and set(a.unique().tolist()) <= {0, 255}
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="not class-conditional"):
+        model.sample(2, labels=torch.tensor([0, 1]))
+
+
+def test_log_prob_rejects_bad_images():
+    model = FVSBN((1, 4, 4), num_levels=2)
+    with pytest.raises(TypeError, match="uint8"):
+        model.log_prob(torch.rand(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="shape"):
+        model.log_prob(torch.zeros(2, 1, 5, 5, dtype=torch.uint8))
+
+
+def test_models_without_likelihood_say_so():
+    from lightning_gen.models.base import GenerativeModule
+
+    with pytest.raises(NoLikelihoodError, match="no likelihood"):
+        GenerativeModule().log_prob(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
+
+
+# ---- data root ----------------------------------------------------------------------------------------
+def test_data_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "env"))
+    assert resolve_root(tmp_path / "arg") == tmp_path / "arg"
+    assert resolve_root(None) == tmp_path / "env"
+    monkeypatch.delenv(DATA_ENV)
+    assert resolve_root(None) == Path.home() / ".cache" / "lightning_gen"
+
+
+# ---- CLI ----------------------------------------------------------------------------------------------
+def test_cli_unknown_class_fails_clearly(tmp_path):
+    proc = run_cli(["fit", "--model", "NoSuchModel", "--data", "Digits"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "NoSuchModel" in proc.stderr and 'key "model"' in proc.stderr
+
+
+def test_cli_unknown_option_fails_clearly(tmp_path):
+    proc = run_cli(["fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"), "--model.init_args.no_such_option", "1"],
+                   cwd=tmp_path)
+    assert proc.returncode != 0 and "no_such_option" in proc.stderr
+
+
+def test_print_config_round_trips(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"), "--print_config"])
+    assert exit_.value.code in (0, None)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["class_path"].endswith("FVSBN")
+    assert config["data"]["class_path"].endswith("Digits")
+
+
+def test_any_model_pairs_with_any_data_from_the_command_line(tmp_path, monkeypatch):
+    """Shape, levels and classes come from the data module: FVSBN on binarized digits needs no model options."""
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--model", "FVSBN", "--data", "Digits", "--data.binarize", "true", "--trainer.fast_dev_run", "true",
+          "--trainer.logger", "false"])
+
+
+@pytest.mark.parametrize("config", config_paths(), ids=lambda p: p.stem)
+def test_config_fast_dev_run(config, fake_data_root, tmp_path, monkeypatch):
+    """Every model config in configs/ trains and validates one batch (on tiny fake files in the real formats)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_ENV, str(fake_data_root))
+    main(["fit", "--config", str(config), "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
+          "--trainer.devices", "1", "--trainer.default_root_dir", str(tmp_path)])
+
+
+# ---- checkpoints --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fvsbn_checkpoint(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("fvsbn_run")
+    proc = run_cli(["fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"), "--trainer.max_epochs", "1",
+                    "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false"], cwd=run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (ckpt,) = run.glob("**/checkpoints/last.ckpt")
+    return ckpt
+
+
+def test_checkpoint_loads_weights_only_and_samples(fvsbn_checkpoint, tmp_path):
+    model = load_model(fvsbn_checkpoint)
+    assert isinstance(model, FVSBN) and model.image_shape == (1, 8, 8) and model.num_levels == 256
+    out = tmp_path / "grid.png"
+    assert main(["sample", str(fvsbn_checkpoint), "--num-samples", "16", "--out", str(out)]) == 0
+    grid = np.asarray(Image.open(out))
+    assert grid.std() > 0
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_checkpoint_with_pickled_code_is_refused(fvsbn_checkpoint, tmp_path):
+    ckpt = torch.load(fvsbn_checkpoint, weights_only=True)
+    ckpt["hyper_parameters"]["evil"] = _Payload()
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match="refused unexecuted"):
+        load_model(bad)
+
+
+def test_truncated_and_foreign_checkpoints_are_refused(fvsbn_checkpoint, tmp_path):
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(fvsbn_checkpoint.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(truncated)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="names no model class"):
+        load_model(foreign)
+
+
+# ---- W&B -----------------------------------------------------------------------------------------------
+def test_wandb_offline_without_credentials_stores_the_saved_grid(tmp_path):
+    """No key, no terminal, WANDB_MODE unset: the run goes offline (no prompt, no hang), says how to sync, and
+    the sample grid W&B stored is the PNG saved in the run folder, not a blank image."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_gen", "fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"),
+         "--config", str(REPO / "configs/logger/wandb.yaml"), "--trainer.max_epochs", "1",
+         "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "run")],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wandb sync" in proc.stdout + proc.stderr
+    (stored,) = tmp_path.glob("runs/wandb/wandb/offline-run-*/files/media/images/samples_*.png")
+    (saved,) = tmp_path.glob("run/wandb-*/samples/step_*.png")
+    stored_px, saved_px = np.asarray(Image.open(stored).convert("L")), np.asarray(Image.open(saved).convert("L"))
+    assert stored_px.std() > 10, "the grid W&B stored is blank"
+    assert np.array_equal(stored_px, saved_px)
+
+
+# ---- DDP -----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_fvsbn_ddp_two_processes_keep_identical_parameters(tmp_path):
+    init = FVSBN((1, 8, 8), num_levels=256).state_dict()
+    states = ddp_fit_states(REPO / "configs/fvsbn_digits.yaml", tmp_path, steps=3)
+    for name, value in states[0].items():
+        assert torch.equal(value, states[1][name]), name
+    assert not torch.equal(states[0]["net.weight"], init["net.weight"])
