@@ -70,3 +70,87 @@ class SampleGrid(L.Callback):
                 logger.experiment.add_image("samples", grid, step, dataformats="HWC")
         self.last_path = path
         return path
+
+
+class PreemptionCheckpoint(L.Callback):
+    """On SIGTERM (what a scheduler sends before it kills a job) save a checkpoint and stop cleanly.
+
+    The checkpoint is written at the end of the training batch during which the signal arrived, so its state is
+    consistent; resume with ``fit --ckpt_path <dirpath>/preempted.ckpt``. Under several processes the ranks agree
+    on the signal every ``sync_every_n_steps`` steps (one tiny all-reduce), so all of them save and stop together
+    even when only one was signalled.
+
+    Args:
+        dirpath: where ``preempted.ckpt`` goes (default: the ModelCheckpoint folder, else ``<root>/checkpoints``).
+        sync_every_n_steps: how often ranks compare notes when there are several.
+    """
+
+    def __init__(self, dirpath: str | None = None, sync_every_n_steps: int = 10) -> None:
+        self.dirpath, self.sync_every_n_steps = dirpath, sync_every_n_steps
+        self.signalled = False
+        self._previous_handler = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        import signal
+        import threading
+
+        if stage == "fit" and threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.signalled = True
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        import signal
+
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+            self._previous_handler = None
+
+    def checkpoint_path(self, trainer: L.Trainer) -> Path:
+        if self.dirpath:
+            return Path(self.dirpath) / "preempted.ckpt"
+        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
+            return Path(trainer.checkpoint_callback.dirpath) / "preempted.ckpt"
+        return Path(trainer.default_root_dir) / "checkpoints" / "preempted.ckpt"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        signalled = self.signalled
+        if trainer.world_size > 1:
+            if trainer.global_step % self.sync_every_n_steps:
+                return
+            signalled = trainer.strategy.reduce_boolean_decision(signalled, all=False)
+        if signalled:
+            path = self.checkpoint_path(trainer)
+            trainer.save_checkpoint(path)
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(f"SIGTERM received: saved {path} at step {trainer.global_step} and stopped; "
+                           f"resume with `fit ... --ckpt_path {path}`")
+            trainer.should_stop = True
+
+
+class Compile(L.Callback):
+    """``torch.compile`` every submodule of the model in place (``nn.Module.compile``), so checkpoints keep their
+    parameter names and any model config gains compilation by adding ``configs/trainer/compile.yaml``.
+
+    Args:
+        mode: torch.compile mode ("default", "reduce-overhead", "max-autotune").
+        dynamic: let shapes vary without recompiling (sampling loops feed varying shapes).
+    """
+
+    def __init__(self, mode: str = "default", dynamic: bool | None = None) -> None:
+        self.mode, self.dynamic = mode, dynamic
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for child in pl_module.children():
+            if any(True for _ in child.parameters()):
+                child.compile(mode=self.mode, dynamic=self.dynamic)
+
+
+class ChannelsLast(L.Callback):
+    """Keep the model's 4-D weights in channels-last memory format (faster convolutions on tensor cores)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.to(memory_format=torch.channels_last)

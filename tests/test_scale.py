@@ -1,0 +1,58 @@
+"""Launch features that compose with any model config: presets, compile switch, preemption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import REPO
+
+PRESETS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_trainer_presets_compose_with_a_model_config(preset, tmp_path):
+    """Each preset resolves together with a model config (GPU presets are only parsed here: no GPU in CI)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "lightning_gen", "fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"),
+                           "--config", str(preset), "--print_config"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SampleGrid" in proc.stdout  # the model config's callbacks survive the preset's additions
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    base = [sys.executable, "-m", "lightning_gen", "fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"),
+            "--config", str(REPO / "configs/trainer/preemptible.yaml"), "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false",
+            "--trainer.limit_val_batches", "0"]
+    ckpt_dir = tmp_path / "run" / "checkpoints"  # ModelCheckpoint's folder without a logger
+    proc = subprocess.Popen([*base, "--trainer.max_steps", "100000", "--trainer.max_epochs", "-1"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # wait until training is under way (a few epochs' checkpoints), then preempt it
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(ckpt_dir.glob("epoch=*.ckpt")):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    preempted = ckpt_dir / "preempted.ckpt"
+    assert preempted.is_file(), out[-3000:]
+    assert "SIGTERM received" in out
+    step = torch.load(preempted, weights_only=True)["global_step"]
+    assert 0 < step < 100000
+
+    resumed = subprocess.run([*base, "--trainer.max_steps", str(step + 5), "--trainer.max_epochs", "-1",
+                              "--ckpt_path", str(preempted)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (last,) = ckpt_dir.glob("last.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] == step + 5
