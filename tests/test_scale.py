@@ -56,3 +56,21 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (last,) = ckpt_dir.glob("last.ckpt")
     assert torch.load(last, weights_only=True)["global_step"] == step + 5
+
+
+@pytest.mark.slow
+def test_torchrun_launch_two_cpu_processes(tmp_path):
+    """The torchrun path (what scripts/torchrun.sh runs), on 2 CPU processes: both ranks train and stay in sync."""
+    dump = tmp_path / "states"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lightning_gen",
+         "fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"), "--trainer.accelerator", "cpu",
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "3",
+         "--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+         "--trainer.callbacks", "helpers.DumpRankState", "--trainer.callbacks.dirpath", str(dump),
+         "--trainer.default_root_dir", str(tmp_path / "run")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s0, s1 = (torch.load(dump / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert all(torch.equal(s0[k], s1[k]) for k in s0)
