@@ -3,6 +3,7 @@
     python -m lightning_gen fit --config configs/fvsbn_digits.yaml
     python -m lightning_gen fit --model FVSBN --data Digits --trainer.max_epochs 5
     python -m lightning_gen sample CHECKPOINT --num-samples 64 --out grid.png
+    python -m lightning_gen leaderboard [--db results/leaderboard.sqlite] [--out results/leaderboard/index.html]
 
 Any model pairs with any data module: the data module's ``image_shape``, ``num_levels`` and ``num_classes``
 are linked into the model's constructor, so a config names only the model's own options.
@@ -11,6 +12,7 @@ are linked into the model's constructor, so a config names only the model's own 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -50,8 +52,16 @@ def sample_main(argv: list[str]) -> int:
     return 0
 
 
+def _lazy_main(module: str) -> Callable[[list[str]], int]:
+    """``module.main``, imported only when its command runs (keeps ``fit`` start-up light)."""
+    return lambda argv: importlib.import_module(module).main(argv)
+
+
 #: Commands beside LightningCLI's subcommands: name -> main(argv) returning an exit code.
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"sample": sample_main}
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "sample": sample_main,
+    "leaderboard": _lazy_main("lightning_gen.leaderboard"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

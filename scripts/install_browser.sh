@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Headless Chromium for the dashboard's browser test, from Debian's packages (no browser download).
-# Idempotent: does nothing when /usr/bin/chromium is already there.
+# Install the system Chromium that the dashboard's browser test drives (tests/test_dashboard_browser.py), from
+# Debian's packages; Playwright's own browser downloads are not used (the test passes executable_path).
+# Idempotent: does nothing but report the version when /usr/bin/chromium is already there.
 set -euo pipefail
-if [ -x /usr/bin/chromium ]; then
-  exit 0
+
+CHROMIUM=/usr/bin/chromium
+
+if [ -x "$CHROMIUM" ]; then
+    echo "chromium already installed: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
+    exit 0
 fi
+
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
-/usr/bin/chromium --version
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends chromium fonts-dejavu-core
+
+"$CHROMIUM" --version

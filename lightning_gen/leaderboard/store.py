@@ -1,0 +1,487 @@
+"""SQLite store for benchmark records: one row per evaluated run, safe for several writers at once.
+
+A record is the JSON-able dict the benchmark writes (``schema`` 1)::
+
+    {"schema": 1, "run_name": "gated_pixelcnn_bmnist", "model": "GatedPixelCNN", "family": "autoregressive",
+     "dataset": "BinarizedMNIST", "image_shape": [1, 28, 28],
+     "metrics": {"fid": None, "nll_nats": 81.9, "nll_bpd": 0.151, ...},
+     "protocol": {"extractor": "inception-v3-compat", "num_samples": 10000, "nll_estimator": "exact", ...},
+     "checkpoint": "...", "checkpoint_sha256": "...", "config": {...}, "git_commit": "...", "wandb_url": None,
+     "sample_grid": "results/samples/gated_pixelcnn_bmnist.png", "created_at": "2026-05-09T07:35:25+00:00",
+     "train_time_s": 5400.0}
+
+The database keeps the full record as JSON next to indexed columns (dataset, model, family, the headline
+metrics) that queries filter and order on. Two version numbers are in play and are not the same thing: the
+*record* schema (``record["schema"]``, what the benchmark writes) and the *database* schema
+(``meta.schema_version``, the table layout, moved forward by :data:`MIGRATIONS`).
+
+Concurrency: the database runs in WAL mode with a busy timeout, every write takes the write lock up front
+(``BEGIN IMMEDIATE``, so a reader never has to upgrade to a writer mid-transaction, which SQLite answers with an
+immediate ``SQLITE_BUSY`` that no timeout waits out), and a write that still meets "database is locked" is
+retried with backoff. Records are identified by a hash of their canonical JSON, so importing the same export
+twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import random
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = [
+    "DEFAULT_DB",
+    "FAMILIES",
+    "METRIC_KEYS",
+    "MIGRATIONS",
+    "PROTOCOL_KEYS",
+    "RECORD_SCHEMA",
+    "REQUIRED_KEYS",
+    "SCHEMA_VERSION",
+    "SchemaVersionError",
+    "Store",
+    "normalize_record",
+    "read_records",
+    "record_id",
+    "records_from_csv",
+    "records_to_csv",
+    "validate_record",
+]
+
+DEFAULT_DB = Path("results/leaderboard.sqlite")
+
+#: Version of the record dict the benchmark writes; a record with another ``schema`` is refused.
+RECORD_SCHEMA = 1
+#: Version of the database layout this code writes; see :data:`MIGRATIONS`.
+SCHEMA_VERSION = 1
+
+FAMILIES = ("autoregressive", "latent", "gan", "baseline")
+
+#: Keys every record must carry (``ValueError`` naming the key otherwise).
+REQUIRED_KEYS = ("schema", "run_name", "model", "family", "dataset", "image_shape", "metrics", "protocol",
+                 "created_at")
+#: Keys a record may leave out; they are stored as ``None``.
+OPTIONAL_KEYS = ("checkpoint", "checkpoint_sha256", "config", "git_commit", "wandb_url", "sample_grid",
+                 "train_time_s")
+METRIC_KEYS = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "nll_nats", "nll_bpd", "probe_acc",
+               "samples_per_s", "num_params")
+PROTOCOL_KEYS = ("extractor", "extractor_weights_sha256", "num_samples", "reference_split", "image_size",
+                 "nll_estimator", "num_test_images", "devices")
+
+#: Metrics that get their own indexed column (the ones the dashboard ranks and filters on).
+INDEXED_METRICS = ("fid", "is_mean", "kid_mean", "nll_nats", "nll_bpd", "probe_acc", "samples_per_s",
+                   "num_params")
+
+_STRING_KEYS = ("run_name", "model", "dataset", "created_at")
+_NULLABLE_STRING_KEYS = ("checkpoint", "checkpoint_sha256", "git_commit", "wandb_url", "sample_grid")
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer lightning_gen whose layout this version does not know."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Records
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def validate_record(record: Any) -> None:
+    """Raise ``ValueError`` naming the first key that is missing or has the wrong type."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a leaderboard record must be a dict, got {type(record).__name__}")
+    for key in REQUIRED_KEYS:
+        if key not in record:
+            raise ValueError(f"leaderboard record is missing required key {key!r} "
+                             f"(run_name={record.get('run_name')!r})")
+    if record["schema"] != RECORD_SCHEMA:
+        raise ValueError(f"record 'schema' is {record['schema']!r}; this store reads schema {RECORD_SCHEMA}")
+    for key in _STRING_KEYS:
+        if not isinstance(record[key], str) or not record[key]:
+            raise ValueError(f"record key {key!r} must be a non-empty string, got {record[key]!r}")
+    for key in _NULLABLE_STRING_KEYS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise ValueError(f"record key {key!r} must be a string or null, got {record[key]!r}")
+    if record["family"] not in FAMILIES:
+        raise ValueError(f"unknown family {record['family']!r} in record key 'family'; expected one of {FAMILIES}")
+    shape = record["image_shape"]
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise ValueError(f"record key 'image_shape' must be [C, H, W] positive ints, got {shape!r}")
+    try:
+        datetime.fromisoformat(record["created_at"])
+    except ValueError:
+        raise ValueError(f"record key 'created_at' is not ISO-8601: {record['created_at']!r}") from None
+    for section in ("metrics", "protocol"):
+        if not isinstance(record[section], dict):
+            raise ValueError(f"record key {section!r} must be a dict, got {type(record[section]).__name__}")
+    for name, value in record["metrics"].items():
+        if value is None:
+            continue
+        if not _is_number(value) or not math.isfinite(value):
+            raise ValueError(f"record key 'metrics.{name}' must be a finite number or null, got {value!r}")
+    if record.get("config") is not None and not isinstance(record["config"], dict):
+        raise ValueError(f"record key 'config' must be a dict or null, got {type(record['config']).__name__}")
+    train_time = record.get("train_time_s")
+    if train_time is not None and (not _is_number(train_time) or not math.isfinite(train_time)):
+        raise ValueError(f"record key 'train_time_s' must be a finite number or null, got {train_time!r}")
+    try:
+        json.dumps(record, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"record {record['run_name']!r} is not JSON-serialisable: {err}") from None
+
+
+def normalize_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Validate and return a copy with every known key present (absent ones become ``None``).
+
+    Normalising first makes a record and its CSV round trip compare equal: CSV cannot tell an absent key from a
+    null one.
+    """
+    validate_record(record)
+    out = json.loads(json.dumps(record))  # deep copy; tuples become lists as they would after any round trip
+    for key in OPTIONAL_KEYS:
+        out.setdefault(key, None)
+    for key in METRIC_KEYS:
+        out["metrics"].setdefault(key, None)
+    for key in PROTOCOL_KEYS:
+        out["protocol"].setdefault(key, None)
+    return out
+
+
+def _created(record: dict[str, Any]) -> datetime:
+    """``created_at`` as an aware datetime (naive times are taken as UTC), so offsets compare correctly."""
+    t = datetime.fromisoformat(record["created_at"])
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+def _canonical_json(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def record_id(record: dict[str, Any]) -> str:
+    """Content hash of the normalised record: equal records get equal ids, in any process."""
+    return hashlib.sha256(_canonical_json(normalize_record(record)).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Database layout and migrations
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    conn.execute("""
+        CREATE TABLE records (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            record_id   TEXT NOT NULL UNIQUE,
+            run_name    TEXT NOT NULL,
+            model       TEXT NOT NULL,
+            family      TEXT NOT NULL,
+            dataset     TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            fid REAL, is_mean REAL, kid_mean REAL, nll_nats REAL, nll_bpd REAL, probe_acc REAL,
+            samples_per_s REAL, num_params REAL,
+            record_json TEXT NOT NULL
+        )""")
+    for column in ("run_name", "model", "family", "dataset", *INDEXED_METRICS):
+        conn.execute(f"CREATE INDEX idx_records_{column} ON records ({column})")  # identifiers, not values
+
+
+#: ``MIGRATIONS[v]`` moves a database from schema version ``v`` to ``v + 1``; version 0 is an empty file.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1}
+assert sorted(MIGRATIONS) == list(range(SCHEMA_VERSION)), "one migration per version step"
+
+
+def _read_version(conn: sqlite3.Connection) -> int:
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if not has_meta:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection, *, path: str | Path = "?") -> int:
+    """Bring the database to :data:`SCHEMA_VERSION` inside the caller's write transaction; return old version.
+
+    Raises :class:`SchemaVersionError` for a database newer than this code, rather than guessing at its layout.
+    """
+    version = _read_version(conn)
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"leaderboard database {path} has schema version {version}, newer than the {SCHEMA_VERSION} this "
+            f"lightning_gen understands; upgrade lightning_gen or point --db at another file")
+    if version < SCHEMA_VERSION:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for step in range(version, SCHEMA_VERSION):
+            MIGRATIONS[step](conn)
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                     (str(SCHEMA_VERSION),))
+    return version
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Store
+
+T = TypeVar("T")
+
+_LOCKED = ("database is locked", "database is busy", "database table is locked")
+
+
+def _is_locked(err: sqlite3.OperationalError) -> bool:
+    return any(msg in str(err) for msg in _LOCKED)
+
+
+class Store:
+    """Leaderboard records in one SQLite file.
+
+    Args:
+        path: database file; created (with parent folders) unless ``create=False``.
+        timeout: seconds SQLite's busy handler waits for a lock before a write is retried.
+        retries: how many times a write that still finds the database locked is retried.
+        create: if false, a missing file raises ``FileNotFoundError`` instead of being created.
+
+    Each process opens its own ``Store``; a connection is not shared across processes or threads.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB, *, timeout: float = 30.0, retries: int = 20,
+                 create: bool = True) -> None:
+        self.path = Path(path)
+        self.retries = retries
+        if not self.path.exists():
+            if not create:
+                raise FileNotFoundError(f"no leaderboard database at {self.path}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we open transactions ourselves, so writes can take the lock up front.
+        self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL").fetchone())
+        self._conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL mode up to a power cut
+        try:
+            # Check before locking, so reading an up-to-date (or too new) database never needs the write lock.
+            if _read_version(self._conn) != SCHEMA_VERSION:
+                with self._write() as conn:
+                    migrate(conn, path=self.path)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        delay = 0.01
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except sqlite3.OperationalError as err:
+                if not _is_locked(err) or attempt == self.retries:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._retry(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield self._conn
+            self._retry(lambda: self._conn.execute("COMMIT"))
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return _read_version(self._conn)
+
+    # -- writing --------------------------------------------------------------------------------------------
+
+    def add(self, record: dict[str, Any]) -> bool:
+        """Insert one record; return ``False`` if an identical record is already stored."""
+        return self.add_many([record]) == 1
+
+    def add_many(self, records: Iterable[dict[str, Any]]) -> int:
+        """Insert records in one transaction (all or none); return how many were new."""
+        rows = [self._row(normalize_record(r)) for r in records]  # validate everything before writing
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO records (record_id, run_name, model, family, dataset, created_at, "
+                + ", ".join(INDEXED_METRICS) + ", record_json) VALUES ("
+                + ", ".join("?" * (7 + len(INDEXED_METRICS))) + ")",
+                rows)
+            return conn.total_changes - before
+
+    @staticmethod
+    def _row(record: dict[str, Any]) -> tuple[Any, ...]:
+        text = _canonical_json(record)
+        return (hashlib.sha256(text.encode()).hexdigest(), record["run_name"], record["model"], record["family"],
+                record["dataset"], record["created_at"],
+                *(record["metrics"].get(k) for k in INDEXED_METRICS), text)
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def records(self, *, dataset: str | None = None, model: str | None = None, family: str | None = None,
+                latest_only: bool = False) -> list[dict[str, Any]]:
+        """Stored records in insertion order, optionally filtered.
+
+        ``latest_only`` keeps the newest record (by ``created_at``) per run, dataset and protocol, so that
+        re-evaluating a run under the same protocol replaces its row on the board instead of adding one.
+        """
+        where, params = [], []
+        for column, value in (("dataset", dataset), ("model", model), ("family", family)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT record_json FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        out = [json.loads(text) for (text,) in self._conn.execute(sql, params)]
+        if latest_only:
+            newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+            for rec in out:
+                key = (rec["run_name"], rec["dataset"], _canonical_json(rec["protocol"]))
+                if key not in newest or _created(rec) >= _created(newest[key]):
+                    newest[key] = rec
+            keep = {id(r) for r in newest.values()}
+            out = [r for r in out if id(r) in keep]
+        return out
+
+    def __len__(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+
+    def datasets(self) -> list[str]:
+        return [d for (d,) in self._conn.execute("SELECT DISTINCT dataset FROM records ORDER BY dataset")]
+
+    # -- import / export ------------------------------------------------------------------------------------
+
+    def export_json(self, path: str | Path) -> int:
+        records = self.records()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(records, indent=1, allow_nan=False) + "\n")
+        return len(records)
+
+    def export_csv(self, path: str | Path) -> int:
+        records = self.records()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            records_to_csv(records, f)
+        return len(records)
+
+    def import_file(self, path: str | Path) -> int:
+        """Add the records of a ``.json`` (one record or a list), ``.jsonl`` or ``.csv`` file; return new count."""
+        return self.add_many(read_records(path))
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Records from a ``.json`` file (a record or a list of them), a ``.jsonl`` file, or a ``.csv`` export."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            return records_from_csv(f)
+    if suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, list) else [data]
+    raise ValueError(f"unknown record file type {path.suffix!r} for {path}; expected .json, .jsonl or .csv")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CSV: one column per top-level key, ``metrics.<k>`` and ``protocol.<k>`` flattened; an empty cell is null,
+# numbers are written with repr (exact for floats), lists and dicts as JSON.
+
+_TOP_COLUMNS = ("schema", "run_name", "model", "family", "dataset", "image_shape", "created_at", "train_time_s",
+                "checkpoint", "checkpoint_sha256", "git_commit", "wandb_url", "sample_grid", "config")
+_FLATTENED = ("metrics", "protocol")
+# Columns read back as strings even when they look like numbers (a run called "2024" stays a string).
+_STRING_COLUMNS = {*_STRING_KEYS, *_NULLABLE_STRING_KEYS, "family", "protocol.extractor",
+                   "protocol.extractor_weights_sha256", "protocol.reference_split", "protocol.nll_estimator"}
+_INT = re.compile(r"-?\d+")
+_FLOAT = re.compile(r"-?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
+
+
+def _csv_columns(records: Sequence[dict[str, Any]]) -> list[str]:
+    extra_top = sorted({k for r in records for k in r} - set(_TOP_COLUMNS) - set(_FLATTENED))
+    columns = [*_TOP_COLUMNS, *extra_top]
+    for section, known in (("metrics", METRIC_KEYS), ("protocol", PROTOCOL_KEYS)):
+        extra = sorted({k for r in records for k in r.get(section) or {}} - set(known))
+        columns += [f"{section}.{k}" for k in (*known, *extra)]
+    return columns
+
+
+def _to_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value, sort_keys=True, allow_nan=False)
+
+
+def _from_cell(column: str, cell: str) -> Any:
+    if cell == "":
+        return None
+    if column in _STRING_COLUMNS:
+        return cell
+    if _INT.fullmatch(cell):
+        return int(cell)
+    if _FLOAT.fullmatch(cell):
+        return float(cell)
+    try:
+        return json.loads(cell)  # lists, dicts, true / false
+    except ValueError:
+        return cell
+
+
+def records_to_csv(records: Sequence[dict[str, Any]], f: Any) -> None:
+    """Write records to the text file ``f`` as CSV (see the column rules above)."""
+    records = [normalize_record(r) for r in records]
+    columns = _csv_columns(records)
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    for rec in records:
+        row = []
+        for column in columns:
+            section, _, key = column.partition(".")
+            value = rec.get(section, {}).get(key) if key and section in _FLATTENED else rec.get(column)
+            row.append(_to_cell(value))
+        writer.writerow(row)
+
+
+def records_from_csv(f: Any) -> list[dict[str, Any]]:
+    """Read records written by :func:`records_to_csv` from the text file ``f``."""
+    records = []
+    for row in csv.DictReader(f):
+        rec: dict[str, Any] = {"metrics": {}, "protocol": {}}
+        for column, cell in row.items():
+            section, _, key = column.partition(".")
+            value = _from_cell(column, cell)
+            if key and section in _FLATTENED:
+                if value is not None or key in (METRIC_KEYS if section == "metrics" else PROTOCOL_KEYS):
+                    rec[section][key] = value
+            elif value is not None or column in _TOP_COLUMNS:
+                rec[column] = value
+        records.append(normalize_record(rec))
+    return records

@@ -1,0 +1,292 @@
+"""The dashboard in a real browser: tables and sample grids render, headers sort, selects filter, payloads stay text.
+
+Drives the system Chromium (``/usr/bin/chromium``, installed by ``scripts/install_browser.sh``) through
+Playwright, headless. Set ``LEADERBOARD_SCREENSHOT=docs/leaderboard.png`` to keep a screenshot of the page built
+from the realistic fake records below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from lightning_gen.leaderboard import main
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Realistic fake records: made-up numbers of plausible size, grids drawn with PIL.
+
+
+def _digit_grid(path: Path, seed: int, binary: bool, tiles: int = 8, size: int = 28) -> str:
+    rng = np.random.default_rng(seed)
+    grid = Image.new("L", (tiles * (size + 2) + 2, tiles * (size + 2) + 2), 90)
+    for i in range(tiles * tiles):
+        tile = Image.new("L", (size, size), 0)
+        draw = ImageDraw.Draw(tile)
+        pts = [tuple(rng.uniform(size // 5, size - size // 5, 2)) for _ in range(rng.integers(3, 6))]
+        draw.line(pts, fill=255, width=max(1, size // 10), joint="curve")
+        tile = tile.filter(ImageFilter.GaussianBlur(0.6))
+        if binary:
+            tile = tile.point(lambda v: 255 if v > 100 else 0)
+        grid.paste(tile, (2 + (i % tiles) * (size + 2), 2 + (i // tiles) * (size + 2)))
+    grid.save(path)
+    return str(path)
+
+
+def _colour_grid(path: Path, seed: int, tiles: int = 8, size: int = 32) -> str:
+    rng = np.random.default_rng(seed)
+    grid = Image.new("RGB", (tiles * (size + 2) + 2, tiles * (size + 2) + 2), (90, 90, 90))
+    for i in range(tiles * tiles):
+        low = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+        tile = Image.fromarray(low).resize((size, size), Image.BICUBIC)
+        noise = rng.normal(0, 12, size=(size, size, 3))
+        tile = Image.fromarray(np.clip(np.asarray(tile) + noise, 0, 255).astype(np.uint8))
+        grid.paste(tile, (2 + (i % tiles) * (size + 2), 2 + (i // tiles) * (size + 2)))
+    grid.save(path)
+    return str(path)
+
+
+def _record(run_name, model, family, dataset, shape, metrics, *, grid=None, estimator=None, extractor=None,
+            train_h=None, wandb=True) -> dict:
+    return {
+        "schema": 1, "run_name": run_name, "model": model, "family": family, "dataset": dataset,
+        "image_shape": list(shape), "metrics": metrics,
+        "protocol": {"extractor": extractor, "extractor_weights_sha256": "5f" * 32 if extractor else None,
+                     "num_samples": 10000 if extractor else None, "reference_split": "test",
+                     "image_size": [299, 299] if extractor == "inception-v3-compat" else list(shape[1:]),
+                     "nll_estimator": estimator, "num_test_images": 10000, "devices": 1},
+        "checkpoint": f"runs/{run_name}/checkpoints/last.ckpt", "checkpoint_sha256": "9e" * 32,
+        "config": {"model": {"class_path": f"lightning_gen.models.{model}"}, "data": {"dataset": dataset}},
+        "git_commit": "4c1d2e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d",
+        "wandb_url": f"https://wandb.ai/lightning-gen/leaderboard/runs/{run_name}" if wandb else None,
+        "sample_grid": grid, "created_at": "2026-05-09T07:35:25+00:00",
+        "train_time_s": None if train_h is None else train_h * 3600.0,
+    }
+
+
+def realistic_records(tmp: Path) -> list[dict]:
+    inc, lenet = "inception-v3-compat", "mnist-lenet"
+    c, b = (3, 32, 32), (1, 28, 28)
+    return [
+        _record("dcgan_cifar10", "DCGAN", "gan", "CIFAR10", c,
+                {"fid": 37.82, "is_mean": 6.42, "is_std": 0.08, "kid_mean": 0.0291, "kid_std": 0.0012,
+                 "samples_per_s": 21500.0, "num_params": 3_576_000},
+                grid=_colour_grid(tmp / "dcgan.png", 1), extractor=inc, train_h=2.1),
+        _record("wgan_gp_cifar10", "WGANGP", "gan", "CIFAR10", c,
+                {"fid": 31.05, "is_mean": 6.93, "is_std": 0.07, "kid_mean": 0.0243, "kid_std": 0.0011,
+                 "samples_per_s": 20800.0, "num_params": 3_576_000},
+                grid=_colour_grid(tmp / "wgan.png", 2), extractor=inc, train_h=5.5),
+        _record("gated_pixelcnn_cifar10", "GatedPixelCNN", "autoregressive", "CIFAR10", c,
+                {"fid": 65.3, "is_mean": 4.91, "is_std": 0.05, "nll_bpd": 3.18, "nll_nats": 6771.2,
+                 "samples_per_s": 1.9, "num_params": 4_930_000},
+                grid=_colour_grid(tmp / "gpcnn.png", 3), extractor=inc, estimator="exact", train_h=14.0),
+        _record("vae_cifar10", "VAE", "latent", "CIFAR10", c,
+                {"fid": 98.4, "is_mean": 3.88, "is_std": 0.04, "nll_bpd": 4.71, "nll_nats": 10029.0,
+                 "probe_acc": 0.412, "samples_per_s": 81000.0, "num_params": 2_310_000},
+                grid=_colour_grid(tmp / "vae.png", 4), extractor=inc, estimator="importance-weighted k=5000",
+                train_h=1.2, wandb=False),
+        _record("gated_pixelcnn_bmnist", "GatedPixelCNN", "autoregressive", "BinarizedMNIST", b,
+                {"nll_nats": 81.12, "nll_bpd": 0.1493, "samples_per_s": 38.0, "num_params": 1_204_000},
+                grid=_digit_grid(tmp / "gpcnn_b.png", 5, True), estimator="exact", train_h=1.6),
+        _record("pixelcnn_bmnist", "PixelCNN", "autoregressive", "BinarizedMNIST", b,
+                {"nll_nats": 81.92, "nll_bpd": 0.1507, "samples_per_s": 52.0, "num_params": 388_000},
+                grid=_digit_grid(tmp / "pcnn_b.png", 6, True), estimator="exact", train_h=0.9),
+        _record("row_lstm_bmnist", "RowLSTM", "autoregressive", "BinarizedMNIST", b,
+                {"nll_nats": 80.87, "nll_bpd": 0.1488, "samples_per_s": 11.0, "num_params": 611_000},
+                grid=_digit_grid(tmp / "rlstm_b.png", 7, True), estimator="exact", train_h=3.4),
+        _record("vae_bmnist", "VAE", "latent", "BinarizedMNIST", b,
+                {"nll_nats": 87.41, "nll_bpd": 0.1608, "probe_acc": 0.962, "samples_per_s": 95000.0,
+                 "num_params": 1_070_000},
+                grid=_digit_grid(tmp / "vae_b.png", 8, True), extractor=lenet,
+                estimator="importance-weighted k=5000", train_h=0.5),
+        _record("pixel_marginals_bmnist", "PixelMarginals", "baseline", "BinarizedMNIST", b,
+                {"nll_nats": 206.3, "nll_bpd": 0.3796, "samples_per_s": 2.5e6, "num_params": 784},
+                grid=_digit_grid(tmp / "marg_b.png", 9, True), estimator="exact", train_h=0.01, wandb=False),
+        _record("fvsbn_digits", "FVSBN", "autoregressive", "Digits", (1, 8, 8),
+                {"nll_nats": 41.7, "nll_bpd": 0.94, "samples_per_s": 900.0, "num_params": 2_080},
+                grid=_digit_grid(tmp / "fvsbn.png", 10, False, size=8), estimator="exact", train_h=0.02),
+    ]
+
+
+def build_page(tmp: Path, records: list[dict], monkeypatch) -> Path:
+    """The page as ``python -m lightning_gen leaderboard --import records.json`` builds it in a project folder."""
+    (tmp / "records.json").write_text(json.dumps(records))
+    monkeypatch.chdir(tmp)  # relative paths, as in a checkout: the page says "from results/leaderboard.sqlite"
+    assert main(["--db", "results/leaderboard.sqlite", "--out", "results/leaderboard/index.html",
+                 "--import", "records.json"]) == 0
+    return tmp / "results" / "leaderboard" / "index.html"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Browser
+
+
+@pytest.fixture(scope="module")
+def browsers():
+    """One Chromium for the module, started by the first test that calls :func:`chromium`."""
+    state: dict = {}
+    yield state
+    if "browser" in state:
+        state["browser"].close()
+        state["playwright"].stop()
+
+
+def chromium(state: dict):
+    # Checked inside the test, so a missing browser reports the test as FAILED (not skipped, not a setup error).
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: run scripts/install_browser.sh to install the system Chromium "
+                    "these browser tests drive")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the playwright package is missing: pip install playwright (its own browser downloads are "
+                    "not needed; run scripts/install_browser.sh for Chromium)")
+    if "browser" not in state:
+        state["playwright"] = sync_playwright().start()
+        state["browser"] = state["playwright"].chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+    return state["browser"]
+
+
+def open_page(browser, path: Path):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    problems: list[str] = []
+    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type in ("error", "warning") else None)
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on("request", lambda req: problems.append(f"network request: {req.url}")
+            if not req.url.startswith(("file:", "data:")) else None)
+    page.goto(path.resolve().as_uri())
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    return page, problems
+
+
+def visible_runs(page, dataset: str) -> list[str]:
+    return page.eval_on_selector_all(
+        f'section[data-dataset="{dataset}"] tbody tr.entry',
+        "rows => rows.filter(r => !r.hidden).map(r => r.getAttribute('data-run'))")
+
+
+def column_values(page, dataset: str, header: str) -> list[float | None]:
+    return page.evaluate(
+        """([ds, header]) => {
+            const table = document.querySelector(`section[data-dataset="${ds}"] table`);
+            const col = Array.from(table.tHead.rows[0].cells).findIndex(th => th.textContent === header);
+            if (col < 0) throw new Error("no column " + header);
+            return Array.from(table.tBodies[0].rows).map(r => {
+                const v = r.cells[col].getAttribute("data-sort");
+                return v === "" ? null : parseFloat(v);
+            });
+        }""", [dataset, header])
+
+
+def test_dashboard_in_browser(browsers, tmp_path, monkeypatch, request):
+    records = realistic_records(tmp_path)
+    page, problems = open_page(chromium(browsers), build_page(tmp_path, records, monkeypatch))
+
+    # One ranked table per dataset, with our runs and the published rows.
+    datasets = page.eval_on_selector_all("section.dataset", "s => s.map(x => x.getAttribute('data-dataset'))")
+    assert sorted(datasets) == ["BinarizedMNIST", "CIFAR10", "Digits"]
+    assert page.locator("table.board").count() == 3
+    assert page.locator("tr.entry.published").count() > 20
+    assert page.locator("tr.published .badge.pub").first.is_visible()
+
+    # Every run's sample grid decoded to a real image.
+    sizes = page.eval_on_selector_all("img.grid", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+    assert len(sizes) == len(records)
+    assert all(done and width > 0 for done, width in sizes), sizes
+
+    # CIFAR10 is ranked by FID, best first, rows without FID last.
+    fids = column_values(page, "CIFAR10", "FID")
+    known = [v for v in fids if v is not None]
+    assert known == sorted(known) and fids[: len(known)] == known
+    before = visible_runs(page, "CIFAR10")
+
+    # A header click reverses the order, a second restores it; a text column sorts alphabetically.
+    fid_header = page.locator('section[data-dataset="CIFAR10"] th', has_text="FID")
+    fid_header.click()
+    after = visible_runs(page, "CIFAR10")
+    assert after != before
+    known = [v for v in column_values(page, "CIFAR10", "FID") if v is not None]
+    assert known == sorted(known, reverse=True)
+    assert fid_header.get_attribute("aria-sort") == "descending"
+    fid_header.click()
+    assert visible_runs(page, "CIFAR10") == before
+    page.locator('section[data-dataset="BinarizedMNIST"] th', has_text="Model / run").click()
+    names = page.eval_on_selector_all('section[data-dataset="BinarizedMNIST"] tbody tr',
+                                      "rows => rows.map(r => r.cells[1].getAttribute('data-sort'))")
+    assert names == sorted(names, key=str.lower) and names != sorted(names, key=str.lower, reverse=True)
+    page.locator('section[data-dataset="BinarizedMNIST"] th', has_text="NLL (nats)").click()  # best first again
+    nats = [v for v in column_values(page, "BinarizedMNIST", "NLL (nats)") if v is not None]
+    assert nats == sorted(nats) and nats[0] == 79.20
+
+    # Filters: family hides other families' rows, dataset hides other sections.
+    page.select_option("#filter-family", "gan")
+    families = page.eval_on_selector_all("tr.entry", "rows => rows.filter(r => !r.hidden).map(r => r.dataset.family)")
+    assert families and set(families) == {"gan"}
+    assert set(visible_runs(page, "CIFAR10")) >= {"dcgan_cifar10", "wgan_gp_cifar10"}
+    page.select_option("#filter-family", "")
+    page.select_option("#filter-dataset", "BinarizedMNIST")
+    shown = page.eval_on_selector_all("section.dataset", "s => s.filter(x => !x.hidden).map(x => x.dataset.dataset)")
+    assert shown == ["BinarizedMNIST"]
+    page.uncheck("#filter-published")
+    assert page.locator('section[data-dataset="BinarizedMNIST"] tr.published:visible').count() == 0
+    page.check("#filter-published")
+    page.select_option("#filter-dataset", "")
+
+    # Plots are drawn, one point per run that has both coordinates.
+    assert page.locator('section[data-dataset="CIFAR10"] svg.plot').count() == 3
+    assert page.locator('section[data-dataset="CIFAR10"] svg.plot').first.locator("circle").count() == 4
+
+    # A click on a grid opens it large.
+    page.locator("img.grid").first.click()
+    assert page.locator("#lightbox").is_visible()
+    assert page.eval_on_selector("#lightbox img", "i => i.naturalWidth") > 0
+    page.keyboard.press("Escape")
+    assert not page.locator("#lightbox").is_visible()
+
+    page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / "leaderboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("LEADERBOARD_SCREENSHOT"):
+        target = request.config.invocation_params.dir / os.environ["LEADERBOARD_SCREENSHOT"]  # relative to pytest's cwd
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+    assert problems == []
+    page.close()
+
+
+PAYLOADS = ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>')
+
+
+def test_payloads_render_as_text(browsers, tmp_path, monkeypatch):
+    records = realistic_records(tmp_path)[:2]
+    records[0]["run_name"] = PAYLOADS[0]
+    records[0]["model"] = PAYLOADS[1]
+    records[0]["config"] = {"note": "</script><script>alert(2)</script>"}
+    records[0]["wandb_url"] = "javascript:alert(3)"
+    records[1]["run_name"] = PAYLOADS[2]
+    records[1]["dataset"] = PAYLOADS[1]
+    records[1]["protocol"]["extractor"] = PAYLOADS[0]
+    page, problems = open_page(chromium(browsers), build_page(tmp_path, records, monkeypatch))
+
+    assert problems == []  # no alert() dialog, no script error, no request for "x"
+    assert page.evaluate("document.scripts.length") == 1
+    assert page.locator("img[onerror], svg[onload], img[src='x']").count() == 0
+    assert page.locator('a[href^="javascript:"]').count() == 0
+    assert page.get_by_text(PAYLOADS[0], exact=True).first.is_visible()
+    assert page.locator("span.model", has_text=PAYLOADS[1]).first.is_visible()
+    assert page.locator("h2", has_text=PAYLOADS[1]).is_visible()
+    assert page.locator(f"select#filter-dataset option[value='{PAYLOADS[1]}']").count() == 1
+    page.close()

@@ -1,0 +1,566 @@
+"""Leaderboard store, references and dashboard HTML (no browser; see test_dashboard_browser.py for that)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lightning_gen.leaderboard import dashboard, main
+from lightning_gen.leaderboard.dashboard import METRICS, Entry, build_entries, choose_metric, rank, render_dashboard
+from lightning_gen.leaderboard.references import PUBLISHED, published_entries
+from lightning_gen.leaderboard.store import (
+    FAMILIES,
+    REQUIRED_KEYS,
+    SCHEMA_VERSION,
+    SchemaVersionError,
+    Store,
+    normalize_record,
+    read_records,
+    records_from_csv,
+    records_to_csv,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_grid(path: Path, seed: int, channels: int = 1, tiles: int = 4, size: int = 28) -> Path:
+    """A non-blank tiled PNG, like a sample grid."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, size=(tiles * size, tiles * size, channels), dtype=np.uint8)
+    img[::size] = 0  # tile borders
+    Image.fromarray(img[..., 0] if channels == 1 else img).save(path)
+    return path
+
+
+def make_record(run_name: str = "gated_pixelcnn_bmnist", **overrides) -> dict:
+    record = {
+        "schema": 1,
+        "run_name": run_name,
+        "model": "GatedPixelCNN",
+        "family": "autoregressive",
+        "dataset": "BinarizedMNIST",
+        "image_shape": [1, 28, 28],
+        "metrics": {"fid": None, "is_mean": None, "is_std": None, "kid_mean": None, "kid_std": None,
+                    "nll_nats": 82.41, "nll_bpd": 0.15166, "probe_acc": None, "samples_per_s": 3.7,
+                    "num_params": 1_204_737},
+        "protocol": {"extractor": "mnist-lenet", "extractor_weights_sha256": "ab" * 32, "num_samples": 10000,
+                     "reference_split": "test", "image_size": [28, 28], "nll_estimator": "exact",
+                     "num_test_images": 10000, "devices": 1},
+        "checkpoint": f"runs/{run_name}/checkpoints/last.ckpt",
+        "checkpoint_sha256": "cd" * 32,
+        "config": {"model": {"class_path": "lightning_gen.models.GatedPixelCNN",
+                             "init_args": {"channels": 64, "layers": [7, 3]}}, "trainer": {"max_epochs": 30}},
+        "git_commit": "0123456789abcdef0123456789abcdef01234567",
+        "wandb_url": f"https://wandb.ai/team/lightning_gen/runs/{run_name}",
+        "sample_grid": None,
+        "created_at": "2026-05-09T07:35:25+00:00",
+        "train_time_s": 5400.0,
+    }
+    for key, value in overrides.items():
+        if key in ("metrics", "protocol"):
+            record[key] = {**record[key], **value}
+        else:
+            record[key] = value
+    return record
+
+
+def gan_record(run_name: str, fid: float, **overrides) -> dict:
+    metrics = {"fid": fid, "is_mean": 6.0, "is_std": 0.1, "kid_mean": 0.03, "kid_std": 0.001, "nll_nats": None,
+               "nll_bpd": None, "samples_per_s": 5000.0, **overrides.pop("metrics", {})}
+    protocol = {"extractor": "inception-v3-compat", "num_samples": 10000, "nll_estimator": None,
+                "image_size": [299, 299], **overrides.pop("protocol", {})}
+    fields = {"model": "DCGAN", "family": "gan", "dataset": "CIFAR10", "image_shape": [3, 32, 32], **overrides}
+    return make_record(run_name, metrics=metrics, protocol=protocol, **fields)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Store
+
+
+def test_round_trip_and_duplicates(tmp_path):
+    rec = make_record()
+    with Store(tmp_path / "lb.sqlite") as store:
+        assert store.add(rec) is True
+        assert store.add(copy.deepcopy(rec)) is False  # identical record: stored once
+        assert store.add(make_record(metrics={"nll_nats": 82.0})) is True
+        assert len(store) == 2
+        assert store.records()[0] == rec
+    with Store(tmp_path / "lb.sqlite") as store:  # persisted
+        assert [r["metrics"]["nll_nats"] for r in store.records()] == [82.41, 82.0]
+
+
+def test_absent_optional_keys_are_stored_as_null(tmp_path):
+    rec = make_record()
+    for key in ("wandb_url", "sample_grid", "config", "train_time_s"):
+        del rec[key]
+    del rec["metrics"]["fid"], rec["protocol"]["devices"]
+    with Store(tmp_path / "lb.sqlite") as store:
+        store.add(rec)
+        (got,) = store.records()
+    assert got["wandb_url"] is None and got["config"] is None
+    assert got["metrics"]["fid"] is None and got["protocol"]["devices"] is None
+    assert got == normalize_record(rec)
+
+
+@pytest.mark.parametrize("key", REQUIRED_KEYS)
+def test_missing_required_key_is_named(tmp_path, key):
+    rec = make_record()
+    del rec[key]
+    with Store(tmp_path / "lb.sqlite") as store:
+        with pytest.raises(ValueError, match=repr(key)):
+            store.add(rec)
+        assert len(store) == 0
+
+
+@pytest.mark.parametrize("key, value, named", [
+    ("family", "diffusion", "family"),
+    ("image_shape", [28, 28], "image_shape"),
+    ("created_at", "yesterday", "created_at"),
+    ("metrics", {"fid": float("nan")}, "metrics.fid"),
+    ("metrics", {"nll_bpd": "0.15"}, "metrics.nll_bpd"),
+    ("schema", 2, "schema"),
+    ("run_name", "", "run_name"),
+])
+def test_invalid_values_are_refused(tmp_path, key, value, named):
+    rec = make_record(**{key: value})
+    with Store(tmp_path / "lb.sqlite") as store:
+        with pytest.raises(ValueError, match=named):
+            store.add(rec)
+
+
+def test_add_many_is_all_or_nothing(tmp_path):
+    bad = make_record("bad")
+    del bad["dataset"]
+    with Store(tmp_path / "lb.sqlite") as store:
+        with pytest.raises(ValueError, match="'dataset'"):
+            store.add_many([make_record("good"), bad])
+        assert len(store) == 0
+
+
+def test_values_are_bound_not_formatted(tmp_path):
+    name = "x'); DROP TABLE records; --"
+    with Store(tmp_path / "lb.sqlite") as store:
+        store.add(make_record(name, dataset="MNIST' OR '1'='1"))
+        assert store.records(dataset="MNIST' OR '1'='1")[0]["run_name"] == name
+        assert store.records(dataset="MNIST") == []
+        assert len(store) == 1
+
+
+def test_filters_and_latest_only(tmp_path):
+    with Store(tmp_path / "lb.sqlite") as store:
+        store.add(make_record("a", created_at="2026-05-01T00:00:00+00:00", metrics={"nll_nats": 90.0}))
+        store.add(make_record("a", created_at="2026-05-02T00:00:00+00:00", metrics={"nll_nats": 85.0}))
+        store.add(make_record("a", protocol={"nll_estimator": "importance-weighted k=5000"}))  # another protocol
+        store.add(gan_record("g", 40.0))
+        assert {r["run_name"] for r in store.records(family="gan")} == {"g"}
+        assert len(store.records(dataset="BinarizedMNIST")) == 3
+        latest = store.records(dataset="BinarizedMNIST", latest_only=True)
+        assert sorted(r["metrics"]["nll_nats"] for r in latest) == [82.41, 85.0]
+        assert store.datasets() == ["BinarizedMNIST", "CIFAR10"]
+
+
+def test_latest_only_compares_times_not_strings(tmp_path):
+    with Store(tmp_path / "lb.sqlite") as store:
+        store.add(make_record("a", created_at="2026-05-01T23:30:00+00:00", metrics={"nll_nats": 85.0}))
+        store.add(make_record("a", created_at="2026-05-02T01:00:00+02:00", metrics={"nll_nats": 90.0}))  # earlier
+        (latest,) = store.records(latest_only=True)
+    assert latest["metrics"]["nll_nats"] == 85.0
+
+
+_WRITER = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from lightning_gen.leaderboard.store import Store
+db, records, go = sys.argv[1:4]
+records = json.loads(Path(records).read_text())
+while not Path(go).exists():
+    time.sleep(0.001)
+store = Store(db)  # both writers also race to create the database
+for rec in records:
+    store.add(rec)
+store.close()
+"""
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    db = tmp_path / "lb.sqlite"
+    go = tmp_path / "go"
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER.format(repo=str(REPO)))
+    procs = []
+    for w in range(2):
+        recs = [make_record(f"writer{w}-run{i:03d}", metrics={"nll_nats": 80.0 + i / 10}) for i in range(200)]
+        (tmp_path / f"records{w}.json").write_text(json.dumps(recs))
+        procs.append(subprocess.Popen([sys.executable, str(script), str(db), str(tmp_path / f"records{w}.json"),
+                                       str(go)], stderr=subprocess.PIPE, text=True))
+    time.sleep(0.5)  # let both interpreters start and wait at the barrier
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    with Store(db) as store:
+        names = [r["run_name"] for r in store.records()]
+    assert len(names) == 400
+    assert set(names) == {f"writer{w}-run{i:03d}" for w in range(2) for i in range(200)}
+    # and the writes really did interleave, so the test exercised the locking
+    first_writer = [n.startswith("writer0") for n in names]
+    assert any(a != b for a, b in zip(first_writer, first_writer[1:]))
+
+
+def test_wal_mode(tmp_path):
+    Store(tmp_path / "lb.sqlite").close()
+    conn = sqlite3.connect(tmp_path / "lb.sqlite")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_schema_version_recorded_and_newer_refused(tmp_path):
+    db = tmp_path / "lb.sqlite"
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        store.add(make_record())
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        Store(db)
+
+
+def test_migrates_an_empty_database_file(tmp_path):
+    db = tmp_path / "lb.sqlite"
+    sqlite3.connect(db).close()  # an existing file at version 0
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        store.add(make_record())
+        assert len(store) == 1
+
+
+def test_missing_database_not_created_on_request(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        Store(tmp_path / "none.sqlite", create=False)
+    assert not (tmp_path / "none.sqlite").exists()
+
+
+def _varied_records() -> list[dict]:
+    return [
+        make_record(),
+        make_record('run, with "quotes"\nand a newline, ünïcode', metrics={"nll_bpd": 1e-05, "custom": 2.5}),
+        gan_record("dcgan_cifar", 41.37, protocol={"extra_field": "x"}, train_time_s=None, wandb_url=None),
+        make_record("2024", model="VAE", family="latent", config={"nested": {"list": [1, 2.5, None, "s"]}}),
+    ]
+
+
+def test_json_export_import_equality(tmp_path):
+    with Store(tmp_path / "a.sqlite") as a:
+        a.add_many(_varied_records())
+        assert a.export_json(tmp_path / "out.json") == 4
+        with Store(tmp_path / "b.sqlite") as b:
+            assert b.import_file(tmp_path / "out.json") == 4
+            assert b.records() == a.records()
+        assert a.import_file(tmp_path / "out.json") == 0  # importing an export again adds nothing
+
+
+def test_csv_export_import_equality(tmp_path):
+    with Store(tmp_path / "a.sqlite") as a:
+        a.add_many(_varied_records())
+        a.export_csv(tmp_path / "out.csv")
+        with Store(tmp_path / "b.sqlite") as b:
+            assert b.import_file(tmp_path / "out.csv") == 4
+            assert b.records() == a.records()
+    header = (tmp_path / "out.csv").read_text().splitlines()[0].split(",")
+    assert {"run_name", "metrics.fid", "metrics.nll_bpd", "metrics.custom", "protocol.extractor",
+            "protocol.num_samples", "protocol.extra_field"} <= set(header)
+    assert "metrics" not in header and "protocol" not in header
+
+
+def test_csv_keeps_types(tmp_path):
+    (got,) = records_from_csv(_csv_text([make_record("7", metrics={"num_params": 12, "fid": 3.0})]))
+    assert got["run_name"] == "7"
+    assert isinstance(got["metrics"]["num_params"], int) and isinstance(got["metrics"]["fid"], float)
+    assert got["protocol"]["image_size"] == [28, 28]
+
+
+def _csv_text(records):
+    import io
+
+    buf = io.StringIO()
+    records_to_csv(records, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_read_records_formats(tmp_path):
+    rec = make_record()
+    (tmp_path / "one.json").write_text(json.dumps(rec))
+    (tmp_path / "many.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps(gan_record("g", 1.0)) + "\n")
+    assert read_records(tmp_path / "one.json") == [rec]
+    assert len(read_records(tmp_path / "many.jsonl")) == 2
+    with pytest.raises(ValueError, match="expected .json"):
+        read_records(tmp_path / "x.txt")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# References
+
+
+def test_references_are_well_formed():
+    assert len(PUBLISHED) >= 20
+    for ref in PUBLISHED:
+        assert ref.metric in METRICS and ref.family in FAMILIES and ref.source and ref.protocol
+    by_key = {(r.model, r.dataset, r.metric, r.source): r.value for r in PUBLISHED}
+    # spot checks against REFERENCE.md
+    assert by_key[("PixelRNN (Diagonal BiLSTM, 7 layers, h=16)", "BinarizedMNIST", "nll_nats",
+                   "van den Oord et al. 2016, arXiv 1601.06759, Table 4")] == 79.20
+    assert by_key[("PixelCNN++", "CIFAR10", "nll_bpd", "Salimans et al. 2017")] == 2.92
+    assert by_key[("DCGAN", "CIFAR10", "fid", "PyTorch-StudioGAN benchmark")] == 48.29
+
+
+def test_published_entries_group_one_source():
+    dcgan = [e for e in published_entries("CIFAR10")
+             if e["model"] == "DCGAN" and e["source"] == "PyTorch-StudioGAN benchmark"]
+    assert len(dcgan) == 1 and dcgan[0]["metrics"] == {"is_mean": 6.11, "fid": 48.29}
+
+
+class _Page(HTMLParser):
+    """Collects tags with attributes, table rows as (attrs, text) and all text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.rows: list[tuple[dict, str]] = []
+        self.text: list[str] = []
+        self.scripts: list[str] = []
+        self._row: tuple[dict, list[str]] | None = None
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append((tag, attrs))
+        if tag == "tr":
+            self._row = (attrs, [])
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            self.rows.append((self._row[0], " ".join(self._row[1])))
+            self._row = None
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts.append(data)
+            return
+        self.text.append(data)
+        if self._row is not None:
+            self._row[1].append(data)
+
+
+def _parse(page: str) -> _Page:
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_published_rows_on_the_board_and_marked():
+    page = _parse(render_dashboard(build_entries([])))
+    published = [(a, t) for a, t in page.rows if "published" in a.get("class", "").split()]
+    assert len(published) == len(published_entries())
+    for ref in PUBLISHED:
+        shown = dashboard._fmt_metric(ref.metric, ref.value)
+        assert any(ref.model in t and shown in t and ref.source in t and "published" in t for _, t in published), ref
+    # ranked by NLL on Binarized MNIST: the Diagonal BiLSTM's 79.20 is first
+    bmnist = [t for a, t in published if "79.20" in t or "80.54" in t]
+    assert bmnist[0].lstrip().startswith("1 ")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Ranking
+
+
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_rank_follows_metric_direction(metric):
+    values = [3.0, 1.0, None, 2.0, 1.0]
+    entries = [Entry(model=f"m{i}", family="gan", dataset="D", metrics={metric: v}) for i, v in enumerate(values)]
+    ranked = rank(entries, metric)
+    got = [e.metrics[metric] for _, e in ranked]
+    expect = [1.0, 1.0, 2.0, 3.0] if METRICS[metric].lower_is_better else [3.0, 2.0, 1.0, 1.0]
+    assert got == expect + [None]
+    ranks = [r for r, _ in ranked]
+    assert ranks == ([1, 1, 3, 4, None] if METRICS[metric].lower_is_better else [1, 2, 3, 3, None])
+
+
+def test_choose_metric():
+    e = lambda **m: Entry(model="m", family="gan", dataset="D", metrics=m)  # noqa: E731
+    assert choose_metric([e(fid=1.0, is_mean=2.0), e(nll_bpd=3.0)]) == "fid"
+    assert choose_metric([e(fid=1.0), e(nll_bpd=3.0)], "nll_bpd") == "nll_bpd"
+    assert choose_metric([e(nll_bpd=3.0)], "fid") == "nll_bpd"  # preferred absent: fall back
+    assert choose_metric([e(nll_nats=80.0), e(nll_nats=81.0), e(nll_bpd=0.15)]) == "nll_nats"
+    assert choose_metric([e()]) is None
+    with pytest.raises(ValueError, match="unknown metric"):
+        choose_metric([e()], "accuracy")
+
+
+def test_dashboard_ranks_runs_among_published(tmp_path):
+    records = [gan_record("wgan_gp_ours", 35.5), gan_record("dcgan_ours", 60.1)]
+    page = _parse(render_dashboard(build_entries(records), metric="fid"))
+    cifar = [t for a, t in page.rows if a.get("class", "").startswith("entry")
+             and ("_ours" in t or "CIFAR10" in t or "Inception-v3" in t)]
+    fids = [float(x.split()[0]) for x in (_fid_of(t) for t in cifar) if x]
+    assert fids == sorted(fids) and 35.5 in fids and 48.29 in fids and 60.1 in fids
+    order = [t for t in cifar if "_ours" in t]
+    assert "wgan_gp_ours" in order[0]
+
+
+def _fid_of(row_text: str) -> str | None:
+    for token in row_text.split():
+        try:
+            v = float(token)
+        except ValueError:
+            continue
+        if v in (26.08, 28.95, 35.5, 48.29, 53.98, 60.1, 107.68):
+            return token
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Page content and escaping
+
+
+def test_protocol_printed_beside_numbers():
+    page = render_dashboard(build_entries([gan_record("g", 41.0), make_record()], include_published=False))
+    text = "".join(_parse(page).text)
+    assert "41.00inception-v3-compat · 10k samples vs test" in text
+    assert "0.152exact · 10k test images" in text  # bits/dim; nats would be the same number again
+
+
+def test_sample_grid_embedded_as_data_uri(tmp_path):
+    grid = make_grid(tmp_path / "grid.png", seed=0)
+    page = _parse(render_dashboard(build_entries([make_record(sample_grid=str(grid))], include_published=False)))
+    (img,) = [a for t, a in page.tags if t == "img" and "grid" in a.get("class", "")]
+    assert img["src"].startswith("data:image/png;base64,")
+    assert base64.b64decode(img["src"].split(",", 1)[1]) == grid.read_bytes()
+
+
+def test_relative_grid_path_resolved_from_root(tmp_path):
+    (tmp_path / "samples").mkdir()
+    make_grid(tmp_path / "samples" / "g.png", seed=1)
+    entries = build_entries([make_record(sample_grid="samples/g.png")], include_published=False, roots=[tmp_path])
+    assert entries[0].sample_grid == tmp_path / "samples" / "g.png"
+    missing = build_entries([make_record(sample_grid="samples/none.png")], include_published=False, roots=[tmp_path])
+    assert "grid not found" in render_dashboard(missing)
+
+
+PAYLOADS = ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>')
+
+
+def hostile_records(tmp_path: Path) -> list[dict]:
+    grid = make_grid(tmp_path / "h.png", seed=2)
+    return [
+        make_record(PAYLOADS[0], model=PAYLOADS[1], sample_grid=str(grid),
+                    config={"note": "</script><script>alert(2)</script>"}, wandb_url="javascript:alert(3)"),
+        gan_record(PAYLOADS[2], 40.0, dataset=PAYLOADS[1], checkpoint=PAYLOADS[0],
+                   protocol={"extractor": PAYLOADS[1]}, metrics={"num_params": 1000.0}),
+    ]
+
+
+def test_strings_from_records_are_escaped(tmp_path):
+    page_html = render_dashboard(build_entries(hostile_records(tmp_path)))
+    page = _parse(page_html)
+    assert [t for t, _ in page.tags].count("script") == 1  # only our own
+    assert not [a for t, a in page.tags if any(k.startswith("on") for k in a)]  # no event handlers at all
+    assert not [a for t, a in page.tags if t == "img" and a.get("src") == "x"]
+    assert not [a for t, a in page.tags if t == "a" and not a.get("href", "").startswith("https://")]
+    text = "".join(page.text)
+    for payload in PAYLOADS:
+        assert payload in text  # shown as text
+    assert "</script><script>alert(2)</script>" in text
+    assert "alert" not in "".join(page.scripts)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line and W&B
+
+
+def test_main_imports_exports_and_writes_page(tmp_path, capsys):
+    grid = make_grid(tmp_path / "g.png", seed=3, channels=3, size=32)
+    (tmp_path / "in.json").write_text(json.dumps([gan_record("dcgan_a", 44.0, sample_grid=str(grid)),
+                                                  make_record()]))
+    out = tmp_path / "site" / "index.html"
+    argv = ["--db", str(tmp_path / "lb.sqlite"), "--out", str(out), "--import", str(tmp_path / "in.json"),
+            "--export", str(tmp_path / "all.csv"), "--metric", "kid_mean"]
+    assert main(argv) == 0
+    page = out.read_text()
+    assert "dcgan_a" in page and "gated_pixelcnn_bmnist" in page and "data:image/png;base64," in page
+    assert "Ranked by <b>KID</b>" in page
+    assert len(read_records(tmp_path / "all.csv")) == 2
+    assert main(["--db", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "pub.html")]) == 0
+    assert not (tmp_path / "none.sqlite").exists()
+    assert "published" in (tmp_path / "pub.html").read_text()
+    with pytest.raises(SystemExit):
+        main(["--metric", "accuracy"])
+
+
+def test_grids_found_relative_to_the_database(tmp_path, monkeypatch):
+    # as the benchmark stores them: <db folder>/grids/<run>.png, recorded relative to where it ran
+    (tmp_path / "results" / "grids").mkdir(parents=True)
+    make_grid(tmp_path / "results" / "grids" / "a.png", seed=5)
+    with Store(tmp_path / "results" / "lb.sqlite") as store:
+        store.add(make_record("a", sample_grid="results/grids/a.png"))
+    monkeypatch.chdir(tmp_path / "results")  # not where the benchmark ran
+    assert main(["--db", str(tmp_path / "results" / "lb.sqlite"), "--out", "index.html"]) == 0
+    assert "data:image/png;base64," in (tmp_path / "results" / "index.html").read_text()
+
+
+def test_script_wrapper_runs(tmp_path):
+    out = tmp_path / "index.html"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "leaderboard.py"), "--db",
+                           str(tmp_path / "none.sqlite"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+
+
+def test_wandb_table_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))  # no stored credentials either
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "data"))  # where the table's media are staged
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    grid = make_grid(tmp_path / "g.png", seed=4)
+    with Store(tmp_path / "lb.sqlite") as store:
+        store.add(make_record(sample_grid=str(grid)))
+        store.add(gan_record("dcgan_w", 40.0))
+    assert main(["--db", str(tmp_path / "lb.sqlite"), "--out", str(tmp_path / "i.html"), "--wandb",
+                 "--wandb-project", "lb-test"]) == 0
+
+    (table_file,) = tmp_path.glob("wandb/offline-run-*/files/media/table/leaderboard_*.table.json")
+    table = json.loads(table_file.read_text())
+    cols = table["columns"]
+    rows = [dict(zip(cols, row)) for row in table["data"]]
+    assert {"dataset", "rank", "published", "run_name", "fid", "nll_nats", "samples"} <= set(cols)
+    ours = {r["run_name"]: r for r in rows if not r["published"]}
+    assert set(ours) == {"gated_pixelcnn_bmnist", "dcgan_w"}
+    assert ours["dcgan_w"]["fid"] == 40.0 and ours["gated_pixelcnn_bmnist"]["nll_nats"] == 82.41
+    assert len([r for r in rows if r["published"]]) == len(published_entries())
+    # The sample grid went along as an image cell; W&B stages a table's media in the run's artifact.
+    assert ours["gated_pixelcnn_bmnist"]["samples"] is not None and ours["dcgan_w"]["samples"] is None
+    staged = [p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert grid.read_bytes() in staged
