@@ -3,6 +3,7 @@
     python -m lightning_gen fit --config configs/fvsbn_digits.yaml
     python -m lightning_gen fit --model FVSBN --data Digits --trainer.max_epochs 5
     python -m lightning_gen sample CHECKPOINT --num-samples 64 --out grid.png
+    python -m lightning_gen benchmark CHECKPOINT [CHECKPOINT ...] [--num-samples N] [--devices 2 --strategy ddp]
     python -m lightning_gen leaderboard [--db results/leaderboard.sqlite] [--out results/leaderboard/index.html]
 
 Any model pairs with any data module: the data module's ``image_shape``, ``num_levels`` and ``num_classes``
@@ -60,6 +61,7 @@ def _lazy_main(module: str) -> Callable[[list[str]], int]:
 #: Commands beside LightningCLI's subcommands: name -> main(argv) returning an exit code.
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "sample": sample_main,
+    "benchmark": _lazy_main("lightning_gen.benchmark"),
     "leaderboard": _lazy_main("lightning_gen.leaderboard"),
 }
 

@@ -1,4 +1,5 @@
 import os
+import tempfile
 import sys
 from pathlib import Path
 
@@ -6,6 +7,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("WANDB_MODE", "offline")
+# Derived files (decoded image folders, reference statistics) of the test session stay out of the user's cache.
+os.environ.setdefault("LIGHTNING_GEN_CACHE", tempfile.mkdtemp(prefix="lightning_gen_test_cache_"))
 
 from helpers import make_fake_data_root  # noqa: E402
 

@@ -291,7 +291,8 @@ def test_image_folder_cache_is_reused_and_follows_changes(tmp_path, monkeypatch)
     assert len(list(cache.glob("*.pt"))) == 3
 
 
-def test_image_folder_datamodule_splits(tmp_path):
+def test_image_folder_datamodule_splits(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_GEN_CACHE", str(tmp_path / "cache"))
     for i in range(30):
         save_image(tmp_path / "faces" / ("a" if i % 3 else "b") / f"{i:02d}.png", (i, 2 * i, 3 * i))
     dm = ImageFolder("faces", size=16, root=str(tmp_path), val_size=5, test_size=4, batch_size=4)

@@ -126,13 +126,21 @@ def test_any_model_pairs_with_any_data_from_the_command_line(tmp_path, monkeypat
           "--trainer.logger", "false"])
 
 
+#: Paper-sized configs too large for one CPU step in CI: the debug run shrinks the net, keeping everything else.
+CPU_DEBUG_OVERRIDES = {
+    "gated_pixelcnn_cifar10": ["--model.init_args.layers", "2", "--model.init_args.channels", "12",
+                               "--model.init_args.head_channels", "24", "--data.init_args.batch_size", "8"],
+}
+
+
 @pytest.mark.parametrize("config", config_paths(), ids=lambda p: p.stem)
 def test_config_fast_dev_run(config, fake_data_root, tmp_path, monkeypatch):
     """Every model config in configs/ trains and validates one batch (on tiny fake files in the real formats)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(DATA_ENV, str(fake_data_root))
     main(["fit", "--config", str(config), "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
-          "--trainer.devices", "1", "--trainer.default_root_dir", str(tmp_path)])
+          "--trainer.devices", "1", "--trainer.default_root_dir", str(tmp_path),
+          *CPU_DEBUG_OVERRIDES.get(config.stem, [])])
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 DATA_ENV = "LIGHTNING_GEN_DATA"
+CACHE_ENV = "LIGHTNING_GEN_CACHE"
 SPLITS = ("train", "val", "test")
 
 
@@ -25,6 +26,12 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
     if root is None or str(root) == "":
         root = os.environ.get(DATA_ENV) or Path.home() / ".cache" / "lightning_gen"
     return Path(root).expanduser()
+
+
+def cache_root() -> Path:
+    """Where derived files go (decoded image folders, reference statistics): ``$LIGHTNING_GEN_CACHE``, else
+    ``~/.cache/lightning_gen/cache``. Never the data root, which may be shared and read-only."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lightning_gen" / "cache").expanduser()
 
 
 class DataFilesMissing(FileNotFoundError):

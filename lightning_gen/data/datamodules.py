@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import torch
 from torch import Tensor
 
-from lightning_gen.data.base import DataFilesMissing, ImageDataModule, missing_files_error, online
+from lightning_gen.data.base import DataFilesMissing, ImageDataModule, cache_root, missing_files_error, online
 from lightning_gen.data.readers import (class_names, existing, read_amat, read_cifar_batch, read_idx_pair,
                                         read_image_folder)
 
@@ -314,7 +314,7 @@ class ImageFolder(ImageDataModule):
     Labels are the sorted first-level subfolder names (``num_classes`` of them); a folder without subfolders has
     no labels (``y = -1``, ``num_classes=0``). A relative ``folder`` is taken under the data root. There is no
     official split: ``test_size`` and ``val_size`` images (defaults 5,000 each) are held out by fixed
-    permutations drawn with ``split_seed``. The decoded images are cached in ``<root>/cache/image_folder/`` (keyed
+    permutations drawn with ``split_seed``. The decoded images are cached in ``$LIGHTNING_GEN_CACHE/image_folder/`` (default ``~/.cache/lightning_gen/cache``) (keyed
     by folder, size, channels and every file's size and modification time) when the root is writable.
     """
 
@@ -348,7 +348,7 @@ class ImageFolder(ImageDataModule):
     def load(self, split: str) -> tuple[Tensor, Tensor]:
         self.prepare_data()
         if self._all is None:
-            cache_dir = self.root / "cache" / "image_folder" if self.cache else None
+            cache_dir = cache_root() / "image_folder" if self.cache else None
             x, y, _ = read_image_folder(self.folder, size=self.size, channels=self.channels, cache_dir=cache_dir)
             self._all = x, y
         x, y = self._all

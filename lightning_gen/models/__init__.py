@@ -2,5 +2,6 @@
 
 from lightning_gen.models.base import GenerativeModule, LikelihoodModule, NoLikelihoodError, from_levels, to_levels
 from lightning_gen.models.fvsbn import FVSBN
+from lightning_gen.models.pixelcnn import GatedPixelCNN, PixelCNN
 
-__all__ = ["FVSBN", "GenerativeModule", "LikelihoodModule", "NoLikelihoodError", "from_levels", "to_levels"]
+__all__ = ["FVSBN", "GatedPixelCNN", "PixelCNN", "GenerativeModule", "LikelihoodModule", "NoLikelihoodError", "from_levels", "to_levels"]

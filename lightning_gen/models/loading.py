@@ -23,6 +23,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Ge
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save's zip archive, or a pickle
+        raise CheckpointError(f"{path} is not a checkpoint: not a file written by torch.save "
+                              "(write checkpoints with `python -m lightning_gen fit`)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
