@@ -1,1 +1,44 @@
-"""FID / IS / KID / NLL metrics and the feature-extractor registry."""
+"""Sample-quality and likelihood metrics: pure functions, a feature-extractor registry, cached reference
+statistics and torchmetrics wrappers for DDP."""
+
+from lightning_gen.metrics.features import (
+    INCEPTION_WEIGHTS_ENV,
+    Extracted,
+    ExtractorWeightsMissing,
+    FeatureExtractor,
+    available_extractors,
+    get_extractor,
+    register_extractor,
+)
+from lightning_gen.metrics.functional import (
+    compute_features,
+    feature_stats,
+    fid_from_features,
+    fid_from_stats,
+    inception_score,
+    kid,
+)
+from lightning_gen.metrics.stats_cache import ReferenceStats, StatsCache, StatsKey, reference_stats
+from lightning_gen.metrics.torchmetrics_wrappers import NLLSum, SampleFeatures
+
+__all__ = [
+    "INCEPTION_WEIGHTS_ENV",
+    "Extracted",
+    "ExtractorWeightsMissing",
+    "FeatureExtractor",
+    "NLLSum",
+    "ReferenceStats",
+    "SampleFeatures",
+    "StatsCache",
+    "StatsKey",
+    "available_extractors",
+    "compute_features",
+    "feature_stats",
+    "fid_from_features",
+    "fid_from_stats",
+    "get_extractor",
+    "inception_score",
+    "kid",
+    "reference_stats",
+    "register_extractor",
+]

@@ -1,0 +1,179 @@
+"""FID, Inception Score and KID as pure functions of features, statistics in float64.
+
+- FID [1]: Frechet distance between Gaussians fitted to two feature sets,
+  ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``. The matrix square root and its handling of near-singular
+  covariances and of round-off imaginary parts follow pytorch-fid's ``calculate_frechet_distance``.
+- IS [2]: ``exp(E_x KL(p(y|x) || p(y)))`` over ``splits`` chunks of the samples, mean and std over chunks, as in
+  torch-fidelity (float64, samples shuffled by a seeded permutation first so that samples drawn class by class
+  do not give one class per chunk).
+- KID [3]: unbiased MMD^2 with the cubic polynomial kernel ``(x.y / D + 1)^3``, averaged over random subsets,
+  as in torch-fidelity.
+
+With ``seed=2020`` :func:`inception_score` and :func:`kid` reproduce torch-fidelity's defaults exactly.
+
+[1] arXiv 1706.08500 (Heusel et al.)  [2] arXiv 1606.03498 (Salimans et al.)  [3] arXiv 1801.01401 (Binkowski et al.)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from scipy import linalg
+from torch import Tensor
+
+ArrayLike = Tensor | np.ndarray
+
+
+def _as_f64(x: ArrayLike, name: str, ndim: int) -> np.ndarray:
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+# ---- FID ---------------------------------------------------------------------------------------------------------
+def feature_stats(features: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(D,)`` and unbiased covariance ``(D, D)`` of features ``(N, D)``, in float64."""
+    f = _as_f64(features, "features", 2)
+    if f.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors for a covariance, got {f.shape[0]}")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def fid_from_stats(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike, *, eps: float = 1e-6) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    If the product of the covariances is too singular for a finite square root, ``eps`` is added to both
+    diagonals (pytorch-fid); imaginary parts larger than round-off (diagonal beyond 1e-3) are an error.
+    """
+    mu1, mu2 = _as_f64(mu1, "mu1", 1), _as_f64(mu2, "mu2", 1)
+    sigma1, sigma2 = _as_f64(sigma1, "sigma1", 2), _as_f64(sigma2, "sigma2", 2)
+    d = mu1.shape[0]
+    if mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise ValueError(f"statistics do not match: mu1 {mu1.shape}, sigma1 {sigma1.shape}, mu2 {mu2.shape}, "
+                         f"sigma2 {sigma2.shape}")
+    diff = mu1 - mu2
+    with warnings.catch_warnings():  # singular products are handled below, as pytorch-fid does
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            warnings.warn(f"FID: the product of the covariances is singular; adding {eps} to their diagonals",
+                          RuntimeWarning, stacklevel=2)
+            offset = np.eye(d) * eps
+            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"FID: matrix square root has an imaginary component {np.abs(covmean.imag).max():.3g}")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def fid_from_features(features1: ArrayLike, features2: ArrayLike) -> float:
+    """FID between two feature sets ``(N1, D)`` and ``(N2, D)``."""
+    for name, f in (("features1", features1), ("features2", features2)):
+        n, d = f.shape
+        if n <= d:
+            warnings.warn(f"FID: {name} has {n} samples for {d} dimensions; its covariance is singular and the "
+                          "FID is strongly biased (use more samples than dimensions)", RuntimeWarning, stacklevel=2)
+    return fid_from_stats(*feature_stats(features1), *feature_stats(features2))
+
+
+# ---- Inception Score ---------------------------------------------------------------------------------------------
+def inception_score(logits: ArrayLike, splits: int = 10, *, shuffle: bool = True, seed: int = 0) -> dict[str, float]:
+    """Inception Score of classifier logits ``(N, K)``: ``{"is_mean", "is_std"}`` over ``splits`` chunks."""
+    x = torch.from_numpy(_as_f64(logits, "logits", 2))
+    n = x.shape[0]
+    if not 1 <= splits <= n:
+        raise ValueError(f"splits must be in 1..{n} (the number of samples), got {splits}")
+    if shuffle:
+        x = x[np.random.RandomState(seed).permutation(n)]
+    p, log_p = x.softmax(dim=1), x.log_softmax(dim=1)
+    scores = []
+    for i in range(splits):
+        chunk = slice(i * n // splits, (i + 1) * n // splits)
+        log_q = p[chunk].mean(dim=0, keepdim=True).log()  # (1, K) marginal class distribution of the chunk
+        kl = (p[chunk] * (log_p[chunk] - log_q)).sum(dim=1)  # (n_chunk,)
+        scores.append(kl.mean().exp().item())
+    return {"is_mean": float(np.mean(scores)), "is_std": float(np.std(scores))}
+
+
+# ---- KID ---------------------------------------------------------------------------------------------------------
+def _mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef0: float) -> float:
+    m = x.shape[0]
+    k_xx = (x @ x.T * gamma + coef0) ** degree
+    k_yy = (y @ y.T * gamma + coef0) ** degree
+    k_xy = (x @ y.T * gamma + coef0) ** degree
+    sum_xx = k_xx.sum() - np.trace(k_xx)
+    sum_yy = k_yy.sum() - np.trace(k_yy)
+    return float((sum_xx + sum_yy) / (m * (m - 1)) - 2 * k_xy.sum() / (m * m))
+
+
+def kid(features1: ArrayLike, features2: ArrayLike, subsets: int = 100, subset_size: int = 1000, seed: int = 0, *,
+        degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> dict[str, float]:
+    """Kernel Inception Distance: ``{"kid_mean", "kid_std"}`` of the unbiased polynomial-kernel MMD^2 over
+    ``subsets`` random subsets (without replacement) of ``subset_size`` from each set. ``gamma`` defaults to 1/D.
+
+    Values slightly below 0 are valid (the estimator is unbiased) and mean the distributions are very close.
+    """
+    f1, f2 = _as_f64(features1, "features1", 2), _as_f64(features2, "features2", 2)
+    if f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"feature dimensions differ: {f1.shape[1]} and {f2.shape[1]}")
+    if subset_size < 2 or subset_size > min(f1.shape[0], f2.shape[0]):
+        raise ValueError(f"KID subset_size must be in 2..{min(f1.shape[0], f2.shape[0])} (the smaller set), got "
+                         f"{subset_size}; pass a smaller subset_size or more samples")
+    gamma = 1.0 / f1.shape[1] if gamma is None else gamma
+    rng = np.random.RandomState(seed)
+    mmds = np.empty(subsets)
+    for i in range(subsets):
+        x = f1[rng.choice(f1.shape[0], subset_size, replace=False)]
+        y = f2[rng.choice(f2.shape[0], subset_size, replace=False)]
+        mmds[i] = _mmd2_unbiased(x, y, degree, gamma, coef0)
+    return {"kid_mean": float(mmds.mean()), "kid_std": float(mmds.std())}
+
+
+# ---- features of images ------------------------------------------------------------------------------------------
+def _batches(images, batch_size: int):
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if isinstance(images, Tensor):
+        if images.dim() == 0:
+            raise ValueError("expected images of shape (N, C, H, W), got a scalar")
+        images = [images]
+    for batch in images:
+        if isinstance(batch, (tuple, list)):  # (images, labels) from a data loader
+            batch = batch[0]
+        if isinstance(batch, np.ndarray):
+            batch = torch.from_numpy(batch)
+        for start in range(0, max(len(batch), 1), batch_size):
+            yield batch[start : start + batch_size] if isinstance(batch, Tensor) else batch
+
+
+@torch.inference_mode()
+def compute_features(extractor, images: Tensor | Iterable, batch_size: int = 256) -> tuple[Tensor, Tensor | None]:
+    """Features (and logits) of uint8 images: float64 ``(N, D)`` and ``(N, K)`` (or None), on the CPU.
+
+    ``images`` is a uint8 tensor ``(N, C, H, W)`` or an iterable of such batches (or of ``(images, labels)``
+    pairs, as data loaders yield); batches are cut to ``batch_size`` and moved to the extractor's device.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = next(extractor.parameters()).device
+    features, logits = [], []
+    for batch in _batches(images, batch_size):
+        extractor.check_images(batch)
+        if batch.shape[0] == 0:
+            continue
+        out = extractor(batch.to(device))
+        features.append(out.features.double().cpu())
+        if out.logits is not None:
+            logits.append(out.logits.double().cpu())
+    if not features:
+        raise ValueError("no images to compute features of")
+    return torch.cat(features), (torch.cat(logits) if logits else None)

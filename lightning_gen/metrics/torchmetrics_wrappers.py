@@ -1,0 +1,140 @@
+"""torchmetrics ``Metric``s over the pure functions, for evaluation inside Lightning, single device or DDP.
+
+- :class:`SampleFeatures` keeps every sample's features (and logits) with ``dist_reduce_fx="cat"``: under DDP each
+  rank extracts features of its own samples and ``compute()`` sees all of them, so FID/IS/KID are those of the
+  whole sample set (not an average of per-rank scores, which would be biased: FID of n samples is not the mean
+  of FIDs of n/2).
+- :class:`NLLSum` keeps the sum of NLLs in nats and the image count (float64 / int64, ``dist_reduce_fx="sum"``),
+  so the mean over all ranks is exact. It counts what it is given: an evaluation loader whose sampler pads the
+  last batch with repeats (``DistributedSampler``) counts those images twice; feed each image once.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from lightning_gen.metrics.features import FeatureExtractor, get_extractor
+from lightning_gen.metrics.functional import fid_from_stats, feature_stats, inception_score, kid
+from lightning_gen.metrics.stats_cache import ReferenceStats
+
+
+def _cat(state: list[Tensor] | Tensor) -> Tensor | None:
+    """A "cat" state (a list before sync, a tensor after it) as one tensor; None where nothing was added."""
+    if isinstance(state, list) and not state:
+        return None
+    x = dim_zero_cat(state)
+    return x if x.numel() else None
+
+
+class SampleFeatures(Metric):
+    """Features of generated samples, gathered over ranks; ``compute()`` gives FID, IS and KID.
+
+    Args:
+        extractor: a :class:`FeatureExtractor` or its registered name; None if only precomputed features are
+            given to :meth:`update`.
+        reference: statistics of real data (:func:`~lightning_gen.metrics.stats_cache.reference_stats`): FID needs
+            ``mu``/``sigma``, KID needs ``features``. Without it only the Inception Score is computed.
+        is_splits: chunks for the Inception Score.
+        kid_subsets, kid_subset_size: KID subsets; the subset size is capped at the smaller sample count.
+        seed: seed of the IS shuffle and the KID subsets.
+
+    ``compute()`` returns float64 tensors under ``num_samples``, ``fid``, ``is_mean``/``is_std`` (when the extractor
+    has logits) and ``kid_mean``/``kid_std`` (when the reference has features).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = None
+
+    def __init__(self, extractor: FeatureExtractor | str | None = None, *, reference: ReferenceStats | None = None,
+                 is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        if isinstance(extractor, str):
+            extractor = get_extractor(extractor)
+        # Not a registered submodule: its weights (90 MB for Inception) must not go into every checkpoint of the
+        # LightningModule that holds this metric; update() moves it to the images' device instead.
+        object.__setattr__(self, "extractor", extractor)
+        self.reference = reference
+        self.is_splits, self.seed = is_splits, seed
+        self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+        self.add_state("features", default=[], dist_reduce_fx="cat")
+        self.add_state("logits", default=[], dist_reduce_fx="cat")
+
+    def update(self, images: Tensor | None = None, *, features: Tensor | None = None,
+               logits: Tensor | None = None) -> None:
+        """Add uint8 images ``(B, C, H, W)`` (their features are extracted), or precomputed ``features``
+        ``(B, D)`` and optionally ``logits`` ``(B, K)``."""
+        if (images is None) == (features is None):
+            raise ValueError("pass either images or features")
+        if images is not None:
+            if self.extractor is None:
+                raise ValueError("this SampleFeatures has no extractor; pass features=... instead of images")
+            self.extractor.check_images(images)
+            self.extractor.to(images.device)
+            with torch.inference_mode():
+                out = self.extractor(images)
+            features, logits = out.features.clone(), (None if out.logits is None else out.logits.clone())
+        if features.dim() != 2 or (logits is not None and logits.shape[0] != features.shape[0]):
+            raise ValueError(f"features must be (B, D) with logits (B, K); got {tuple(features.shape)} and "
+                             f"{None if logits is None else tuple(logits.shape)}")
+        self.features.append(features.detach())
+        if logits is not None:
+            self.logits.append(logits.detach())
+
+    def compute(self) -> dict[str, Tensor]:
+        features = _cat(self.features)  # all ranks' features, in rank order
+        if features is None:
+            raise ValueError("SampleFeatures.compute() called before any update()")
+        features = features.double().cpu()
+        n = features.shape[0]
+        out = {"num_samples": float(n)}
+        if self.reference is not None:
+            out["fid"] = fid_from_stats(*feature_stats(features), self.reference.mu, self.reference.sigma)
+            if self.reference.features is not None:
+                size = min(self.kid_subset_size, n, self.reference.features.shape[0])
+                out.update(kid(features, self.reference.features, self.kid_subsets, size, self.seed))
+        logits = _cat(self.logits)
+        if logits is not None:
+            if logits.shape[0] != n:
+                raise ValueError(f"logits were given for {logits.shape[0]} of {n} samples")
+            out.update(inception_score(logits, min(self.is_splits, n), seed=self.seed))
+        return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
+
+
+class NLLSum(Metric):
+    """Exact mean negative log-likelihood over all images seen on all ranks.
+
+    ``update(nll)`` takes the NLL in nats of each image ``(B,)``. ``compute()`` returns float64 tensors
+    ``nll_nats`` (mean nats per image), ``num_images`` and, with ``num_dims`` (C*H*W), ``nll_bpd``.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    def __init__(self, num_dims: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_dims = num_dims
+        self.add_state("nats", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, nll: Tensor) -> None:
+        if nll.dim() != 1:
+            raise ValueError(f"expected one NLL per image, shape (B,), got {tuple(nll.shape)}")
+        if not torch.isfinite(nll).all():
+            raise ValueError("NLL contains NaN or infinite values")
+        self.nats += nll.detach().double().sum()
+        self.count += nll.shape[0]
+
+    def compute(self) -> dict[str, Tensor]:
+        if self.count == 0:
+            raise ValueError("NLLSum.compute() called before any update()")
+        mean = self.nats / self.count
+        out = {"nll_nats": mean, "num_images": self.count.double()}
+        if self.num_dims is not None:
+            out["nll_bpd"] = mean / (self.num_dims * torch.log(torch.tensor(2.0, dtype=torch.float64)))
+        return out
