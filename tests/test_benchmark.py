@@ -1,0 +1,281 @@
+"""The benchmark: records with their protocol, exact NLL and rank-independent sample metrics, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.cli import instantiate_module
+
+from helpers import CONFIGS, REPO, run_cli
+from lightning_gen.benchmark import BenchmarkError, check_samples, main
+from lightning_gen.data import Digits
+from lightning_gen.leaderboard.store import METRIC_KEYS, PROTOCOL_KEYS, Store
+from lightning_gen.models.base import GenerativeModule
+from lightning_gen.models.fvsbn import FVSBN
+from lightning_gen.models.loading import load_model
+
+SCRIPT = REPO / "scripts" / "benchmark.py"
+
+
+def write_checkpoint(path: Path, class_path: str, **init_args) -> Path:
+    """A checkpoint in the layout ``lightning_gen fit`` writes (state dict + ``_class_path`` hyperparameters),
+    for an untrained model: enough for the error paths and the bookkeeping, in milliseconds."""
+    torch.manual_seed(0)
+    model = instantiate_module(GenerativeModule, {"_class_path": class_path, **init_args})
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": {"_class_path": class_path, **init_args}}, path)
+    return path
+
+
+@pytest.fixture
+def fvsbn_ckpt(tmp_path) -> Path:
+    return write_checkpoint(tmp_path / "fvsbn.ckpt", "lightning_gen.models.fvsbn.FVSBN",
+                            image_shape=[1, 8, 8], num_levels=256, num_classes=10)
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def direct_test_nll(checkpoint: Path, **digits_args) -> float:
+    """Mean of ``-model.log_prob`` over the Digits test split, computed here without the benchmark."""
+    model = load_model(checkpoint)
+    x, _ = Digits(**digits_args).splits()["test"]
+    with torch.no_grad():
+        return float(-model.log_prob(x).double().mean())
+
+
+# ---- samples are validated ---------------------------------------------------------------------------------
+def test_check_samples_accepts_the_contract():
+    images = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
+    assert check_samples(images, 3, (1, 8, 8), 256) is images
+    binary = torch.randint(0, 2, (3, 1, 8, 8), dtype=torch.uint8) * 255
+    assert check_samples(binary, 3, (1, 8, 8), 2) is binary
+
+
+@pytest.mark.parametrize("images, levels, match", [
+    (torch.rand(3, 1, 8, 8), 256, r"dtype torch.float32.*\(x \* 255\)"),
+    (torch.zeros(3, 1, 8, 8, dtype=torch.long), 256, "dtype torch.int64"),
+    (torch.zeros(3, 8, 8, dtype=torch.uint8), 256, r"shape \(3, 8, 8\).*\(3, 1, 8, 8\)"),
+    (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), 256, r"shape \(2, 1, 8, 8\)"),
+    (torch.zeros(3, 3, 8, 8, dtype=torch.uint8), 256, "shape"),
+    (torch.ones(3, 1, 8, 8, dtype=torch.uint8), 2, "0/255, not 0/1"),
+    (torch.full((3, 1, 8, 8), 100, dtype=torch.uint8), 3, r"values \[100\] outside the 3 grey levels"),
+    (torch.zeros(3, 1, 8, 8).numpy(), 256, "returned ndarray"),
+])
+def test_check_samples_rejects_wrong_dtype_shape_range(images, levels, match):
+    with pytest.raises(BenchmarkError, match=match):
+        check_samples(images, 3, (1, 8, 8), levels)
+
+
+def test_model_returning_float_images_is_a_clear_error(fvsbn_ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(FVSBN, "sample", lambda self, n, *, generator=None, labels=None: torch.rand(n, 1, 8, 8))
+    code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 8, "--no-nll", "--no-store",
+                            "--stats-cache", tmp_path / "cache", "--no-progress")
+    assert code == 2
+    assert "FVSBN.sample(8) returned dtype torch.float32" in err
+
+
+# ---- bad files and options -----------------------------------------------------------------------------------
+def test_not_a_checkpoint(tmp_path, capsys):
+    path = tmp_path / "notes.ckpt"
+    path.write_text("not a checkpoint")
+    code, _, err = run_main(capsys, path, "--data", "Digits", "--no-store")
+    assert code == 2 and "is not a checkpoint: not a file written by torch.save" in err and str(path) in err
+
+
+def test_truncated_checkpoint(fvsbn_ckpt, capsys):
+    data = fvsbn_ckpt.read_bytes()
+    fvsbn_ckpt.write_bytes(data[: len(data) // 2])
+    code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--no-store")
+    assert code == 2 and "truncated" in err
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    code, _, err = run_main(capsys, tmp_path / "nope.ckpt", "--data", "Digits", "--no-store")
+    assert code == 2 and "does not exist" in err
+
+
+def test_nll_asked_of_a_gan_is_an_error(tmp_path, capsys):
+    ckpt = write_checkpoint(tmp_path / "gan.ckpt", "lightning_gen.models.gan.GAN", image_shape=[1, 8, 8],
+                            num_levels=256, num_classes=10, generator="mlp", discriminator="mlp", g_width=16,
+                            d_width=16)
+    code, _, err = run_main(capsys, ckpt, "--data", "Digits", "--nll", "--no-store")
+    assert code == 2 and "GAN defines no likelihood" in err and "--nll" in err
+
+
+def test_unknown_extractor(fvsbn_ckpt, capsys):
+    code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--extractor", "vgg-face", "--no-store")
+    assert code == 2 and "unknown extractor 'vgg-face'" in err and "digits-lenet" in err
+
+
+def test_missing_inception_weights_is_a_clear_error(fvsbn_ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LIGHTNING_GEN_FID_WEIGHTS", raising=False)
+    code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--extractor", "inception", "--fid-weights",
+                            tmp_path / "missing.pth", "--no-store")
+    assert code == 2 and "missing.pth" in err and "--fid-weights" in err
+
+
+def test_extractor_of_another_image_size_is_refused(fvsbn_ckpt, capsys):
+    code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--extractor", "mnist-lenet", "--no-store")
+    assert code == 2 and "mnist-lenet" in err and "(N, 1, 28, 28)" in err
+
+
+def test_data_of_another_shape_is_refused(fvsbn_ckpt, tmp_path, capsys):
+    code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--data-args", '{"binarize": true}', "--no-store")
+    assert code == 2 and "256 levels" in err and "with 2" in err
+
+
+def test_checkpoint_without_run_config_needs_data(fvsbn_ckpt, capsys):
+    code, _, err = run_main(capsys, fvsbn_ckpt, "--no-store")
+    assert code == 2 and "--data" in err
+
+
+# ---- the record ------------------------------------------------------------------------------------------------
+def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
+    db, out = tmp_path / "results" / "board.sqlite", tmp_path / "records.json"
+    code, stdout, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 40, "--batch-size", 16,
+                                 "--db", db, "--out", out, "--stats-cache", tmp_path / "cache", "--no-progress")
+    assert code == 0, err
+    [record] = json.loads(out.read_text())
+    with Store(db) as store:
+        assert store.records() == [record]
+    assert set(record["metrics"]) == set(METRIC_KEYS) and set(record["protocol"]) == set(PROTOCOL_KEYS)
+    assert record["protocol"] == {
+        "extractor": "digits-lenet", "extractor_weights_sha256": record["protocol"]["extractor_weights_sha256"],
+        "num_samples": 40, "reference_split": "test", "image_size": [8, 8], "nll_estimator": "exact",
+        "num_test_images": 300, "devices": 1}
+    assert len(record["protocol"]["extractor_weights_sha256"]) == 64
+    assert record["model"] == "FVSBN" and record["family"] == "baseline" and record["dataset"] == "Digits"
+    assert record["metrics"]["num_params"] == sum(p.numel() for p in load_model(fvsbn_ckpt).parameters())
+    expected = direct_test_nll(fvsbn_ckpt)
+    assert record["metrics"]["nll_nats"] == pytest.approx(expected, rel=1e-6)
+    assert record["metrics"]["nll_bpd"] == pytest.approx(expected / (64 * math.log(2)), rel=1e-6)
+    assert record["metrics"]["fid"] > 0 and record["metrics"]["is_mean"] >= 1
+    assert record["metrics"]["samples_per_s"] > 0 and record["metrics"]["probe_acc"] is None
+    assert Path(record["sample_grid"]) == db.parent / "grids" / "fvsbn.png" and Path(record["sample_grid"]).is_file()
+    assert "FVSBN" in stdout and "digits-lenet" in stdout
+
+
+def test_same_seed_same_samples_other_seed_other_samples(fvsbn_ckpt, tmp_path, capsys):
+    def fid(seed):
+        out = tmp_path / f"seed{seed}.json"
+        code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 20, "--no-nll", "--no-store",
+                                "--out", out, "--seed", seed, "--stats-cache", tmp_path / "cache", "--no-progress")
+        assert code == 0, err
+        return json.loads(out.read_text())[0]["metrics"]["fid"]
+
+    assert fid(0) == fid(0) != fid(1)
+
+
+@pytest.mark.parametrize("class_path, extra, family, estimator", [
+    ("lightning_gen.models.vae.VAE", {}, "latent", "importance-weighted k=4"),
+    ("lightning_gen.models.vae.Autoencoder", {}, "latent", None),
+    ("lightning_gen.models.gan.GAN", {"generator": "mlp", "discriminator": "mlp", "g_width": 16, "d_width": 16}, "gan",
+     None),
+])
+def test_latent_and_gan_records(class_path, extra, family, estimator, tmp_path, capsys):
+    """VAE: importance-weighted NLL with the --iw-samples override; no NLL without a likelihood; a linear probe
+    on encode(x) or the discriminator's features(x)."""
+    ckpt = write_checkpoint(tmp_path / "model.ckpt", class_path, image_shape=[1, 8, 8], num_levels=2,
+                            num_classes=10, **extra)
+    out = tmp_path / "records.json"
+    code, _, err = run_main(capsys, ckpt, "--data", "Digits", "--data-args", '{"binarize": true}', "--iw-samples", 4,
+                            "--num-samples", 20, "--no-store", "--out", out, "--stats-cache", tmp_path / "cache",
+                            "--no-progress")
+    if "VAE" not in class_path:  # --iw-samples is an error for a model without importance sampling
+        assert code == 2 and "--iw-samples" in err
+        code, _, err = run_main(capsys, ckpt, "--data", "Digits", "--data-args", '{"binarize": true}',
+                                "--num-samples", 20, "--no-store", "--out", out, "--stats-cache", tmp_path / "cache",
+                                "--no-progress")
+    assert code == 0, err
+    [record] = json.loads(out.read_text())
+    assert record["family"] == family and record["protocol"]["nll_estimator"] == estimator
+    assert (record["metrics"]["nll_nats"] is None) == (estimator is None)
+    assert 0 <= record["metrics"]["probe_acc"] <= 1
+
+
+# ---- trained checkpoint, end to end, and DDP -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_fvsbn(tmp_path_factory) -> Path:
+    """1 epoch of configs/fvsbn_digits.yaml through the CLI: a real checkpoint with its run's config.yaml."""
+    tmp = tmp_path_factory.mktemp("fvsbn_run")
+    proc = run_cli(["fit", "--config", str(CONFIGS / "fvsbn_digits.yaml"), "--trainer.max_epochs", "1",
+                    "--trainer.default_root_dir", str(tmp / "fvsbn_digits")], cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [ckpt] = (tmp / "fvsbn_digits").glob("lightning_logs/version_0/checkpoints/last.ckpt")
+    return ckpt
+
+
+def run_script(args: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd, env=full_env, text=True,
+                          capture_output=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_end_to_end_on_trained_checkpoint(trained_fvsbn, tmp_path):
+    db, out = tmp_path / "results" / "leaderboard.sqlite", tmp_path / "records.json"
+    proc = run_script([trained_fvsbn, "--extractor", "digits-lenet", "--num-samples", 200, "--db", db, "--out", out,
+                       "--stats-cache", tmp_path / "cache", "--wandb"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [record] = json.loads(out.read_text())
+    with Store(db) as store:
+        assert store.records() == [record]
+    assert record["run_name"] == "fvsbn_digits" and record["dataset"] == "Digits"  # data from the run's config.yaml
+    assert record["config"]["model"]["class_path"].endswith("FVSBN")
+    assert record["protocol"]["num_test_images"] == 300 and record["protocol"]["num_samples"] == 200
+    assert record["metrics"]["nll_nats"] == pytest.approx(direct_test_nll(trained_fvsbn), rel=1e-6)
+    assert record["checkpoint_sha256"] == hashlib.sha256(trained_fvsbn.read_bytes()).hexdigest()
+    assert Path(record["sample_grid"]).is_file() and record["created_at"]
+    # W&B offline without credentials: a local run is written, and there is no URL to record.
+    assert record["wandb_url"] is None
+    assert list((tmp_path / "runs" / "wandb").glob("wandb/offline-run-*"))
+    assert "Testing DataLoader" in proc.stdout  # the progress bar while sampling and evaluating
+
+
+@pytest.fixture(scope="module")
+def one_and_two_processes(trained_fvsbn, tmp_path_factory) -> tuple[dict, dict]:
+    """The same benchmark on 1 and on 2 CPU processes (DDP, gloo): an odd test split (301 images) and a sample
+    count that splits unevenly over chunks and ranks (300 samples in chunks of 64: 3 chunks on rank 0, 2 on 1)."""
+    tmp = tmp_path_factory.mktemp("ddp_bench")
+    records = []
+    for devices in (1, 2):
+        out = tmp / f"devices{devices}.json"
+        proc = run_script([trained_fvsbn, "--data-args", '{"test_size": 301}', "--num-samples", 300,
+                           "--batch-size", 64, "--accelerator", "cpu", "--devices", devices, "--strategy",
+                           "ddp" if devices > 1 else "auto", "--out", out, "--db", tmp / f"db{devices}" / "lb.sqlite",
+                           "--stats-cache", tmp / "cache", "--no-progress"], cwd=tmp)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        [record] = json.loads(out.read_text())
+        records.append(record)
+    return records[0], records[1]
+
+
+@pytest.mark.slow
+def test_ddp_nll_counts_every_test_image_once(one_and_two_processes, trained_fvsbn):
+    one, two = one_and_two_processes
+    assert one["protocol"]["devices"] == 1 and two["protocol"]["devices"] == 2
+    assert one["protocol"]["num_test_images"] == two["protocol"]["num_test_images"] == 301
+    total_one = one["metrics"]["nll_nats"] * 301
+    total_two = two["metrics"]["nll_nats"] * 301
+    assert total_two == pytest.approx(total_one, rel=1e-6)
+    assert one["metrics"]["nll_nats"] == pytest.approx(direct_test_nll(trained_fvsbn, test_size=301), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_ddp_sample_metrics_equal_single_process(one_and_two_processes):
+    one, two = one_and_two_processes
+    for key in ("fid", "is_mean", "is_std", "kid_mean", "kid_std"):
+        assert two["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-6), key
+    # The same samples, not merely the same scores: the grids of the first 64 samples are identical.
+    assert Path(one["sample_grid"]).read_bytes() == Path(two["sample_grid"]).read_bytes()
