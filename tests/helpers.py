@@ -113,6 +113,6 @@ def ddp_fit_states(config: Path | str, tmp_path: Path, extra: list[str] = (), st
             "--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
             "--trainer.callbacks", "helpers.DumpRankState", "--trainer.callbacks.dirpath", str(dump),
             "--trainer.default_root_dir", str(tmp_path / "run"), *extra]
-    proc = run_cli(args, cwd=tmp_path)
+    proc = run_cli(args, cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})  # two processes on two cores
     assert proc.returncode == 0, proc.stderr[-4000:]
     return [torch.load(dump / f"rank{r}.pt", weights_only=True) for r in range(2)]

@@ -3,5 +3,6 @@
 from lightning_gen.models.base import GenerativeModule, LikelihoodModule, NoLikelihoodError, from_levels, to_levels
 from lightning_gen.models.fvsbn import FVSBN
 from lightning_gen.models.pixelcnn import GatedPixelCNN, PixelCNN
+from lightning_gen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
 
-__all__ = ["FVSBN", "GatedPixelCNN", "PixelCNN", "GenerativeModule", "LikelihoodModule", "NoLikelihoodError", "from_levels", "to_levels"]
+__all__ = ["DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "PixelCNN", "RowLSTM", "GenerativeModule", "LikelihoodModule", "NoLikelihoodError", "from_levels", "to_levels"]
