@@ -4,5 +4,6 @@ from lightning_gen.models.base import GenerativeModule, LikelihoodModule, NoLike
 from lightning_gen.models.fvsbn import FVSBN
 from lightning_gen.models.pixelcnn import GatedPixelCNN, PixelCNN
 from lightning_gen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
+from lightning_gen.models.vae import VAE, Autoencoder
 
-__all__ = ["DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "PixelCNN", "RowLSTM", "GenerativeModule", "LikelihoodModule", "NoLikelihoodError", "from_levels", "to_levels"]
+__all__ = ["Autoencoder", "DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "PixelCNN", "RowLSTM", "VAE", "GenerativeModule", "LikelihoodModule", "NoLikelihoodError", "from_levels", "to_levels"]

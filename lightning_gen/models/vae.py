@@ -1,0 +1,643 @@
+"""Latent-variable family: a deterministic autoencoder and the variational autoencoder, with an importance-weighted
+likelihood estimate and pictures of the latent space.
+
+[1] arXiv 1312.6114 (Kingma & Welling 2013, auto-encoding variational Bayes: the VAE, the reparameterisation
+    trick, the analytic Gaussian KL, the 2-D latent manifold figure).
+[2] arXiv 1509.00519 (Burda, Grosse & Salakhutdinov 2015, IWAE: the k-sample importance-weighted bound used as
+    the NLL estimate, k = 5000, and the 784-200-200-50 networks of ``arch="mlp"``).
+[3] arXiv 1701.05517 (Salimans et al. 2017, PixelCNN++: the discretised logistic with open edge bins).
+
+The VAE's pixel distribution ``p(x | z)`` is chosen by ``likelihood`` so that its numbers compare with the
+autoregressive models' (nats of *discrete* images, bits/dim over the data's levels):
+
+- ``"bernoulli"``: one logit per sub-pixel, binary data only (``num_levels=2``);
+- ``"categorical"``: a ``num_levels``-way softmax per sub-pixel;
+- ``"logistic"``: a discretised logistic per sub-pixel (one mean and log-scale), level ``k`` owning the bin
+  ``[c_k - h, c_k + h]`` around its centre ``c_k = 2k / (L - 1) - 1`` with ``h = 1 / (L - 1)``, the lowest and
+  highest levels taking the tails (``(-inf, c_0 + h]`` and ``[c_{L-1} - h, inf)``), as in [3] but one component
+  instead of a mixture.
+
+Where the code differs from [1]/[2]: the default networks are convolutional (``arch="conv"``, see
+:mod:`lightning_gen.nn.conv`); ``arch="mlp"`` gives the networks of [2]. Validation reports the one-sample ELBO
+(cheap); only the test step and :meth:`VAE.log_prob` pay for the k-sample estimate. Training maximises the
+ELBO (k = 1), optionally with a KL weight ``beta`` [beta-VAE, Higgins et al. 2017] and a linear KL warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
+
+from lightning_gen.images import image_grid, save_png
+from lightning_gen.models.base import GenerativeModule, bits_per_dim, from_levels, to_levels
+from lightning_gen.nn.conv import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+
+LIKELIHOODS = ("bernoulli", "categorical", "logistic")
+ARCHS = ("conv", "mlp")
+LOG_2PI = math.log(2 * math.pi)
+#: Lower bound of the logistic's log-scale, as in PixelCNN++: keeps the bins' probabilities from collapsing to 0.
+MIN_LOG_SCALE = -7.0
+MAX_LOG_SCALE = 7.0
+
+
+# ---- densities ---------------------------------------------------------------------------------------------
+def gaussian_kl_to_standard(mean: Tensor, logvar: Tensor) -> Tensor:
+    """``KL(N(mean, diag(exp(logvar))) || N(0, I))`` in nats, summed over the last dimension."""
+    return 0.5 * (logvar.exp() + mean.square() - 1.0 - logvar).sum(-1)
+
+
+def diagonal_gaussian_log_prob(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """``log N(z; mean, diag(exp(logvar)))`` summed over the last dimension (shapes broadcast)."""
+    return -0.5 * (LOG_2PI + logvar + (z - mean).square() * torch.exp(-logvar)).sum(-1)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """``log N(z; 0, I)`` summed over the last dimension."""
+    return -0.5 * (LOG_2PI + z.square()).sum(-1)
+
+
+def bernoulli_log_prob(levels: Tensor, logits: Tensor) -> Tensor:
+    """Elementwise ``log p(x)`` of 0/1 ``levels`` under Bernoulli(sigmoid(logits)); shapes broadcast."""
+    return levels * logits - F.softplus(logits)
+
+
+def categorical_log_prob(levels: Tensor, logits: Tensor) -> Tensor:
+    """Elementwise ``log p(x)`` of integer ``levels`` ``(...)`` under softmax(``logits`` ``(..., L)``)."""
+    logp = logits.log_softmax(-1)
+    shape = torch.broadcast_shapes(levels.shape, logp.shape[:-1])
+    return logp.expand(*shape, logp.shape[-1]).gather(-1, levels.expand(shape).unsqueeze(-1)).squeeze(-1)
+
+
+def _log1mexp(d: Tensor) -> Tensor:
+    """``log(1 - exp(-d))`` for ``d > 0``, accurate for small and large ``d`` (Maechler 2012).
+
+    Each branch sees inputs clamped to its own range, so the branch ``torch.where`` discards has finite
+    gradients (an infinite one would turn into NaN through the zero mask).
+    """
+    small = d <= math.log(2.0)
+    return torch.where(small, torch.log(-torch.expm1(-d.clamp(max=math.log(2.0)))),
+                       torch.log1p(-torch.exp(-d.clamp(min=math.log(2.0)))))
+
+
+def discretized_logistic_log_prob(levels: Tensor, mean: Tensor, log_scale: Tensor, num_levels: int) -> Tensor:
+    """Elementwise ``log P(level)`` under a logistic(``mean``, ``exp(log_scale)``) on [-1, 1] cut into
+    ``num_levels`` bins, the edge bins taking the tails, so the ``num_levels`` probabilities sum to exactly one.
+
+    The bin probability ``sigmoid(a) - sigmoid(b)`` (``a, b`` the standardised bin edges) is computed as
+    ``sigmoid(a) * sigmoid(-b) * (1 - exp(b - a))`` in log space, which stays accurate far in the tails where the
+    difference of two CDFs rounds to zero; PixelCNN++ falls back to the density at the bin centre there instead.
+    """
+    log_scale = log_scale.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
+    inv_scale = torch.exp(-log_scale)
+    half_width = 1.0 / (num_levels - 1)
+    centre = levels * (2.0 * half_width) - 1.0
+    upper = (centre + half_width - mean) * inv_scale  # a: standardised upper edge
+    lower = (centre - half_width - mean) * inv_scale  # b: standardised lower edge
+    log_cdf_upper = F.logsigmoid(upper)  # log P(X <= upper): the lowest level's probability
+    log_sf_lower = F.logsigmoid(-lower)  # log P(X >= lower): the highest level's probability
+    log_inner = log_cdf_upper + log_sf_lower + _log1mexp(2.0 * half_width * inv_scale)
+    return torch.where(levels == 0, log_cdf_upper, torch.where(levels == num_levels - 1, log_sf_lower, log_inner))
+
+
+# ---- importance-weighted likelihood --------------------------------------------------------------------------
+def iw_log_likelihood(
+    log_joint: Callable[[Tensor], Tensor],
+    q_sample: Callable[[torch.Generator | None], Tensor],
+    q_log_prob: Callable[[Tensor], Tensor],
+    k: int,
+    *,
+    chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The importance-weighted estimate ``log (1/k) sum_i p(x, z_i) / q(z_i | x)``, ``z_i ~ q(z | x)`` [2].
+
+    Its expectation is a lower bound on ``log p(x)`` that rises with ``k`` and reaches it as ``k -> inf``; ``k = 1``
+    is the ELBO's one-sample estimate.
+
+    Args:
+        log_joint: ``z (m, N, D) -> log p(x, z) (m, N)`` for the ``N`` data points.
+        q_sample: ``generator -> z (N, D)``: one draw from each data point's proposal ``q(z | x)``.
+        q_log_prob: ``z (m, N, D) -> log q(z | x) (m, N)``.
+        k: number of importance samples.
+        chunk_size: samples evaluated at once (default all ``k``): memory is bounded by ``chunk_size``, not ``k``.
+        generator: the random source of ``q_sample``.
+
+    Returns:
+        ``(N,)`` float64. The log-sum-exp runs across chunks in float64. The draws are made one sample at a time,
+        so for a given generator state the estimate does not depend on ``chunk_size``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be a positive number of samples, got {k}")
+    chunk_size = k if chunk_size is None else int(chunk_size)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    total: Tensor | None = None
+    for start in range(0, k, chunk_size):
+        m = min(chunk_size, k - start)
+        z = torch.stack([q_sample(generator) for _ in range(m)])  # m x (N, D) -> (m, N, D)
+        log_w = (log_joint(z) - q_log_prob(z)).double()  # (m, N)
+        chunk_total = torch.logsumexp(log_w, 0)
+        total = chunk_total if total is None else torch.logaddexp(total, chunk_total)
+    return total - math.log(k)
+
+
+# ---- models --------------------------------------------------------------------------------------------------
+class _LatentModel(GenerativeModule):
+    """Shared parts of the autoencoder and the VAE: the networks, input scaling, mean images, the latent picture
+    helpers (:meth:`encode`, :meth:`decode_mean`, :meth:`prior_transform`)."""
+
+    def _build(self, encoder_outputs: int, decoder_channels: int, *, z_dim: int, arch: str, channels: int,
+               blocks: int, hidden_sizes: Sequence[int]) -> None:
+        if arch not in ARCHS:
+            raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+        if z_dim < 1:
+            raise ValueError(f"z_dim must be positive, got {z_dim}")
+        self.z_dim = int(z_dim)
+        if arch == "conv":
+            self.encoder = ConvEncoder(self.image_shape, encoder_outputs, channels=channels, blocks=blocks)
+            self.decoder = ConvDecoder(z_dim, self.image_shape, decoder_channels, channels=channels, blocks=blocks)
+        else:
+            self.encoder = MLPEncoder(self.image_shape, encoder_outputs, hidden_sizes=hidden_sizes)
+            self.decoder = MLPDecoder(z_dim, self.image_shape, decoder_channels,
+                                      hidden_sizes=tuple(reversed(hidden_sizes)))
+
+    def _inputs(self, x: Tensor) -> Tensor:
+        """uint8 images -> encoder inputs in [-1, 1]."""
+        return to_levels(self.check_images(x), self.num_levels).float() * (2.0 / (self.num_levels - 1)) - 1.0
+
+    def encode(self, x: Tensor) -> Tensor:
+        """uint8 ``(N, C, H, W)`` -> codes ``(N, z_dim)`` float: the representation the linear probe reads."""
+        raise NotImplementedError
+
+    def decode_mean(self, z: Tensor) -> Tensor:
+        """Codes ``(N, z_dim)`` -> the decoder's mean images as uint8 0..255 (for pictures, not samples)."""
+        raise NotImplementedError
+
+    def prior_transform(self, eps: Tensor) -> Tensor:
+        """Standard normal noise ``(N, z_dim)`` -> codes from the distribution :meth:`sample` decodes."""
+        raise NotImplementedError
+
+
+class VAE(_LatentModel):
+    """Variational autoencoder [1] with a diagonal Gaussian ``q(z | x)``, an ``N(0, I)`` prior and a Bernoulli,
+    categorical or discretised-logistic ``p(x | z)``.
+
+    Logged: ``train/recon_nats`` (``-log p(x | z)``, one ``z ~ q``), ``train/kl_nats`` (analytic
+    ``KL(q(z | x) || p(z))``), ``train/elbo_nats``; ``val/elbo_nats`` and ``val/elbo_bpd`` (also ``val/recon_nats``,
+    ``val/kl_nats``); ``test/nll_nats``, ``test/nll_bpd`` (the ``iw_samples``-sample estimate of :meth:`log_prob`),
+    ``test/iw_samples``, ``test/elbo_nats``, ``test/elbo_bpd``. Every ``*elbo_nats`` is the **negative** ELBO in
+    nats per image (with ``beta = 1``): positive like an NLL and an upper bound on it, so it reads on the same
+    scale as ``nll_nats``; ``*_bpd`` divides by ``C * H * W * ln 2``.
+
+    Args:
+        image_shape, num_levels, num_classes, optimizer: see :class:`~lightning_gen.models.base.GenerativeModule`.
+        likelihood: ``"bernoulli"`` (binary data), ``"categorical"`` or ``"logistic"`` (any number of levels).
+        z_dim: latent dimensions.
+        arch: ``"conv"`` (:class:`~lightning_gen.nn.conv.ConvEncoder` / ``ConvDecoder``) or ``"mlp"`` (the networks
+            of [2], tanh units of sizes ``hidden_sizes``).
+        channels, blocks: width at full resolution and extra 3x3 convolutions per scale (``arch="conv"``).
+        hidden_sizes: hidden layer sizes of the encoder; the decoder uses them reversed (``arch="mlp"``).
+        beta: weight of the KL term in the training loss (1: the ELBO).
+        kl_warmup_steps: the KL weight rises linearly from 0 to ``beta`` over this many optimizer steps (0: off).
+        iw_samples: importance samples ``k`` of :meth:`log_prob` and the test step (5000 as in [2]).
+        iw_chunk_size: decoder evaluations (samples times images) made at once by :meth:`log_prob`; bounds its
+            memory whatever ``k`` and the batch size.
+    """
+
+    has_likelihood = True
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        num_levels: int = 2,
+        num_classes: int = 0,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        *,
+        likelihood: str = "bernoulli",
+        z_dim: int = 32,
+        arch: str = "conv",
+        channels: int = 32,
+        blocks: int = 0,
+        hidden_sizes: Sequence[int] = (200, 200),
+        beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        iw_samples: int = 5000,
+        iw_chunk_size: int = 4096,
+    ) -> None:
+        super().__init__(image_shape, num_levels, num_classes, optimizer)
+        self.save_hyperparameters()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
+        if likelihood == "bernoulli" and self.num_levels != 2:
+            raise ValueError(f"likelihood 'bernoulli' needs binary data (num_levels=2), but the data has "
+                             f"{self.num_levels} levels; use 'categorical' or 'logistic', or binarized data")
+        if beta < 0 or kl_warmup_steps < 0:
+            raise ValueError(f"beta and kl_warmup_steps must be non-negative, got {beta} and {kl_warmup_steps}")
+        if iw_samples < 1 or iw_chunk_size < 1:
+            raise ValueError(f"iw_samples and iw_chunk_size must be positive, got {iw_samples} and {iw_chunk_size}")
+        self.likelihood = likelihood
+        self.params_per_subpixel = {"bernoulli": 1, "categorical": self.num_levels, "logistic": 2}[likelihood]
+        self.beta, self.kl_warmup_steps = float(beta), int(kl_warmup_steps)
+        self.iw_samples, self.iw_chunk_size = int(iw_samples), int(iw_chunk_size)
+        self._build(2 * z_dim, self.image_shape[0] * self.params_per_subpixel, z_dim=z_dim, arch=arch,
+                    channels=channels, blocks=blocks, hidden_sizes=hidden_sizes)
+
+    # ---- networks --------------------------------------------------------------------------------------------
+    def encode_stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """uint8 images -> mean and log-variance of ``q(z | x)``, each ``(N, z_dim)``."""
+        mean, logvar = self.encoder(self._inputs(x)).chunk(2, dim=-1)
+        return mean, logvar
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The posterior means ``(N, z_dim)``."""
+        return self.encode_stats(x)[0]
+
+    def _pixel_params(self, out: Tensor) -> Tensor:
+        """Decoder output ``(..., C * P, H, W)`` -> ``(..., C, H, W, P)``, P parameters per sub-pixel."""
+        c, h, w = self.image_shape
+        p = self.params_per_subpixel
+        return out.view(*out.shape[:-3], c, p, h, w).movedim(-3, -1)
+
+    def pixel_log_prob(self, out: Tensor, levels: Tensor) -> Tensor:
+        """``log p(x | z)`` summed over the sub-pixels: decoder output ``(..., C * P, H, W)`` and integer levels
+        ``(..., C, H, W)`` (leading dimensions broadcast) -> ``(...)``."""
+        params = self._pixel_params(out)
+        if self.likelihood == "bernoulli":
+            logp = bernoulli_log_prob(levels.to(params.dtype), params[..., 0])
+        elif self.likelihood == "categorical":
+            logp = categorical_log_prob(levels, params)
+        else:
+            logp = discretized_logistic_log_prob(levels.to(params.dtype), params[..., 0], params[..., 1],
+                                                 self.num_levels)
+        return logp.flatten(-3).sum(-1)
+
+    @torch.no_grad()
+    def _draw_pixels(self, out: Tensor, generator: torch.Generator | None) -> Tensor:
+        """A draw of integer levels ``(N, C, H, W)`` from ``p(x | z)``, decoder output ``out``."""
+        params = self._pixel_params(out)
+        if self.likelihood == "bernoulli":
+            return torch.bernoulli(torch.sigmoid(params[..., 0]), generator=generator).long()
+        u = torch.rand(params.shape if self.likelihood == "categorical" else params.shape[:-1],
+                       generator=generator, device=out.device).clamp(1e-6, 1 - 1e-6)
+        if self.likelihood == "categorical":
+            return (params - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max
+        # Inverse CDF of the logistic, then the bin it falls in; the clamp gives the edge levels their tails.
+        mean, log_scale = params[..., 0], params[..., 1].clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
+        x = mean + log_scale.exp() * (torch.log(u) - torch.log1p(-u))
+        return torch.round((x + 1.0) * (self.num_levels - 1) / 2.0).clamp(0, self.num_levels - 1).long()
+
+    @torch.no_grad()
+    def decode_mean(self, z: Tensor) -> Tensor:
+        """The mean of ``p(x | z)`` as an 8-bit grey image (Bernoulli: the probabilities; logistic: the location,
+        clamped to the pixel range), for reconstructions, interpolations and the manifold picture."""
+        params = self._pixel_params(self.decoder(z))
+        if self.likelihood == "bernoulli":
+            mean01 = torch.sigmoid(params[..., 0])
+        elif self.likelihood == "categorical":
+            grid = torch.arange(self.num_levels, device=z.device, dtype=params.dtype) / (self.num_levels - 1)
+            mean01 = params.softmax(-1) @ grid
+        else:
+            mean01 = (params[..., 0].clamp(-1, 1) + 1) / 2
+        return (mean01 * 255).round().to(torch.uint8)
+
+    def prior_transform(self, eps: Tensor) -> Tensor:
+        return eps  # the prior is N(0, I)
+
+    # ---- the objective -------------------------------------------------------------------------------------
+    def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """One-sample ``-log p(x | z)`` (``z ~ q(z | x)`` reparameterised) and the analytic KL, each ``(N,)`` nats.
+
+        Their sum is the negative ELBO.
+        """
+        levels = to_levels(self.check_images(x), self.num_levels)
+        mean, logvar = self.encode_stats(x)
+        eps = torch.randn(mean.shape, generator=generator, device=self.device)
+        z = mean + torch.exp(0.5 * logvar) * eps
+        recon = -self.pixel_log_prob(self.decoder(z), levels)
+        return recon, gaussian_kl_to_standard(mean, logvar)
+
+    def kl_weight(self) -> float:
+        if self.kl_warmup_steps == 0:
+            return self.beta
+        return self.beta * min(1.0, (self.global_step + 1) / self.kl_warmup_steps)
+
+    @torch.no_grad()
+    def log_prob(self, x: Tensor, labels: Tensor | None = None, *, k: int | None = None,
+                 chunk_size: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Importance-weighted estimate of ``log p(x)`` in nats, ``(N,)`` float64, with ``k`` samples from
+        ``q(z | x)`` (default ``iw_samples``) [2]: a stochastic lower bound whose bias shrinks as ``k`` grows.
+
+        ``chunk_size`` (default ``iw_chunk_size``) caps the decoder evaluations made at once (samples times
+        images). No gradients: this is an evaluation, use :meth:`elbo_terms` to train. ``labels`` are ignored
+        (the model is unconditional).
+        """
+        k = self.iw_samples if k is None else int(k)
+        chunk_size = self.iw_chunk_size if chunk_size is None else int(chunk_size)
+        levels = to_levels(self.check_images(x), self.num_levels)
+        mean, logvar = self.encode_stats(x)
+        std = torch.exp(0.5 * logvar)
+
+        def q_sample(g: torch.Generator | None) -> Tensor:
+            return mean + std * torch.randn(mean.shape, generator=g, device=self.device)
+
+        def log_joint(z: Tensor) -> Tensor:
+            m, n = z.shape[:2]
+            out = self.decoder(z.flatten(0, 1))  # (m, N, D) -> (m * N, D) -> (m * N, C * P, H, W)
+            out = out.view(m, n, *out.shape[1:])
+            return self.pixel_log_prob(out, levels) + standard_normal_log_prob(z)
+
+        def q_log_prob(z: Tensor) -> Tensor:
+            return diagonal_gaussian_log_prob(z, mean, logvar)
+
+        samples_per_chunk = max(1, chunk_size // max(1, x.shape[0]))
+        return iw_log_likelihood(log_joint, q_sample, q_log_prob, k, chunk_size=samples_per_chunk,
+                                 generator=generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+        """Decode ``z ~ N(0, I)`` and draw every pixel from ``p(x | z)`` (not its mean): samples of the model's
+        distribution, so Bernoulli samples are speckled where the decoder is unsure."""
+        self.check_labels(n, labels)
+        z = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        return from_levels(self._draw_pixels(self.decoder(z), generator), self.num_levels)
+
+    # ---- Lightning -----------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        x, _ = batch
+        recon, kl = self.elbo_terms(x)
+        weight = self.kl_weight()
+        n = x.shape[0]
+        self.log("train/recon_nats", recon.mean(), on_step=True, on_epoch=True, batch_size=n)
+        self.log("train/kl_nats", kl.mean(), on_step=True, on_epoch=True, batch_size=n)
+        self.log("train/elbo_nats", (recon + kl).mean(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        if self.kl_warmup_steps:
+            self.log("train/kl_weight", weight, on_step=True, on_epoch=False, batch_size=n)
+        # Per-dimension loss keeps the learning rate independent of the image size.
+        return (recon + weight * kl).mean() / self.num_dims
+
+    def _eval_elbo(self, x: Tensor, stage: str) -> None:
+        recon, kl = self.elbo_terms(x)
+        nelbo = (recon + kl).mean()
+        kwargs = dict(on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
+        self.log(f"{stage}/elbo_nats", nelbo, prog_bar=True, **kwargs)
+        self.log(f"{stage}/elbo_bpd", bits_per_dim(nelbo, self.num_dims), **kwargs)
+        self.log(f"{stage}/recon_nats", recon.mean(), **kwargs)
+        self.log(f"{stage}/kl_nats", kl.mean(), **kwargs)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_elbo(batch[0], "val")
+
+    def test_step(self, batch, batch_idx):
+        x, _ = batch
+        self._eval_elbo(x, "test")
+        nll = -self.log_prob(x).mean().float()
+        kwargs = dict(on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
+        self.log("test/nll_nats", nll, prog_bar=True, **kwargs)
+        self.log("test/nll_bpd", bits_per_dim(nll, self.num_dims), prog_bar=True, **kwargs)
+        self.log("test/iw_samples", float(self.iw_samples), **kwargs)
+
+
+class Autoencoder(_LatentModel):
+    """Deterministic autoencoder: ``z = encoder(x)``, trained to reconstruct ``x`` in [0, 1] with the mean squared
+    error (``train/recon_loss``, ``val/recon_loss``, ``test/recon_loss``: per pixel).
+
+    An autoencoder has no prior, so decoding ``z ~ N(0, I)`` would decode codes it never saw. :meth:`sample`
+    instead decodes codes drawn from a full-covariance Gaussian fitted to the training codes: ``code_mean`` and
+    ``code_cov`` are running (exponential moving average, ``code_momentum``) mean and covariance of the codes of
+    the training batches, buffers saved in the checkpoint, like batch norm's running statistics. The decoder
+    gives a value per sub-pixel, not a distribution, so a sample is that output clamped to [0, 1] and rounded to
+    the data's levels (binary data: thresholded at 1/2). There is no likelihood (``log_prob`` raises
+    :class:`~lightning_gen.models.base.NoLikelihoodError`).
+
+    The decoder's output is linear, not squashed by a sigmoid: under an L2 loss a sigmoid saturates on MNIST's
+    black background and training sits at "predict black" for hundreds of steps.
+
+    Args:
+        image_shape, num_levels, num_classes, optimizer: see :class:`~lightning_gen.models.base.GenerativeModule`.
+        z_dim, arch, channels, blocks, hidden_sizes: as for :class:`VAE`.
+        code_momentum: weight of each training batch in the running code statistics.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        num_levels: int = 256,
+        num_classes: int = 0,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        *,
+        z_dim: int = 32,
+        arch: str = "conv",
+        channels: int = 32,
+        blocks: int = 0,
+        hidden_sizes: Sequence[int] = (200, 200),
+        code_momentum: float = 0.01,
+    ) -> None:
+        super().__init__(image_shape, num_levels, num_classes, optimizer)
+        self.save_hyperparameters()
+        if not 0 < code_momentum <= 1:
+            raise ValueError(f"code_momentum must be in (0, 1], got {code_momentum}")
+        self.code_momentum = float(code_momentum)
+        self._build(z_dim, self.image_shape[0], z_dim=z_dim, arch=arch, channels=channels, blocks=blocks,
+                    hidden_sizes=hidden_sizes)
+        self.register_buffer("code_mean", torch.zeros(z_dim))
+        self.register_buffer("code_second_moment", torch.eye(z_dim))
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(self._inputs(x))
+
+    def reconstruct(self, z: Tensor) -> Tensor:
+        """Codes -> reconstructions ``(N, C, H, W)`` on the [0, 1] scale of the targets (not clamped)."""
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def decode_mean(self, z: Tensor) -> Tensor:
+        return (self.reconstruct(z).clamp(0, 1) * 255).round().to(torch.uint8)
+
+    @property
+    def code_cov(self) -> Tensor:
+        return self.code_second_moment - torch.outer(self.code_mean, self.code_mean)
+
+    def prior_transform(self, eps: Tensor) -> Tensor:
+        # cov = V diag(lam) V^T -> z = mean + V sqrt(lam) eps: works for a singular covariance too.
+        lam, vecs = torch.linalg.eigh(self.code_cov.double())
+        root = (vecs * lam.clamp(min=0).sqrt()).to(eps.dtype)
+        return self.code_mean + eps @ root.T
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+        self.check_labels(n, labels)
+        eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        levels = torch.round(self.reconstruct(self.prior_transform(eps)).clamp(0, 1) * (self.num_levels - 1)).long()
+        return from_levels(levels, self.num_levels)
+
+    @torch.no_grad()
+    def update_code_statistics(self, z: Tensor) -> None:
+        """Move the running code mean and second moment towards those of the codes ``z`` ``(B, z_dim)``."""
+        z = z.detach()
+        self.code_mean.lerp_(z.mean(0), self.code_momentum)
+        self.code_second_moment.lerp_(z.T @ z / z.shape[0], self.code_momentum)
+
+    def _recon_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        target = to_levels(self.check_images(x), self.num_levels).float() / (self.num_levels - 1)
+        z = self.encode(x)
+        return F.mse_loss(self.reconstruct(z), target), z
+
+    def training_step(self, batch, batch_idx):
+        x, _ = batch
+        loss, z = self._recon_loss(x)
+        self.update_code_statistics(z)
+        self.log("train/recon_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, _ = self._recon_loss(batch[0])
+        self.log("val/recon_loss", loss, prog_bar=True, batch_size=batch[0].shape[0], sync_dist=True)
+
+    def test_step(self, batch, batch_idx):
+        loss, _ = self._recon_loss(batch[0])
+        self.log("test/recon_loss", loss, batch_size=batch[0].shape[0], sync_dist=True)
+
+
+# ---- pictures ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def latent_pictures(model: _LatentModel, images: Tensor, *, seed: int = 0, num_samples: int = 64,
+                    num_reconstructions: int = 16, num_interpolations: int = 4, interpolation_steps: int = 8,
+                    manifold_side: int = 20) -> dict[str, np.ndarray]:
+    """uint8 grids of an autoencoder or VAE, by name:
+
+    - ``reconstructions``: rows of inputs alternating with rows of their reconstructions (mean images of the
+      posterior mean's decoding);
+    - ``samples``: ``model.sample`` (pixels drawn from ``p(x | z)``), and ``sample_means``: the mean images of the
+      same codes;
+    - ``interpolations``: one row per pair of inputs: the first input, the mean images along the straight line
+      between the two codes, the second input;
+    - ``manifold`` (``z_dim == 2`` only): mean images on a ``manifold_side`` squared grid of codes at the
+      5%..95% quantiles of the sampling distribution, as in [1], Figure 4.
+
+    ``images`` (uint8, ``(N, C, H, W)``) supplies the inputs of the reconstructions and interpolations.
+    """
+    was_training = model.training
+    model.eval()
+    device = model.device
+    x = images.to(device)
+    out: dict[str, np.ndarray] = {}
+    n_rec = min(num_reconstructions, x.shape[0])
+    if n_rec:
+        rec = model.decode_mean(model.encode(x[:n_rec]))
+        row = min(8, n_rec)
+        pairs = [t for start in range(0, n_rec, row) for t in (x[start : start + row], rec[start : start + row])]
+        out["reconstructions"] = image_grid(torch.cat(pairs), row)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out["samples"] = image_grid(model.sample(num_samples, generator=generator))
+    eps = torch.randn(num_samples, model.z_dim, generator=generator.manual_seed(seed), device=device)
+    out["sample_means"] = image_grid(model.decode_mean(model.prior_transform(eps)))
+    n_int = min(num_interpolations, x.shape[0] // 2)
+    if n_int:
+        z = model.encode(x[: 2 * n_int])
+        t = torch.linspace(0, 1, interpolation_steps, device=device)[None, :, None]  # (1, T, 1)
+        path = z[0::2, None] * (1 - t) + z[1::2, None] * t  # (P, T, D)
+        mids = model.decode_mean(path.flatten(0, 1)).view(n_int, interpolation_steps, *x.shape[1:])
+        rows = torch.cat([x[0 : 2 * n_int : 2, None], mids, x[1 : 2 * n_int : 2, None]], 1)  # (P, T + 2, C, H, W)
+        out["interpolations"] = image_grid(rows.flatten(0, 1), interpolation_steps + 2)
+    if model.z_dim == 2:
+        q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, manifold_side, device=device))
+        # Rows run from high to low second coordinate so the picture reads like a plot with its y axis up.
+        grid = torch.stack(torch.meshgrid(q.flip(0), q, indexing="ij"), -1).flip(-1).reshape(-1, 2)
+        out["manifold"] = image_grid(model.decode_mean(model.prior_transform(grid)), manifold_side)
+    model.train(was_training)
+    return out
+
+
+def save_latent_pictures(grids: dict[str, np.ndarray], out_dir: str | Path, suffix: str = "") -> dict[str, Path]:
+    """Write each grid as ``out_dir/<name><suffix>.png``."""
+    return {name: save_png(grid, Path(out_dir) / f"{name}{suffix}.png") for name, grid in grids.items()}
+
+
+class VAEPictures(L.Callback):
+    """At each validation epoch end, saves :func:`latent_pictures` of the model (an :class:`Autoencoder` or
+    :class:`VAE`) as ``<run dir>/pictures/<name>_step_XXXXXXX.png`` and logs them to every attached logger
+    (W&B, TensorBoard). The inputs are the first images of the first validation batch; seeds are fixed so the
+    pictures compare over training. Under ``fast_dev_run`` it draws 4 of each.
+
+    Args:
+        num_samples, num_reconstructions, num_interpolations, interpolation_steps, manifold_side, seed: see
+            :func:`latent_pictures`.
+    """
+
+    def __init__(self, num_samples: int = 64, num_reconstructions: int = 16, num_interpolations: int = 4,
+                 interpolation_steps: int = 8, manifold_side: int = 20, seed: int = 0) -> None:
+        self.kwargs = dict(num_samples=num_samples, num_reconstructions=num_reconstructions,
+                           num_interpolations=num_interpolations, interpolation_steps=interpolation_steps,
+                           manifold_side=manifold_side, seed=seed)
+        self.last_paths: dict[str, Path] = {}
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.log_pictures(trainer, pl_module)
+
+    @rank_zero_only
+    def log_pictures(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Path]:
+        loaders = trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        images = next(iter(loader))[0]
+        kwargs = dict(self.kwargs)
+        if trainer.fast_dev_run:
+            # A fast_dev_run checks that the path works, not the picture.
+            kwargs.update(num_samples=4, num_reconstructions=4, num_interpolations=1, interpolation_steps=4,
+                          manifold_side=4)
+        grids = latent_pictures(pl_module, images, **kwargs)
+        step = trainer.global_step
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        self.last_paths = save_latent_pictures(grids, run_dir / "pictures", f"_step_{step:07d}")
+        for name, grid in grids.items():
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    # uint8 arrays: W&B would turn a float [0, 1] grid black.
+                    logger.log_image(key=f"pictures/{name}", images=[grid[..., 0] if grid.shape[-1] == 1 else grid],
+                                     step=step)
+                elif isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(f"pictures/{name}", grid, step, dataformats="HWC")
+        return self.last_paths
+
+
+def default_data_for(model: GenerativeModule) -> tuple[str, dict]:
+    """The data module (class name, arguments) a model of this image shape was most likely trained on."""
+    shape, levels = tuple(model.image_shape), model.num_levels
+    if shape == (1, 8, 8):
+        return "Digits", {"binarize": levels == 2}
+    if shape == (1, 28, 28):
+        return ("BinarizedMNIST", {}) if levels == 2 else ("MNIST", {})
+    if shape == (3, 32, 32):
+        return "CIFAR10", {}
+    raise ValueError(f"no default data module for images of shape {shape}; name one with --data")
+
+
+def pictures_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data: str | None = None,
+                             root: str | None = None, data_args: dict | None = None, device: str = "cpu",
+                             **picture_kwargs) -> dict[str, Path]:
+    """:func:`latent_pictures` of a checkpointed autoencoder or VAE on test images, saved as PNG in ``out_dir``."""
+    from lightning_gen.models.loading import load_model
+    from lightning_gen.probe import build_datamodule
+
+    model = load_model(checkpoint, map_location=device)
+    if not isinstance(model, _LatentModel):
+        raise TypeError(f"{type(model).__name__} is not an autoencoder or VAE of lightning_gen.models.vae")
+    name, guessed_args = default_data_for(model) if data is None else (data, {})
+    datamodule = build_datamodule(name, root=root, **{**guessed_args, **(data_args or {})})
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    test = datamodule.datasets["test"]
+    wanted = max(picture_kwargs.get("num_reconstructions", 16), 2 * picture_kwargs.get("num_interpolations", 4))
+    n = min(len(test), wanted)
+    images, _ = test.__getitems__(list(range(n)))
+    return save_latent_pictures(latent_pictures(model, images, **picture_kwargs), out_dir)

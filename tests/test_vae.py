@@ -1,0 +1,304 @@
+"""Autoencoder, VAE, importance-weighted likelihood and linear probe.
+
+The estimator is checked where the answer is known: a linear-Gaussian model has an exact marginal likelihood.
+Likelihoods are checked to normalise by summing over every image of a tiny image space.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import CONFIGS, REPO, ddp_fit_states, run_cli
+
+from lightning_gen.models.base import NoLikelihoodError
+from lightning_gen.models.vae import (VAE, Autoencoder, diagonal_gaussian_log_prob, discretized_logistic_log_prob,
+                                      gaussian_kl_to_standard, iw_log_likelihood, latent_pictures,
+                                      standard_normal_log_prob)
+from lightning_gen.probe import linear_probe
+
+MY_CONFIGS = ["ae_digits", "ae_mnist", "vae_binarized_mnist", "vae_cifar10", "vae_digits", "vae_mnist"]
+
+
+# ---- densities -----------------------------------------------------------------------------------------------
+def test_analytic_kl_equals_monte_carlo_estimate():
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    logvar = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn(200_000, 3, 4, generator=g, dtype=torch.float64)
+    log_ratio = diagonal_gaussian_log_prob(z, mean, logvar) - standard_normal_log_prob(z)  # (S, 3)
+    mc, se = log_ratio.mean(0), log_ratio.std(0) / math.sqrt(z.shape[0])
+    analytic = gaussian_kl_to_standard(mean, logvar)
+    assert torch.all((mc - analytic).abs() < 4 * se + 1e-6), (mc, analytic, se)
+
+
+@pytest.mark.parametrize("num_levels", [256, 17, 2])
+def test_discretized_logistic_normalises_over_the_levels(num_levels):
+    levels = torch.arange(num_levels, dtype=torch.float64)[:, None]  # (L, 1) against (1, P) parameters
+    mean = torch.tensor([-3.0, -1.0, -0.3, 0.0, 0.5, 1.0, 2.5, 0.0, 0.7], dtype=torch.float64)[None]
+    log_scale = torch.tensor([-7.0, -5.0, -3.0, -1.0, 0.0, 1.0, 2.0, 6.0, -9.0], dtype=torch.float64)[None]
+    logp = discretized_logistic_log_prob(levels, mean, log_scale, num_levels)  # (L, P)
+    assert torch.isfinite(logp).all()
+    torch.testing.assert_close(logp.exp().sum(0), torch.ones(mean.shape[1], dtype=torch.float64), atol=1e-9, rtol=0)
+
+
+def test_discretized_logistic_is_accurate_and_finite_in_the_tails():
+    # A narrow logistic centred far from a bin: the difference of two CDFs would round to 0 in float32.
+    mean = torch.tensor([0.9], requires_grad=True)
+    log_scale = torch.tensor([-7.0], requires_grad=True)
+    logp = discretized_logistic_log_prob(torch.tensor([100.0]), mean, log_scale, 256)
+    logp.sum().backward()
+    assert torch.isfinite(logp).all() and torch.isfinite(mean.grad).all() and torch.isfinite(log_scale.grad).all()
+    # log(sigmoid(a) - sigmoid(b)), a, b the standardised bin edges, both far below 0 where sigmoid(t) = e^t
+    # to float64 precision: log(e^a - e^b) = a + log(1 - e^(b - a)).
+    s, c = math.exp(-7.0), 100 * 2 / 255 - 1
+    a, b = (c + 1 / 255 - 0.9) / s, (c - 1 / 255 - 0.9) / s
+    assert a < -100
+    ref = a + math.log(-math.expm1(b - a))
+    assert logp.item() == pytest.approx(ref, rel=1e-5)
+
+
+def _tiny_vae(likelihood: str, num_levels: int, image_shape=(2, 1, 1)) -> VAE:
+    torch.manual_seed(0)
+    return VAE(image_shape, num_levels, 0, likelihood=likelihood, arch="mlp", z_dim=3, hidden_sizes=[8]).double()
+
+
+@pytest.mark.parametrize("likelihood,num_levels", [("categorical", 256), ("logistic", 256), ("bernoulli", 2),
+                                                   ("logistic", 5)])
+def test_pixel_likelihood_of_the_model_sums_to_one_over_every_image(likelihood, num_levels):
+    """Sum p(x | z) over all num_levels^2 images of a 2-channel 1x1 image space: the decoder's parameters are wired
+    to the right channels and the distribution is normalised."""
+    model = _tiny_vae(likelihood, num_levels)
+    z = torch.randn(4, 3, dtype=torch.float64)
+    out = model.decoder(z)  # (4, 2 * P, 1, 1)
+    grid = torch.cartesian_prod(torch.arange(num_levels), torch.arange(num_levels))  # (L^2, 2)
+    grid = grid.view(-1, 1, 2, 1, 1)  # one image per row, broadcast against the 4 codes
+    logp = model.pixel_log_prob(out[None], grid)  # (L^2, 4)
+    torch.testing.assert_close(logp.exp().sum(0), torch.ones(4, dtype=torch.float64), atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("likelihood,num_levels", [("categorical", 8), ("logistic", 8), ("bernoulli", 2)])
+def test_pixel_draws_follow_the_likelihood(likelihood, num_levels):
+    """What ``sample`` draws is p(x | z): the frequencies of many draws match the probabilities."""
+    model = _tiny_vae(likelihood, num_levels)
+    out = model.decoder(torch.randn(1, 3, dtype=torch.float64))
+    n = 100_000
+    draws = model._draw_pixels(out.expand(n, *out.shape[1:]), torch.Generator().manual_seed(0))  # (n, 2, 1, 1)
+    for channel in range(2):
+        # p(x | z) factorises over sub-pixels: with the other channel fixed, normalising over this channel's
+        # levels gives its marginal.
+        images = torch.zeros(num_levels, 2, 1, 1, dtype=torch.long)
+        images[:, channel, 0, 0] = torch.arange(num_levels)
+        joint = model.pixel_log_prob(out, images).exp()
+        marginal = joint / joint.sum()
+        freq = torch.bincount(draws[:, channel, 0, 0], minlength=num_levels).double() / n
+        assert (freq - marginal).abs().max() < 0.01, (freq, marginal)
+
+
+# ---- the importance-weighted estimator on a model with an exact likelihood ----------------------------------
+class LinearGaussian:
+    """p(z) = N(0, I), p(x | z) = N(Wz + b, s^2 I), so p(x) = N(b, W W^T + s^2 I) exactly, and a diagonal Gaussian
+    proposal q(z | x) deliberately off the true (full-covariance) posterior: diagonal, its mean shifted by half a
+    posterior standard deviation, its variances 1.5 times the posterior's."""
+
+    def __init__(self, n: int = 64, dx: int = 5, dz: int = 2, s: float = 1.0, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        kw = dict(generator=g, dtype=torch.float64)
+        self.W, self.b, self.s = torch.randn(dx, dz, **kw), torch.randn(dx, **kw), s
+        z = torch.randn(n, dz, **kw)
+        self.x = z @ self.W.T + self.b + s * torch.randn(n, dx, **kw)  # (N, dx)
+        cov = self.W @ self.W.T + s**2 * torch.eye(dx, dtype=torch.float64)
+        self.exact = torch.distributions.MultivariateNormal(self.b, cov).log_prob(self.x)  # (N,)
+        post_cov = torch.linalg.inv(torch.eye(dz, dtype=torch.float64) + self.W.T @ self.W / s**2)
+        post_mean = (self.x - self.b) @ self.W @ post_cov / s**2  # (N, dz)
+        post_var = torch.diagonal(post_cov)
+        self.q_mean = post_mean + 0.5 * post_var.sqrt()
+        self.q_logvar = torch.log(1.5 * post_var).expand_as(post_mean)
+
+    def log_joint(self, z):  # (m, N, dz) -> (m, N)
+        lik = torch.distributions.Normal(z @ self.W.T + self.b, self.s).log_prob(self.x).sum(-1)
+        return lik + standard_normal_log_prob(z)
+
+    def q_sample(self, g):
+        return self.q_mean + torch.exp(0.5 * self.q_logvar) * torch.randn(self.q_mean.shape, generator=g,
+                                                                           dtype=torch.float64)
+
+    def q_log_prob(self, z):
+        return diagonal_gaussian_log_prob(z, self.q_mean, self.q_logvar)
+
+    def estimate(self, k, seed=0, chunk_size=None):
+        return iw_log_likelihood(self.log_joint, self.q_sample, self.q_log_prob, k, chunk_size=chunk_size,
+                                 generator=torch.Generator().manual_seed(seed))
+
+
+def test_elbo_is_below_and_iw_estimate_reaches_the_exact_log_likelihood():
+    model = LinearGaussian()
+    elbo = torch.stack([model.estimate(1, seed=s) for s in range(2000)]).mean(0)  # E[log w]: the ELBO
+    assert torch.all(elbo < model.exact), (elbo - model.exact)
+    assert (model.exact - elbo).mean() > 0.2  # the proposal is really off, so the next check means something
+    iw = model.estimate(5000, chunk_size=512)
+    assert iw.dtype == torch.float64
+    assert (iw - model.exact).abs().max() < 0.05, (iw - model.exact)
+
+
+def test_chunked_and_unchunked_estimates_agree():
+    model = LinearGaussian()
+    whole = model.estimate(300, seed=3)
+    for chunk in (1, 7, 64, 299, 1000):
+        torch.testing.assert_close(model.estimate(300, seed=3, chunk_size=chunk), whole, atol=1e-10, rtol=0)
+
+
+def test_estimate_does_not_decrease_with_k_on_average():
+    model = LinearGaussian(n=200)
+    mean_gap = {k: torch.stack([model.estimate(k, seed=s) - model.exact for s in range(10)]).mean().item()
+                for k in (1, 10, 100)}
+    assert mean_gap[1] < mean_gap[10] < mean_gap[100] < 0.01, mean_gap
+
+
+# ---- the VAE ------------------------------------------------------------------------------------------------
+def test_unknown_likelihood_and_bernoulli_on_8bit_data_fail_at_construction():
+    with pytest.raises(ValueError, match="bernoulli.*categorical.*logistic"):
+        VAE((1, 8, 8), 256, likelihood="gaussian")
+    with pytest.raises(ValueError, match="binary data"):
+        VAE((1, 8, 8), 256, likelihood="bernoulli")
+    with pytest.raises(ValueError, match="conv.*mlp"):
+        VAE((1, 8, 8), 2, arch="resnet")
+
+
+@pytest.mark.parametrize("image_shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
+@pytest.mark.parametrize("likelihood,num_levels", [("bernoulli", 2), ("categorical", 256), ("logistic", 256)])
+def test_vae_samples_are_uint8_images_on_the_data_levels_and_reproducible(image_shape, likelihood, num_levels):
+    model = VAE(image_shape, num_levels, likelihood=likelihood, z_dim=4, channels=4).eval()
+    a = model.sample(3, generator=torch.Generator().manual_seed(5))
+    b = model.sample(3, generator=torch.Generator().manual_seed(5))
+    assert a.dtype == torch.uint8 and a.shape == (3, *image_shape)
+    assert torch.equal(a, b)
+    if num_levels == 2:
+        assert set(a.unique().tolist()) <= {0, 255}
+
+
+def test_vae_log_prob_bounds_and_chunking():
+    torch.manual_seed(0)
+    model = VAE((1, 8, 8), 256, likelihood="logistic", z_dim=4, channels=8).eval()
+    x = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
+    small = model.log_prob(x, k=50, chunk_size=20, generator=torch.Generator().manual_seed(1))
+    large = model.log_prob(x, k=50, chunk_size=100_000, generator=torch.Generator().manual_seed(1))
+    assert small.shape == (6,) and small.dtype == torch.float64
+    torch.testing.assert_close(small, large, atol=1e-3, rtol=0)  # float32 decoder, different batch sizes
+    with torch.no_grad():
+        recon, kl = model.elbo_terms(x.repeat(200, 1, 1, 1))  # 200 one-sample ELBOs of each image
+        elbo = -(recon + kl).view(200, 6).mean(0)
+    assert (small - elbo).mean() > 0  # the 50-sample bound is above the ELBO on average
+    assert model.has_likelihood and model.iw_samples == 5000
+
+
+def test_kl_warmup_weight_rises_linearly_to_beta():
+    model = VAE((1, 8, 8), 2, z_dim=2, channels=4, beta=2.0, kl_warmup_steps=10)
+    assert model.kl_weight() == pytest.approx(0.2)  # global_step 0 (no trainer): the first step's weight
+    assert VAE((1, 8, 8), 2, z_dim=2, channels=4, beta=0.5).kl_weight() == 0.5
+
+
+def test_latent_pictures_include_the_manifold_for_two_latent_dimensions():
+    model = VAE((1, 8, 8), 2, z_dim=2, channels=4)
+    x = torch.randint(0, 2, (10, 1, 8, 8), dtype=torch.uint8) * 255
+    grids = latent_pictures(model, x, num_samples=4, manifold_side=5, num_interpolations=2, interpolation_steps=3)
+    assert set(grids) == {"reconstructions", "samples", "sample_means", "interpolations", "manifold"}
+    assert all(g.dtype == np.uint8 for g in grids.values())
+    assert grids["manifold"].shape == (5 * 10 + 2, 5 * 10 + 2, 1)  # 8x8 tiles, 2-pixel padding
+    assert grids["interpolations"].shape == (2 * 10 + 2, 5 * 10 + 2, 1)  # 2 rows: input, 3 steps, input
+    assert "manifold" not in latent_pictures(VAE((1, 8, 8), 2, z_dim=3, channels=4), x, num_samples=4)
+
+
+# ---- the autoencoder ----------------------------------------------------------------------------------------
+def test_autoencoder_has_no_likelihood_and_samples_from_its_code_statistics():
+    torch.manual_seed(0)
+    model = Autoencoder((1, 8, 8), 256, 10, z_dim=3, channels=4, code_momentum=1.0)
+    x = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
+    assert not model.has_likelihood
+    with pytest.raises(NoLikelihoodError):
+        model.log_prob(x)
+    # momentum 1: the running statistics are exactly those of the last batch's codes
+    z = model.encode(x).detach()
+    model.update_code_statistics(z)
+    torch.testing.assert_close(model.code_mean, z.mean(0))
+    torch.testing.assert_close(model.code_cov, torch.cov(z.T, correction=0), atol=1e-5, rtol=1e-4)
+    # sampling draws codes from that Gaussian
+    codes = model.prior_transform(torch.randn(200_000, 3))
+    torch.testing.assert_close(codes.mean(0), model.code_mean, atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(codes.T), model.code_cov, atol=0.02, rtol=0.05)
+    s = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert s.dtype == torch.uint8 and s.shape == (5, 1, 8, 8)
+
+
+# ---- the probe ----------------------------------------------------------------------------------------------
+def test_probe_separates_separable_features():
+    g = torch.Generator().manual_seed(0)
+    centres = 10 * torch.randn(4, 6, generator=g)
+
+    def make(n):
+        y = torch.randint(0, 4, (n,), generator=g)
+        return centres[y] + torch.randn(n, 6, generator=g), y
+
+    (tx, ty), (vx, vy) = make(400), make(200)
+    result = linear_probe(lambda f: f, (tx, ty, vx, vy))
+    assert result == {"probe_acc": pytest.approx(1.0, abs=0.01), "n_train": 400, "n_test": 200}
+    assert linear_probe(lambda f: f, (tx, ty, vx, vy), max_train=50)["n_train"] == 50
+    # features carrying no information about the labels: chance level
+    noise = linear_probe(lambda f: torch.randn(f.shape[0], 6, generator=g), (tx, ty, vx, vy))
+    assert noise["probe_acc"] < 0.45
+
+
+def test_probe_refuses_unlabelled_data():
+    x = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="no class labels"):
+        linear_probe(lambda f: f, (x, torch.full((4,), -1), x, torch.zeros(4, dtype=torch.long)))
+
+
+# ---- runs (slow) --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MY_CONFIGS)
+def test_config_fast_dev_run_writes_pictures(name, fake_data_root, tmp_path):
+    proc = run_cli(["fit", "--config", str(CONFIGS / f"{name}.yaml"), "--trainer.fast_dev_run", "true",
+                    "--data.init_args.root", str(fake_data_root), "--trainer.default_root_dir", str(tmp_path)],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    pictures = {p.name.split("_step_")[0] for p in (tmp_path / "pictures").glob("*.png")}
+    expected = {"reconstructions", "samples", "sample_means", "interpolations"}
+    if name == "vae_digits":  # z_dim = 2
+        expected.add("manifold")
+    assert pictures == expected
+
+
+@pytest.mark.slow
+def test_ddp_keeps_parameters_identical_on_both_ranks(tmp_path):
+    states = ddp_fit_states(CONFIGS / "vae_digits.yaml", tmp_path, steps=3)
+    assert states[0].keys() == states[1].keys()
+    for key in states[0]:
+        torch.testing.assert_close(states[0][key], states[1][key], atol=0, rtol=0, msg=key)
+
+
+@pytest.mark.slow
+def test_autoencoder_codes_of_digits_beat_chance_and_scripts_run(tmp_path):
+    """A few epochs of the digits autoencoder, then the two scripts on its checkpoint."""
+    proc = run_cli(["fit", "--config", str(CONFIGS / "ae_digits.yaml"), "--trainer.max_epochs", "3",
+                    "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (ckpt,) = tmp_path.glob("**/checkpoints/last.ckpt")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "probe.py"), str(ckpt), "--data", "Digits"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-4000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["n_test"] == 300 and result["probe_acc"] > 0.5  # chance is 0.1
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "vae_pictures.py"), str(ckpt), "--out",
+                          str(tmp_path / "pics")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert {p.name for p in (tmp_path / "pics").glob("*.png")} == {
+        "reconstructions.png", "samples.png", "sample_means.png", "interpolations.png"}
