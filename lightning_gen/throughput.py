@@ -1,0 +1,171 @@
+"""Training throughput: Lightning's fit loop against a plain PyTorch loop over the same nets, batches and optimizer.
+
+Both sides start from the same seeded model built from a config, draw the same in-memory batches and run the
+model's own loss; the plain loop has no Trainer, no logging, no callbacks. The ratio
+``lightning images/s / plain images/s`` is Lightning's overhead as a user pays it (1.0: none).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from lightning_gen.models.base import GenerativeModule
+
+#: One default config per family, at the data size the family is usually benchmarked on.
+FAMILY_CONFIGS = {
+    "baseline": "configs/fvsbn_digits.yaml",
+    "autoregressive (PixelCNN)": "configs/pixelcnn_binarized_mnist.yaml",
+    "autoregressive (Gated PixelCNN)": "configs/gated_pixelcnn_binarized_mnist.yaml",
+    "autoregressive (Row LSTM)": "configs/row_lstm_binarized_mnist.yaml",
+    "latent (VAE)": "configs/vae_binarized_mnist.yaml",
+    "latent (AE)": "configs/ae_mnist.yaml",
+    "gan (DCGAN)": "configs/dcgan_mnist.yaml",
+}
+
+
+def build_from_config(config: str | Path, extra: list[str] = ()) -> tuple[GenerativeModule, L.LightningDataModule]:
+    """The model and data module a config describes, exactly as ``fit`` would build them (nothing is run)."""
+    from lightning_gen.cli import GenCLI
+    from lightning_gen.data.base import ImageDataModule
+
+    cli = GenCLI(GenerativeModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                 auto_configure_optimizers=False, run=False, save_config_callback=None,
+                 args=["--config", str(config), "--trainer.logger", "false", *extra])
+    return cli.model, cli.datamodule
+
+
+def fixed_batches(datamodule: L.LightningDataModule, n: int) -> list[tuple[Tensor, Tensor]]:
+    """The first ``n`` training batches, materialised once so both loops see identical data at no loader cost."""
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    batches = []
+    while len(batches) < n:
+        for batch in datamodule.train_dataloader():
+            batches.append(batch)
+            if len(batches) == n:
+                break
+    return batches
+
+
+def plain_step(model: GenerativeModule) -> Callable[[tuple[Tensor, Tensor], int], None]:
+    """One optimisation step of ``model`` written as a plain PyTorch loop would write it."""
+    if model.automatic_optimization:
+        optimizer = model.configure_optimizers()
+
+        def step(batch, i):
+            loss = model.training_step(batch, i)  # self.log is a no-op without a Trainer
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    # The GAN's manual loop, without Lightning: one D step per batch, one G step every k-th.
+    from lightning_gen.models.gan import discriminator_loss, generator_loss, gradient_penalty
+
+    g_opt, d_opt = model.configure_optimizers()
+    gen = torch.Generator().manual_seed(0)
+
+    def gan_step(batch, i):
+        x, y = batch
+        real = model.to_model_space(x)
+        labels = y if model.conditional else None
+        z = torch.randn(real.shape[0], model.z_dim, generator=gen)
+        with torch.no_grad():
+            fake = model.generator(z, labels)
+        d_loss = discriminator_loss(model.discriminator(real, labels), model.discriminator(fake, labels),
+                                    model.objective)
+        if model.gp_weight > 0:
+            d_loss = d_loss + model.gp_weight * gradient_penalty(model.discriminator, real, fake, labels, generator=gen)
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        if (i + 1) % model.k == 0:
+            z = torch.randn(real.shape[0], model.z_dim, generator=gen)
+            for p in model.discriminator.parameters():
+                p.requires_grad_(False)
+            g_loss = generator_loss(model.discriminator(model.generator(z, labels), labels), model.objective,
+                                    model.g_loss_kind)
+            g_opt.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_opt.step()
+            for p in model.discriminator.parameters():
+                p.requires_grad_(True)
+            model._update_ema()
+
+    return gan_step
+
+
+def time_plain(model: GenerativeModule, batches, warmup: int) -> float:
+    """Images/s of the plain loop over ``batches`` after ``warmup`` untimed steps."""
+    model.train()
+    step = plain_step(model)
+    for i, batch in enumerate(batches[:warmup]):
+        step(batch, i)
+    images = sum(b[0].shape[0] for b in batches[warmup:])
+    start = time.perf_counter()
+    for i, batch in enumerate(batches[warmup:], start=warmup):
+        step(batch, i)
+    return images / (time.perf_counter() - start)
+
+
+class _Replay:
+    """An iterable over fixed batches (a bare list would be read by Lightning as a list of data loaders)."""
+
+    def __init__(self, batches) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _StepClock(L.Callback):
+    """Wall time from the first timed batch's start to the last batch's end, inside Lightning's loop."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.images = warmup, None, None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx >= self.warmup:
+            self.images += batch[0].shape[0]
+            self.end = time.perf_counter()
+
+
+def time_lightning(model: GenerativeModule, batches, warmup: int, log_dir: Path, log_every_n_steps: int = 50) -> float:
+    """Images/s of ``Trainer.fit`` over the same batches (CSV logging at the configs' default rate)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    clock = _StepClock(warmup)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=CSVLogger(log_dir),
+                        log_every_n_steps=log_every_n_steps, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, callbacks=[clock], num_sanity_val_steps=0)
+    trainer.fit(model, train_dataloaders=_Replay(batches))
+    return clock.images / (clock.end - clock.start)
+
+
+def compare(config: str | Path, *, steps: int = 20, warmup: int = 3, repeats: int = 2, log_dir: Path) -> dict:
+    """Best-of-``repeats`` images/s of both loops on one config, alternating so drift hits both alike."""
+    model, datamodule = build_from_config(config)
+    batches = fixed_batches(datamodule, warmup + steps)
+    plain, lightning = [], []
+    for r in range(repeats):  # fresh copies of the untrained model: a fitted one stays attached to its Trainer
+        plain.append(time_plain(copy.deepcopy(model), batches, warmup))
+        lightning.append(time_lightning(copy.deepcopy(model), batches, warmup, log_dir / f"r{r}"))
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"config": str(config), "model": type(model).__name__, "params": n_params,
+            "batch_size": batches[0][0].shape[0], "plain_img_s": max(plain), "lightning_img_s": max(lightning),
+            "ratio": max(lightning) / max(plain)}
