@@ -77,6 +77,7 @@ def make_fake_data_root(root: Path) -> Path:
         write_amat(root / "BinarizedMNIST" / f"binarized_mnist_{split}.amat.gz", rng.integers(0, 2, (n, 784)))
     write_cifar_like(root / "cifar-10-batches-py", n_per_batch=1030)
     write_image_folder(root / "images", n_per_class=40)
+    write_image_folder(root / "celeba" / "img_align_celeba", n_per_class=40, size=8, classes=("all",))
     return root
 
 

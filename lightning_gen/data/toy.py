@@ -1,8 +1,9 @@
 """Toy 2-D data: the ring of Gaussians, the standard test of mode collapse for GANs.
 
 [1] Metz et al. 2016, arXiv 1611.02163 (Unrolled GAN: 8 Gaussians on a ring of radius 2, std 0.02).
-[2] Srivastava et al. 2017, arXiv 1705.07761 (VEEGAN: "high-quality" samples lie within 3 std of a mode; a mode is
-    covered when it receives such samples).
+[2] Srivastava et al. 2017, arXiv 1705.07761 (VEEGAN: "high-quality" samples lie within 3 std of a mode).
+[3] Lin et al. 2018, arXiv 1712.04086 (PacGAN: a mode is lost when it receives fewer than 1/5 of its expected number
+    of samples).
 
 How 2-D points fit the image interface. The data module declares ``image_shape = (1, 1, 2)``: a "1x2 image" whose
 two values are the point's coordinates, so a model and the CLI see the usual ``(image_shape, num_levels,
@@ -54,11 +55,11 @@ def ring_centers(num_modes: int = 8, radius: float = 2.0) -> Tensor:
 
 
 def mode_statistics(points: Tensor, centers: Tensor, std: float, *, num_std: float = 3.0,
-                    min_share: float = 0.25) -> dict[str, float]:
+                    min_share: float = 0.2) -> dict[str, float]:
     """How well 2-D samples ``(N, 2)`` cover a mixture of isotropic Gaussians with ``centers (K, 2)`` and ``std``.
 
     A sample is *high quality* if it lies within ``num_std * std`` of its nearest center [2]. A mode is *covered*
-    if at least ``min_share`` of its fair share (``N / K``) of samples are high-quality samples near it, so a
+    if at least ``min_share`` of its fair share (``N / K``) of samples are high-quality samples near it [3], so a
     mode that catches a handful of strays does not count.
 
     Returns ``modes_covered`` (count), ``high_quality`` (fraction of all samples), ``worst_mode_share`` and

@@ -2,8 +2,12 @@
 
 from lightning_gen.models.base import GenerativeModule, LikelihoodModule, NoLikelihoodError, from_levels, to_levels
 from lightning_gen.models.fvsbn import FVSBN
+from lightning_gen.models.gan import GAN
 from lightning_gen.models.pixelcnn import GatedPixelCNN, PixelCNN
 from lightning_gen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
 from lightning_gen.models.vae import VAE, Autoencoder
 
-__all__ = ["Autoencoder", "DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "PixelCNN", "RowLSTM", "VAE", "GenerativeModule", "LikelihoodModule", "NoLikelihoodError", "from_levels", "to_levels"]
+__all__ = [
+    "GAN", "VAE", "Autoencoder", "DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "GenerativeModule", "LikelihoodModule",
+    "NoLikelihoodError", "PixelCNN", "RowLSTM", "from_levels", "to_levels",
+]
