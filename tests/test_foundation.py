@@ -145,6 +145,20 @@ def test_config_fast_dev_run(config, fake_data_root, tmp_path, monkeypatch):
           *CPU_DEBUG_OVERRIDES.get(config.stem, [])])
 
 
+def test_validate_test_and_predict_subcommands(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for command in ("validate", "test", "predict"):
+        main([command, "--config", str(REPO / "configs/fvsbn_digits.yaml"), "--trainer.limit_test_batches", "2",
+              "--trainer.limit_val_batches", "2", "--trainer.limit_predict_batches", "2", "--trainer.logger", "false"])
+
+
+def test_predict_gives_log_likelihoods_or_samples():
+    model = FVSBN((1, 4, 4), num_levels=2)
+    x = torch.randint(0, 2, (3, 1, 4, 4), dtype=torch.uint8) * 255
+    out = model.predict_step((x, torch.zeros(3, dtype=torch.long)), 0)
+    assert torch.allclose(out["log_prob"], model.log_prob(x))
+
+
 # ---- checkpoints --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fvsbn_checkpoint(tmp_path_factory) -> Path:

@@ -74,3 +74,21 @@ def test_torchrun_launch_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     s0, s1 = (torch.load(dump / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert all(torch.equal(s0[k], s1[k]) for k in s0)
+
+
+@pytest.mark.slow
+def test_compile_switch_trains_and_keeps_checkpoint_keys(tmp_path):
+    """configs/trainer/compile.yaml compiles the nets in place: training runs and checkpoints load into an
+    uncompiled model (no `_orig_mod.` prefixes)."""
+    from lightning_gen.models.loading import load_model
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    proc = subprocess.run([sys.executable, "-m", "lightning_gen", "fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"),
+                           "--config", str(REPO / "configs/trainer/compile.yaml"), "--trainer.max_steps", "5",
+                           "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+                           "--trainer.default_root_dir", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (ckpt,) = tmp_path.glob("**/checkpoints/last.ckpt")
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 5
+    load_model(ckpt)  # strict load into a plain model

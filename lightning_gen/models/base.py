@@ -123,6 +123,16 @@ class GenerativeModule(L.LightningModule):
             raise ValueError(f"expected images of shape (N, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
         return x
 
+    def predict_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
+        """``lightning_gen predict``: per-image log-likelihood (nats) of the data where the model has one, else
+        as many fresh samples as the batch holds (seeded by the batch index, so reruns agree)."""
+        x, y = batch
+        if self.has_likelihood:
+            return {"log_prob": self.log_prob(x, y if self.conditional else None)}
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        return {"samples": self.sample(x.shape[0], generator=generator,
+                                       labels=y if self.conditional else None)}
+
     def configure_optimizers(self):
         return self.optimizer(self.parameters())
 
