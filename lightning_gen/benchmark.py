@@ -505,10 +505,8 @@ def benchmark_checkpoint(path: str | os.PathLike, options: BenchmarkOptions, *, 
             f"{path}: {type(model).__name__} models images {model.image_shape} with {model.num_levels} levels, but "
             f"{type(datamodule).__name__} serves {tuple(datamodule.image_shape)} with {datamodule.num_levels}; "
             "benchmark it against the data it was trained on (--data)")
-    if options.iw_samples is not None:
-        if not hasattr(model, "iw_samples"):
-            raise BenchmarkError(f"--iw-samples applies to models with an importance-weighted likelihood (the VAE); "
-                                 f"{type(model).__name__} has none")
+    # Several checkpoints share one command line: k applies to those with an importance-weighted likelihood.
+    if options.iw_samples is not None and hasattr(model, "iw_samples"):
         model.iw_samples = int(options.iw_samples)
     if options.nll and not model.has_likelihood:
         raise NoLikelihoodError(f"{path}: {type(model).__name__} defines no likelihood, so --nll (NLL, bits/dim) "
@@ -688,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "BinarizedMNIST, FashionMNIST, inception otherwise)")
     p.add_argument("--fid-weights", default=None, help="Inception weights file (default $LIGHTNING_GEN_FID_WEIGHTS)")
     p.add_argument("--batch-size", type=int, default=250, help="sample chunk and evaluation batch size")
-    p.add_argument("--iw-samples", type=int, default=None, help="importance samples k of a VAE's NLL estimate")
+    p.add_argument("--iw-samples", type=int, default=None, help="importance samples k of the NLL estimate of models that have one (the VAE); "
+                   "other models ignore it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nll", action=argparse.BooleanOptionalAction, default=None,
                    help="compute the test NLL (default: where the model defines a likelihood; --nll makes it an "
