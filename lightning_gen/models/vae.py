@@ -377,11 +377,12 @@ class VAE(_LatentModel):
         recon, kl = self.elbo_terms(x)
         weight = self.kl_weight()
         n = x.shape[0]
-        self.log("train/recon_nats", recon.mean(), on_step=True, on_epoch=True, batch_size=n)
-        self.log("train/kl_nats", kl.mean(), on_step=True, on_epoch=True, batch_size=n)
-        self.log("train/elbo_nats", (recon + kl).mean(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
-        if self.kl_warmup_steps:
-            self.log("train/kl_weight", weight, on_step=True, on_epoch=False, batch_size=n)
+        if self.logs_this_step():
+            self.log("train/recon_nats", recon.mean().detach(), batch_size=n)
+            self.log("train/kl_nats", kl.mean().detach(), batch_size=n)
+            self.log("train/elbo_nats", (recon + kl).mean().detach(), prog_bar=True, batch_size=n)
+            if self.kl_warmup_steps:
+                self.log("train/kl_weight", weight, batch_size=n)
         # Per-dimension loss keeps the learning rate independent of the image size.
         return (recon + weight * kl).mean() / self.num_dims
 
@@ -496,7 +497,8 @@ class Autoencoder(_LatentModel):
         x, _ = batch
         loss, z = self._recon_loss(x)
         self.update_code_statistics(z)
-        self.log("train/recon_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        if self.logs_this_step():
+            self.log("train/recon_loss", loss.detach(), prog_bar=True, batch_size=x.shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):
