@@ -10,7 +10,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # Derived files (decoded image folders, reference statistics) of the test session stay out of the user's cache.
 os.environ.setdefault("LIGHTNING_GEN_CACHE", tempfile.mkdtemp(prefix="lightning_gen_test_cache_"))
 
-from helpers import make_fake_data_root  # noqa: E402
+from helpers import make_fake_data_root, require_real_data  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,5 @@ def fake_data_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def real_data_root() -> Path:
     """The real data (CI points ``LIGHTNING_GEN_DATA`` at ../shared/data)."""
-    root = os.environ.get("LIGHTNING_GEN_DATA")
-    if not root or not (Path(root) / "MNIST" / "raw").is_dir():
-        pytest.skip("real data not available: set LIGHTNING_GEN_DATA to the folder holding MNIST/ and BinarizedMNIST/")
-    return Path(root)
+    return require_real_data("MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte",
+                             "MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte")

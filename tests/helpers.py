@@ -81,6 +81,28 @@ def make_fake_data_root(root: Path) -> Path:
     return root
 
 
+# ---- the real data ----------------------------------------------------------------------------------------
+def require_real_data(*files: str) -> Path:
+    """The real data root (``$LIGHTNING_GEN_DATA``) holding ``files`` (plain or ``.gz``).
+
+    Outside CI a machine without the data skips these tests, saying what is missing; in CI (``CI`` set) missing
+    data fails them, so a misconfigured run cannot pass by skipping.
+    """
+    import pytest
+
+    from lightning_gen.data.readers import existing
+
+    root = os.environ.get("LIGHTNING_GEN_DATA")
+    missing = [f for f in files if not root or existing(Path(root) / f) is None]
+    if not root or missing:
+        reason = (f"LIGHTNING_GEN_DATA={root} lacks {', '.join(f + '[.gz]' for f in missing)}" if root else
+                  "LIGHTNING_GEN_DATA is not set: point it at the folder holding MNIST/ and BinarizedMNIST/")
+        if os.environ.get("CI"):
+            pytest.fail(f"real data required in CI: {reason}")
+        pytest.skip(reason)
+    return Path(root)
+
+
 # ---- running the CLI --------------------------------------------------------------------------------------
 def config_paths() -> list[Path]:
     """The model configs (``configs/*.yaml``); presets in sub-folders compose with them and are not runs."""

@@ -20,6 +20,7 @@ from PIL import Image
 
 from lightning_gen.data import (CIFAR10, MNIST, BadDataFile, BinarizedMNIST, DataFilesMissing, FashionMNIST,
                                 ImageFolder)
+from helpers import require_real_data
 from lightning_gen.data import datamodules, readers
 from lightning_gen.data.readers import (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, existing, read_amat, read_cifar_batch,
                                         read_idx, read_idx_pair, read_image_folder)
@@ -413,22 +414,12 @@ def test_binarized_mnist_download_writes_complete_files(tmp_path, monkeypatch):
 
 
 # ---- real data -----------------------------------------------------------------------------------------------------
-def real_root(*files: str) -> str:
-    root = os.environ.get("LIGHTNING_GEN_DATA")
-    if not root:
-        pytest.skip("LIGHTNING_GEN_DATA is not set (CI sets it to /work/shared/data)")
-    missing = [f for f in files if existing(Path(root) / f) is None]
-    if missing:
-        pytest.skip(f"LIGHTNING_GEN_DATA={root} lacks {', '.join(f + '[.gz]' for f in missing)}")
-    return root
-
-
 def snapshot(root: str) -> list[tuple[str, int, int]]:
     return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(root).rglob("*"))
 
 
 def test_real_mnist():
-    root = real_root(*(f"MNIST/raw/{n}" for n in IDX_NAMES))
+    root = require_real_data(*(f"MNIST/raw/{n}" for n in IDX_NAMES))
     before = snapshot(root)
     dm = MNIST(root=root, batch_size=256)
     dm.prepare_data()
@@ -446,7 +437,7 @@ def test_real_mnist():
 
 
 def test_real_binarized_mnist_static():
-    root = real_root(*(f"BinarizedMNIST/binarized_mnist_{s}.amat" for s in ("train", "valid", "test")))
+    root = require_real_data(*(f"BinarizedMNIST/binarized_mnist_{s}.amat" for s in ("train", "valid", "test")))
     before = snapshot(root)
     dm = BinarizedMNIST(root=root)
     dm.prepare_data()
@@ -462,7 +453,7 @@ def test_real_binarized_mnist_static():
 
 
 def test_real_dynamic_binarization():
-    root = real_root(*(f"MNIST/raw/{n}" for n in IDX_NAMES))
+    root = require_real_data(*(f"MNIST/raw/{n}" for n in IDX_NAMES))
     dm = BinarizedMNIST(root=root, binarization="dynamic", batch_size=1000)
     dm.setup()
     grey = dm.datasets["train"].images
