@@ -139,3 +139,29 @@ def ddp_fit_states(config: Path | str, tmp_path: Path, extra: list[str] = (), st
     proc = run_cli(args, cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})  # two processes on two cores
     assert proc.returncode == 0, proc.stderr[-4000:]
     return [torch.load(dump / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def assert_ddp_fit_in_sync(config: str, tmp_path: Path, data_args: tuple = ((1, 8, 8), 256, 10), steps: int = 3) -> None:
+    """Fit ``configs/<config>.yaml`` with DDP on 2 CPU processes: both ranks end with identical parameters, and
+    every weight tensor moved from the seeded initial model by at most a few learning rates (a different
+    initialisation would differ by ~0.1)."""
+    import importlib
+
+    import yaml
+
+    states = ddp_fit_states(CONFIGS / f"{config}.yaml", tmp_path, steps=steps)
+    for name, value in states[0].items():
+        assert torch.equal(value, states[1][name]), name
+    # The CLI seeds (seed_everything) before building the model: rebuild that initial model.
+    cfg = yaml.safe_load((CONFIGS / f"{config}.yaml").read_text())
+    spec = cfg["model"]
+    module, _, name = spec["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    options = {k: v for k, v in spec["init_args"].items() if k != "optimizer"}
+    torch.manual_seed(cfg["seed_everything"])
+    init = cls(*data_args, **options).state_dict()
+    lr = spec["init_args"]["optimizer"]["init_args"]["lr"]
+    for key, value in init.items():
+        if key.endswith("weight"):
+            change = (states[0][key] - value).abs().max().item()
+            assert 0 < change <= 5 * lr, (key, change)

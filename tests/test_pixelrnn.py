@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 import torch
-from helpers import REPO, ddp_fit_states
+from helpers import assert_ddp_fit_in_sync
 
 from lightning_gen.models.base import from_levels, to_levels
 from lightning_gen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
@@ -175,21 +175,4 @@ def test_sample_refuses_labels():
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["row_lstm_digits", "diagonal_bilstm_digits"])
 def test_ddp_two_processes_keep_identical_parameters(config, tmp_path):
-    import yaml
-
-    states = ddp_fit_states(REPO / "configs" / f"{config}.yaml", tmp_path, steps=3)
-    for name, value in states[0].items():
-        assert torch.equal(value, states[1][name]), name
-    # The CLI seeds (seed_everything) before building the model: rebuild that initial model and check that three
-    # Adam steps moved every weight tensor, each by a few learning rates at most.
-    cfg = yaml.safe_load((REPO / "configs" / f"{config}.yaml").read_text())
-    spec = cfg["model"]
-    options = {k: v for k, v in spec["init_args"].items() if k != "optimizer"}
-    cls = {"RowLSTM": RowLSTM, "DiagonalBiLSTM": DiagonalBiLSTM}[spec["class_path"].rsplit(".", 1)[1]]
-    torch.manual_seed(cfg["seed_everything"])
-    init = cls((1, 8, 8), 256, 10, **options).state_dict()
-    lr = spec["init_args"]["optimizer"]["init_args"]["lr"]
-    for name, value in init.items():
-        if name.endswith("weight"):
-            change = (states[0][name] - value).abs().max().item()
-            assert 0 < change <= 5 * lr, (name, change)  # a different initialisation would differ by ~0.1
+    assert_ddp_fit_in_sync(config, tmp_path)
