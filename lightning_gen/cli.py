@@ -23,6 +23,7 @@ import lightning_gen.data  # noqa: F401  (registers the data modules with the CL
 import lightning_gen.models  # noqa: F401  (registers the models with the CLI)
 from lightning_gen.data.base import ImageDataModule
 from lightning_gen.models.base import GenerativeModule
+from lightning_gen.runtime import tune_host
 
 LINKED_DATA_ATTRIBUTES = ("image_shape", "num_levels", "num_classes")
 
@@ -31,6 +32,20 @@ class GenCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         for name in LINKED_DATA_ATTRIBUTES:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs):
+        """The configured Trainer, with :class:`ThrottledProgressBar` as its progress bar unless the config
+        names one or turns the bar off (Lightning's default bar redraws every batch)."""
+        from lightning.pytorch.callbacks import ProgressBar
+
+        from lightning_gen.callbacks import ThrottledProgressBar
+
+        trainer = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs.setdefault("callbacks", [*callbacks, ThrottledProgressBar()])
+        return super().instantiate_trainer(**kwargs)
 
 
 def sample_main(argv: list[str]) -> int:
@@ -67,6 +82,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_host()
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in COMMANDS:
         return COMMANDS[args[0]](args[1:])

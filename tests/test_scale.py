@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -92,3 +93,115 @@ def test_compile_switch_trains_and_keeps_checkpoint_keys(tmp_path):
     (ckpt,) = tmp_path.glob("**/checkpoints/last.ckpt")
     assert torch.load(ckpt, weights_only=True)["global_step"] == 5
     load_model(ckpt)  # strict load into a plain model
+
+
+# ---- per-step host costs (see lightning_gen/runtime.py and callbacks.ThrottledProgressBar) --------------------
+def test_host_tuning_keeps_the_cuda_answer_and_stops_probing_nvml_every_step(monkeypatch):
+    import ctypes
+
+    import lightning  # noqa: F401  (sets PYTORCH_NVML_BASED_CUDA_CHECK=1 on import)
+
+    from lightning_gen import runtime
+
+    monkeypatch.setattr(runtime, "_applied", None)
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    monkeypatch.delenv("LIGHTNING_GEN_HOST_TUNING", raising=False)
+    cuda_before = torch.cuda.is_available()
+    applied = runtime.tune_host()
+    assert torch.cuda.is_available() == cuda_before
+    assert applied["allocator"] == sys.platform.startswith("linux")
+    if runtime.nvml_present():  # a driver is there: Lightning's fork-safe check stays
+        assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1" and not applied["nvml_check"]
+        return
+    assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ and applied["nvml_check"]
+    loads = []
+    real_cdll = ctypes.CDLL
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: loads.append(a[0]) or real_cdll(*a, **k))
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([w])
+    for _ in range(3):
+        (w * w).sum().backward()
+        opt.step()
+    assert loads == []  # before: one failing dlopen of libnvidia-ml per step
+
+
+def test_host_tuning_can_be_turned_off(monkeypatch):
+    from lightning_gen import runtime
+
+    monkeypatch.setattr(runtime, "_applied", None)
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    monkeypatch.setenv("LIGHTNING_GEN_HOST_TUNING", "0")
+    assert runtime.tune_host() == {"allocator": False, "nvml_check": False}
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+
+
+class _BarProbe(L.Callback):
+    def __init__(self) -> None:
+        self.redraws = 0
+        self.final = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bar = trainer.progress_bar_callback
+        self.redraws += bar.train_progress_bar.n == batch_idx + 1  # the bar shows this batch: it was redrawn
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.final = (trainer.progress_bar_callback.train_progress_bar.n, trainer.num_training_batches)
+
+
+@pytest.mark.parametrize("min_interval, expected", [(0.0, "every batch"), (3600.0, "first and last")])
+def test_throttled_progress_bar_redraws_by_time_and_ends_on_the_true_count(min_interval, expected, tmp_path, capsys):
+    from lightning_gen.callbacks import ThrottledProgressBar
+    from lightning_gen.data import Digits
+    from lightning_gen.models import FVSBN
+
+    data = Digits(batch_size=16, binarize=True)
+    model = FVSBN(image_shape=(1, 8, 8), num_levels=2)
+    probe = _BarProbe()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=30, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[ThrottledProgressBar(min_interval=min_interval), probe])
+    trainer.fit(model, data)
+    assert probe.final == (30, 30)
+    assert probe.redraws == (30 if expected == "every batch" else 2)
+
+
+def test_fit_uses_the_throttled_bar_unless_the_config_names_a_bar_or_turns_it_off(tmp_path):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from lightning_gen.callbacks import ThrottledProgressBar
+    from lightning_gen.cli import GenCLI
+    from lightning_gen.data.base import ImageDataModule
+    from lightning_gen.models.base import GenerativeModule
+
+    def trainer_of(*extra):
+        cli = GenCLI(GenerativeModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                     auto_configure_optimizers=False, run=False, save_config_callback=None,
+                     args=["--config", str(REPO / "configs/fvsbn_digits.yaml"), "--trainer.logger", "false",
+                           "--trainer.default_root_dir", str(tmp_path), *extra])
+        return cli.trainer
+
+    assert type(trainer_of().progress_bar_callback) is ThrottledProgressBar
+    own = trainer_of("--trainer.callbacks+", "lightning.pytorch.callbacks.TQDMProgressBar",
+                     "--trainer.callbacks.refresh_rate", "7").progress_bar_callback
+    assert type(own) is TQDMProgressBar and own.refresh_rate == 7
+    assert trainer_of("--trainer.enable_progress_bar", "false").progress_bar_callback is None
+
+
+@pytest.mark.parametrize("config", ["configs/fvsbn_digits.yaml", "configs/vae_digits.yaml"])
+def test_bench_train_times_the_same_training_in_both_loops(config, tmp_path):
+    """scripts/bench_train.py's ratio means something only if both loops do the same work: from the same seeded
+    model and batches they must end at the same parameters."""
+    import copy
+
+    from lightning_gen.throughput import build_from_config, fixed_batches, time_lightning, time_plain
+
+    model, data = build_from_config(REPO / config, ["--data.init_args.root", str(tmp_path / "data")])
+    batches = fixed_batches(data, 6)
+    plain, lightning = copy.deepcopy(model), copy.deepcopy(model)
+    torch.manual_seed(0)
+    assert time_plain(plain, batches, warmup=2) > 0
+    torch.manual_seed(0)
+    assert time_lightning(lightning, batches, warmup=2, log_dir=tmp_path / "logs") > 0
+    for (name, a), b in zip(plain.named_parameters(), lightning.parameters()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(next(plain.parameters()), next(model.parameters()))  # and they did train
