@@ -205,3 +205,38 @@ def test_bench_train_times_the_same_training_in_both_loops(config, tmp_path):
     for (name, a), b in zip(plain.named_parameters(), lightning.parameters()):
         assert torch.equal(a, b), name
     assert not torch.equal(next(plain.parameters()), next(model.parameters()))  # and they did train
+
+
+def _saved_activation_bytes(config: Path, extra: list[str]) -> int:
+    """Bytes autograd keeps for the backward pass of one training step (a floor for the training peak)."""
+    from lightning_gen.throughput import build_from_config, fixed_batches
+
+    model, data = build_from_config(config, extra)
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.training_step(fixed_batches(data, 1)[0], 0)
+    return sum(storages.values())
+
+
+def test_peak_memory_counts_the_activations_and_grows_with_the_batch():
+    """scripts/bench_memory.py's CPU figure: the peak a run adds covers what autograd saves for backward, and a
+    batch 8x larger adds correspondingly more (so the number tracks the model, not allocator noise)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from lightning_gen.throughput import peak_memory
+
+    config = REPO / "configs/pixelcnn_digits.yaml"
+    peaks, saved = {}, {}
+    for batch in (32, 256):
+        extra = ["--data.init_args.batch_size", str(batch)]
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:  # a fresh process each
+            peaks[batch] = pool.submit(peak_memory, config, extra, steps=3).result()["training_peak_bytes"]
+        saved[batch] = _saved_activation_bytes(config, extra)
+    assert peaks[256] >= saved[256]
+    assert peaks[256] - peaks[32] >= 0.8 * (saved[256] - saved[32])
