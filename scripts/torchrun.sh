@@ -3,7 +3,8 @@
 #   scripts/torchrun.sh configs/gated_pixelcnn_cifar10.yaml [extra CLI options]
 # GPUS defaults to the number of visible GPUs. Batch sizes in configs are per GPU.
 set -euo pipefail
+presets=$(cd "$(dirname "${BASH_SOURCE[0]}")/../configs/trainer" && pwd)  # works from any folder
 config=$1; shift
 GPUS=${GPUS:-$(python -c "import torch; print(torch.cuda.device_count())")}
 exec torchrun --standalone --nproc_per_node="$GPUS" -m lightning_gen fit --config "$config" \
-  --config configs/trainer/ddp.yaml --trainer.devices "$GPUS" "$@"
+  --config "$presets/ddp.yaml" --trainer.devices "$GPUS" "$@"

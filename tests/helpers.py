@@ -165,3 +165,16 @@ def assert_ddp_fit_in_sync(config: str, tmp_path: Path, data_args: tuple = ((1, 
         if key.endswith("weight"):
             change = (states[0][key] - value).abs().max().item()
             assert 0 < change <= 5 * lr, (key, change)
+
+
+class Heartbeat(Callback):
+    """Writes ``rank<r>.step`` (the global step) every ``every_n_steps`` training steps, so a test can wait until
+    a run it started in another process is really training before it signals it."""
+
+    def __init__(self, dirpath: str, every_n_steps: int = 10) -> None:
+        self.dirpath, self.every_n_steps = Path(dirpath), every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            (self.dirpath / f"rank{trainer.global_rank}.step").write_text(str(trainer.global_step))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,6 +30,11 @@ def test_trainer_presets_compose_with_a_model_config(preset, tmp_path):
     assert "SampleGrid" in proc.stdout  # the model config's callbacks survive the preset's additions
 
 
+def _newest_last(folder: Path) -> Path:
+    """The resumed run's last checkpoint: ModelCheckpoint writes last-v1.ckpt beside a last.ckpt it did not write."""
+    return max(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+
+
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
@@ -37,12 +43,12 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
             "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false",
             "--trainer.limit_val_batches", "0"]
     ckpt_dir = tmp_path / "run" / "checkpoints"  # ModelCheckpoint's folder without a logger
-    proc = subprocess.Popen([*base, "--trainer.max_steps", "100000", "--trainer.max_epochs", "-1"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # wait until training is under way (a few epochs' checkpoints), then preempt it
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(ckpt_dir.glob("epoch=*.ckpt")):
-        time.sleep(0.5)
+    beat = tmp_path / "heartbeat"
+    proc = subprocess.Popen([*base, "--trainer.max_steps", "100000", "--trainer.max_epochs", "-1",
+                             "--trainer.callbacks+", "helpers.Heartbeat", "--trainer.callbacks.dirpath", str(beat)],
+                            cwd=tmp_path, env={**env, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: (beat / "rank0.step").is_file(), 120, "training to get under way", proc)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     preempted = ckpt_dir / "preempted.ckpt"
@@ -55,21 +61,20 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
                               "--ckpt_path", str(preempted)], cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    (last,) = ckpt_dir.glob("last.ckpt")
-    assert torch.load(last, weights_only=True)["global_step"] == step + 5
+    assert torch.load(_newest_last(ckpt_dir), weights_only=True)["global_step"] == step + 5
 
 
 @pytest.mark.slow
 def test_torchrun_launch_two_cpu_processes(tmp_path):
-    """The torchrun path (what scripts/torchrun.sh runs), on 2 CPU processes: both ranks train and stay in sync."""
+    """scripts/torchrun.sh with 2 CPU processes (the ddp preset, moved to the CPU): both ranks train and stay in sync."""
     dump = tmp_path / "states"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
+           "GPUS": "2"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lightning_gen",
-         "fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"), "--trainer.accelerator", "cpu",
-         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "3",
-         "--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-         "--trainer.callbacks", "helpers.DumpRankState", "--trainer.callbacks.dirpath", str(dump),
+        ["bash", str(REPO / "scripts/torchrun.sh"), str(REPO / "configs/fvsbn_digits.yaml"),
+         "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.max_steps", "3",
+         "--trainer.limit_val_batches", "0", "--trainer.logger", "false",
+         "--trainer.callbacks+", "helpers.DumpRankState", "--trainer.callbacks.dirpath", str(dump),
          "--trainer.default_root_dir", str(tmp_path / "run")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -240,3 +245,133 @@ def test_peak_memory_counts_the_activations_and_grows_with_the_batch():
         saved[batch] = _saved_activation_bytes(config, extra)
     assert peaks[256] >= saved[256]
     assert peaks[256] - peaks[32] >= 0.8 * (saved[256] - saved[32])
+
+
+# ---- SLURM and multi-node launchers, run for real on this machine's CPU ----------------------------------------
+FAKE_SRUN = """#!/usr/bin/env bash
+# Stand-in for SLURM's srun on one node: SLURM_NTASKS copies of the command, each with its task's variables.
+pids=()
+for ((i = 0; i < SLURM_NTASKS; i++)); do
+  SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_NODEID=0 "$@" &
+  pids+=($!)
+  echo $! >> "$FAKE_SLURM_DIR/task_pids"
+done
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+exit $rc
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+echo "$@" >> "$FAKE_SLURM_DIR/scontrol.log"
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fake_slurm_env(tmp_path: Path, job_id: str) -> dict:
+    """The variables SLURM gives `sbatch --nodes=1 --ntasks-per-node=2`, with srun and scontrol stand-ins on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": f"{REPO}:{REPO / 'tests'}",
+            "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "FAKE_SLURM_DIR": str(tmp_path),
+            "SLURM_SUBMIT_DIR": str(REPO), "SLURM_JOB_ID": job_id, "SLURM_JOB_NAME": "lightning_gen",
+            "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NUM_NODES": "1", "SLURM_NNODES": "1",
+            "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+
+
+def _signal_tasks(tmp_path: Path, signum) -> None:
+    for pid in (tmp_path / "task_pids").read_text().split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signum)
+
+
+def _wait_for(predicate, timeout: float, what: str, proc=None) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the job ended (exit {proc.returncode}) before {what}:\n{proc.stdout.read()[-3000:]}")
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_slurm_script_trains_on_two_tasks_requeues_on_sigusr1_and_the_requeued_job_resumes(tmp_path):
+    """scripts/slurm.sbatch under stand-ins for srun and scontrol, 2 DDP tasks: SIGUSR1 (SLURM's time-limit warning)
+    saves an HPC checkpoint, requeues the job and stops it cleanly; the requeued job (same script, same job id)
+    resumes from that checkpoint with no --ckpt_path; SIGTERM (a preemption) saves the next HPC checkpoint, and
+    the two ranks end in sync."""
+    run, dump = tmp_path / "run", tmp_path / "states"
+    env = _fake_slurm_env(tmp_path, job_id="4242")
+    cmd = ["bash", str(REPO / "scripts/slurm.sbatch"), "configs/fvsbn_digits.yaml", "--trainer.accelerator", "cpu",
+           "--trainer.precision", "32-true", "--trainer.default_root_dir", str(run), "--trainer.logger", "false",
+           "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0", "--trainer.max_epochs", "-1",
+           "--trainer.callbacks+", "helpers.DumpRankState", "--trainer.callbacks.dirpath", str(dump)]
+    beat = tmp_path / "heartbeat"
+    job = subprocess.Popen([*cmd, "--trainer.max_steps", "100000", "--trainer.callbacks+", "helpers.Heartbeat",
+                            "--trainer.callbacks.dirpath", str(beat)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: all((beat / f"rank{r}.step").is_file() for r in range(2)), 180,
+                  "both tasks to be training", job)
+        _signal_tasks(tmp_path, signal.SIGUSR1)  # SLURM's time-limit warning: save, requeue, stop
+        out, _ = job.communicate(timeout=180)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 0, out[-3000:]
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    assert sorted(p.name for p in run.glob("hpc_ckpt_*.ckpt")) == ["hpc_ckpt_1.ckpt"]
+    first = torch.load(run / "hpc_ckpt_1.ckpt", weights_only=True)["global_step"]
+    assert first > 0
+
+    # The requeued job (same script, same job id) resumes by itself; SLURM's kill (SIGTERM) then preempts it.
+    (tmp_path / "task_pids").unlink()
+    env["MASTER_PORT"] = str(_free_port())
+    for f in beat.glob("*.step"):
+        f.unlink()
+    requeued = subprocess.Popen([*cmd, "--trainer.max_steps", "100000", "--trainer.callbacks+", "helpers.Heartbeat",
+                                 "--trainer.callbacks.dirpath", str(beat)], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: all((beat / f"rank{r}.step").is_file() for r in range(2)), 180,
+                  "the requeued job to be training", requeued)
+        _signal_tasks(tmp_path, signal.SIGTERM)
+        out, _ = requeued.communicate(timeout=180)
+    finally:
+        if requeued.poll() is None:
+            os.killpg(requeued.pid, signal.SIGKILL)
+    assert requeued.returncode == 0, out[-3000:]
+    assert f"Restoring states from the checkpoint path at {run / 'hpc_ckpt_1.ckpt'}" in out
+    second = torch.load(run / "hpc_ckpt_2.ckpt", weights_only=True)["global_step"]
+    assert second > first  # it went on from the first job's state and saved its own newest state
+    s0, s1 = (torch.load(dump / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert all(torch.equal(s0[k], s1[k]) for k in s0)
+
+
+@pytest.mark.slow
+def test_torchrun_multinode_script_trains_two_nodes_in_sync(tmp_path):
+    """scripts/torchrun_multinode.sh started twice, as node 0 and node 1 of 2 (one CPU process each, on localhost):
+    the two nodes form one DDP job with the multinode preset and end with identical parameters."""
+    dump = tmp_path / "states"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
+           "NNODES": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "GPUS": "1"}
+    cmd = ["bash", str(REPO / "scripts/torchrun_multinode.sh"), str(REPO / "configs/fvsbn_digits.yaml"),
+           "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.max_steps", "3",
+           "--trainer.limit_val_batches", "0", "--trainer.logger", "false",
+           "--trainer.callbacks+", "helpers.DumpRankState", "--trainer.callbacks.dirpath", str(dump),
+           "--trainer.default_root_dir", str(tmp_path / "run")]
+    nodes = [subprocess.Popen(cmd, cwd=tmp_path, env={**env, "NODE_RANK": str(rank)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+    outs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-2000:] for o in outs)
+    s0, s1 = (torch.load(dump / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert all(torch.equal(s0[k], s1[k]) for k in s0)
