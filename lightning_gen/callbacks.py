@@ -217,9 +217,14 @@ class Compile(L.Callback):
         self.mode, self.dynamic = mode, dynamic
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for child in pl_module.children():
-            if any(True for _ in child.parameters()):
-                child.compile(mode=self.mode, dynamic=self.dynamic)
+        compile_children(pl_module, mode=self.mode, dynamic=self.dynamic)
+
+
+def compile_children(module: torch.nn.Module, mode: str = "default", dynamic: bool | None = None) -> None:
+    """``torch.compile`` each child of ``module`` that has parameters, in place (what :class:`Compile` does)."""
+    for child in module.children():
+        if any(True for _ in child.parameters()):
+            child.compile(mode=mode, dynamic=dynamic)
 
 
 class ChannelsLast(L.Callback):

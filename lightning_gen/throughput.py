@@ -62,13 +62,42 @@ def fixed_batches(datamodule: L.LightningDataModule, n: int) -> list[tuple[Tenso
     return batches
 
 
-def plain_step(model: GenerativeModule) -> Callable[[tuple[Tensor, Tensor], int], None]:
-    """One optimisation step of ``model`` written as a plain PyTorch loop would write it."""
+def synthetic_batches(datamodule, n: int, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+    """``n`` batches of random images with the data module's shape, levels and batch size: throughput needs no
+    dataset (on a GPU machine without CelebA, say). Speed does not depend on pixel values."""
+    g = torch.Generator().manual_seed(seed)
+    c, h, w = datamodule.image_shape
+    levels, classes = datamodule.num_levels, datamodule.num_classes
+    batches = []
+    for _ in range(n):
+        x = torch.randint(0, levels, (datamodule.batch_size, c, h, w), generator=g)
+        x = (x * 255 // (levels - 1)).to(torch.uint8)  # level index -> 0..255, as the data modules store images
+        y = torch.randint(0, max(classes, 1), (datamodule.batch_size,), generator=g)
+        batches.append((x, y))
+    return batches
+
+
+def _autocast(device: torch.device, precision: str):
+    """The forward-pass context Lightning's precision plugin uses for ``precision``."""
+    if precision in ("32-true", "32", 32):
+        return contextlib.nullcontext()
+    if precision in ("bf16-mixed", "16-mixed"):
+        dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
+        return torch.autocast(device.type, dtype=dtype)
+    raise ValueError(f"unknown precision {precision!r}; expected one of 32-true, bf16-mixed, 16-mixed")
+
+
+def plain_step(model: GenerativeModule, precision: str = "32-true") -> Callable[[tuple[Tensor, Tensor], int], None]:
+    """One optimisation step of ``model`` written as a plain PyTorch loop would write it (on the model's device)."""
+    device = model.device
+    if precision == "16-mixed":
+        raise ValueError("the plain loop has no gradient scaler; compare with bf16-mixed or 32-true")
     if model.automatic_optimization:
         optimizer = model.configure_optimizers()
 
         def step(batch, i):
-            loss = model.training_step(batch, i)  # self.log is a no-op without a Trainer
+            with _autocast(device, precision):  # forward only, as Lightning's precision plugin does
+                loss = model.training_step(batch, i)  # self.log is a no-op without a Trainer
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -79,48 +108,68 @@ def plain_step(model: GenerativeModule) -> Callable[[tuple[Tensor, Tensor], int]
     from lightning_gen.models.gan import discriminator_loss, generator_loss, gradient_penalty
 
     g_opt, d_opt = model.configure_optimizers()
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
 
     def gan_step(batch, i):
-        x, y = batch
-        real = model.to_model_space(x)
-        labels = y if model.conditional else None
-        z = torch.randn(real.shape[0], model.z_dim, generator=gen)
-        with torch.no_grad():
-            fake = model.generator(z, labels)
-        d_loss = discriminator_loss(model.discriminator(real, labels), model.discriminator(fake, labels),
-                                    model.objective)
-        if model.gp_weight > 0:
-            d_loss = d_loss + model.gp_weight * gradient_penalty(model.discriminator, real, fake, labels, generator=gen)
-        d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_opt.step()
-        if (i + 1) % model.k == 0:
-            z = torch.randn(real.shape[0], model.z_dim, generator=gen)
-            for p in model.discriminator.parameters():
-                p.requires_grad_(False)
-            g_loss = generator_loss(model.discriminator(model.generator(z, labels), labels), model.objective,
-                                    model.g_loss_kind)
-            g_opt.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_opt.step()
-            for p in model.discriminator.parameters():
-                p.requires_grad_(True)
-            model._update_ema()
+        with _autocast(device, precision):  # Lightning wraps a manual training_step, backward included
+            x, y = batch
+            real = model.to_model_space(x)
+            labels = y if model.conditional else None
+            z = torch.randn(real.shape[0], model.z_dim, generator=gen, device=device)
+            with torch.no_grad():
+                fake = model.generator(z, labels)
+            d_loss = discriminator_loss(model.discriminator(real, labels), model.discriminator(fake, labels),
+                                        model.objective)
+            if model.gp_weight > 0:
+                d_loss = d_loss + model.gp_weight * gradient_penalty(model.discriminator, real, fake, labels,
+                                                                     generator=gen)
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+            if (i + 1) % model.k == 0:
+                z = torch.randn(real.shape[0], model.z_dim, generator=gen, device=device)
+                for p in model.discriminator.parameters():
+                    p.requires_grad_(False)
+                g_loss = generator_loss(model.discriminator(model.generator(z, labels), labels), model.objective,
+                                        model.g_loss_kind)
+                g_opt.zero_grad(set_to_none=True)
+                g_loss.backward()
+                g_opt.step()
+                for p in model.discriminator.parameters():
+                    p.requires_grad_(True)
+                model._update_ema()
 
     return gan_step
 
 
-def time_plain(model: GenerativeModule, batches, warmup: int) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _to(batches, device: torch.device):
+    return [tuple(t.to(device) for t in b) for b in batches]
+
+
+def time_plain(model: GenerativeModule, batches, warmup: int, *, device: str = "cpu", precision: str = "32-true",
+               compile: bool = False) -> float:
     """Images/s of the plain loop over ``batches`` after ``warmup`` untimed steps."""
-    model.train()
-    step = plain_step(model)
+    device = torch.device(device)
+    model.to(device).train()
+    if compile:
+        from lightning_gen.callbacks import compile_children
+
+        compile_children(model)
+    batches = _to(batches, device)
+    step = plain_step(model, precision)
     for i, batch in enumerate(batches[:warmup]):
         step(batch, i)
     images = sum(b[0].shape[0] for b in batches[warmup:])
+    _sync(device)
     start = time.perf_counter()
     for i, batch in enumerate(batches[warmup:], start=warmup):
         step(batch, i)
+    _sync(device)
     return images / (time.perf_counter() - start)
 
 
@@ -138,49 +187,94 @@ class _Replay:
 
 
 class _StepClock(L.Callback):
-    """Wall time from the first timed batch's start to the last batch's end, inside Lightning's loop."""
+    """Wall time from the first timed batch's start to the last batch's end, inside Lightning's loop (the device
+    is synchronised at both ends, so queued GPU work is counted)."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.end, self.images = warmup, None, None, 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if batch_idx == self.warmup:
+            _sync(pl_module.device)
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if batch_idx >= self.warmup:
             self.images += batch[0].shape[0]
-            self.end = time.perf_counter()
+            if batch_idx == trainer.num_training_batches - 1:
+                _sync(pl_module.device)
+                self.end = time.perf_counter()
 
 
-def time_lightning(model: GenerativeModule, batches, warmup: int, log_dir: Path, log_every_n_steps: int = 50) -> float:
+def time_lightning(model: GenerativeModule, batches, warmup: int, log_dir: Path, log_every_n_steps: int = 50, *,
+                   device: str = "cpu", precision: str = "32-true", compile: bool = False) -> float:
     """Images/s of ``Trainer.fit`` over the same batches, with what ``fit`` adds per step: CSV logging at the
     configs' default rate and the CLI's progress bar (drawn into /dev/null)."""
     from lightning.pytorch.loggers import CSVLogger
 
-    from lightning_gen.callbacks import ThrottledProgressBar
+    from lightning_gen.callbacks import Compile, ThrottledProgressBar
 
     clock = _StepClock(warmup)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=CSVLogger(log_dir),
+    callbacks = [clock, ThrottledProgressBar()] + ([Compile()] if compile else [])
+    trainer = L.Trainer(accelerator="gpu" if torch.device(device).type == "cuda" else "cpu", devices=1,
+                        max_epochs=1, precision=precision, logger=CSVLogger(log_dir),
                         log_every_n_steps=log_every_n_steps, enable_checkpointing=False, enable_model_summary=False,
-                        limit_val_batches=0, callbacks=[clock, ThrottledProgressBar()], num_sanity_val_steps=0)
+                        limit_val_batches=0, callbacks=callbacks, num_sanity_val_steps=0)
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
         trainer.fit(model, train_dataloaders=_Replay(batches))
     return clock.images / (clock.end - clock.start)
 
 
-def compare(config: str | Path, *, steps: int = 20, warmup: int = 3, repeats: int = 2, log_dir: Path) -> dict:
-    """Best-of-``repeats`` images/s of both loops on one config, alternating so drift hits both alike."""
-    model, datamodule = build_from_config(config)
-    batches = fixed_batches(datamodule, warmup + steps)
+#: Dense bf16 tensor-core peaks (TFLOP/s) by GPU name, from the vendors' data sheets, for MFU.
+PEAK_BF16_TFLOPS = {"H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0,
+                    "H200": 989.4, "A100": 312.0, "L40S": 362.05, "A10G": 70.0, "L4": 121.0}
+
+
+def peak_tflops(device: str, precision: str) -> float | None:
+    """The accelerator's dense peak for ``precision`` if known (bf16 on the GPUs above), else None."""
+    if torch.device(device).type != "cuda" or not precision.startswith("bf16"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    for key, tflops in PEAK_BF16_TFLOPS.items():
+        if all(part in name for part in key.split()):
+            return tflops
+    return None
+
+
+def flops_per_step(model: GenerativeModule, batches, *, device: str = "cpu", precision: str = "32-true") -> float:
+    """Model FLOPs of one training step (forward and backward, the matmuls and convolutions that MFU counts),
+    averaged over a generator period for GANs, counted by ``torch.utils.flop_counter`` on a copy of ``model``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = copy.deepcopy(model).to(device).train()
+    period = 1 if model.automatic_optimization else model.k
+    step = plain_step(model, precision)
+    with FlopCounterMode(display=False) as counter:
+        for i, batch in enumerate(_to(batches[:period], torch.device(device))):
+            step(batch, i)
+    return counter.get_total_flops() / period
+
+
+def compare(config: str | Path, *, steps: int = 20, warmup: int = 3, repeats: int = 2, log_dir: Path,
+            device: str = "cpu", precision: str = "32-true", compile: bool = False, synthetic: bool = False,
+            extra: list[str] = ()) -> dict:
+    """Best-of-``repeats`` images/s of both loops on one config, alternating so drift hits both alike, with the
+    model FLOPs of a step (and MFU where the accelerator's peak is known)."""
+    model, datamodule = build_from_config(config, list(extra))
+    batches = synthetic_batches(datamodule, warmup + steps) if synthetic else fixed_batches(datamodule, warmup + steps)
+    options = dict(device=device, precision=precision, compile=compile)
     plain, lightning = [], []
     for r in range(repeats):  # fresh copies of the untrained model: a fitted one stays attached to its Trainer
-        plain.append(time_plain(copy.deepcopy(model), batches, warmup))
-        lightning.append(time_lightning(copy.deepcopy(model), batches, warmup, log_dir / f"r{r}"))
-    n_params = sum(p.numel() for p in model.parameters())
-    return {"config": str(config), "model": type(model).__name__, "params": n_params,
-            "batch_size": batches[0][0].shape[0], "plain_img_s": max(plain), "lightning_img_s": max(lightning),
-            "ratio": max(lightning) / max(plain)}
+        plain.append(time_plain(copy.deepcopy(model), batches, warmup, **options))
+        lightning.append(time_lightning(copy.deepcopy(model), batches, warmup, log_dir / f"r{r}", **options))
+    batch_size = batches[0][0].shape[0]
+    flops = flops_per_step(model, batches, device=device, precision=precision)
+    tflops = flops * max(lightning) / batch_size / 1e12
+    peak = peak_tflops(device, precision)
+    return {"config": str(config), "model": type(model).__name__, "params": sum(p.numel() for p in model.parameters()),
+            "batch_size": batch_size, "plain_img_s": max(plain), "lightning_img_s": max(lightning),
+            "ratio": max(lightning) / max(plain), "gflops_per_step": flops / 1e9, "lightning_tflops": tflops,
+            "mfu": tflops / peak if peak else None, **options}
 
 
 # ---- memory --------------------------------------------------------------------------------------------------

@@ -1,8 +1,15 @@
 """Training images/s of each family's default config: Lightning vs a plain PyTorch loop, measured in one run.
 
     LIGHTNING_GEN_DATA=../shared/data python scripts/bench_train.py [--steps 20] [--configs ...]
+    # on a GPU, bf16 and torch.compile, random images of the configs' shapes (no dataset needed):
+    python scripts/bench_train.py --device cuda --precision bf16-mixed --compile --synthetic \
+        --configs configs/dcgan_celeba64.yaml
 
-Last line: ``min_ratio=<x>`` (Lightning / plain, worst family; target >= 0.95).
+Both loops run in this process with the same host settings as `fit` (lightning_gen.runtime). The table also gives
+the model FLOPs of a step (torch.utils.flop_counter: matmuls and convolutions, forward and backward), the
+TFLOP/s Lightning reaches and, where the accelerator's dense peak is known (bf16 on the GPUs in
+lightning_gen.throughput.PEAK_BF16_TFLOPS, or --peak-tflops), the model FLOP utilisation.
+Last line: ``min_ratio=<x>`` (Lightning / plain, worst family; target >= 0.95), then ``mfu_<config>=`` values.
 """
 
 import argparse
@@ -19,25 +26,42 @@ from lightning_gen.throughput import FAMILY_CONFIGS, compare
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     p.add_argument("--repeats", type=int, default=2, help="alternating measurements; the best of each side counts")
     p.add_argument("--configs", nargs="*", default=list(FAMILY_CONFIGS.values()))
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the nets on both sides")
+    p.add_argument("--synthetic", action="store_true", help="random images of each config's shape, no dataset")
+    p.add_argument("--peak-tflops", type=float, help="the accelerator's dense peak, for MFU where it is not known")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is visible here (torch.cuda.is_available() is False)")
     host = tune_host()  # as `fit` does; both loops run in this process, so both get it
     from tqdm import tqdm
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for config in tqdm(args.configs, desc="configs"):
-            rows.append(compare(config, steps=args.steps, warmup=args.warmup, repeats=args.repeats, log_dir=Path(tmp)))
-    print(f"\n{'config':42s} {'params':>9s} {'batch':>5s} {'plain img/s':>12s} {'lightning img/s':>16s} {'ratio':>6s}")
+            r = compare(config, steps=args.steps, warmup=args.warmup, repeats=args.repeats, log_dir=Path(tmp),
+                        device=args.device, precision=args.precision, compile=args.compile, synthetic=args.synthetic)
+            if args.peak_tflops:
+                r["mfu"] = r["lightning_tflops"] / args.peak_tflops
+            rows.append(r)
+    print(f"\n{'config':42s} {'params':>9s} {'batch':>5s} {'plain img/s':>12s} {'lightning img/s':>16s} {'ratio':>6s} "
+          f"{'GFLOP/step':>10s} {'TFLOP/s':>8s} {'MFU':>6s}")
     for r in rows:
+        mfu = f"{r['mfu']:6.1%}" if r["mfu"] is not None else f"{'-':>6s}"
         print(f"{r['config']:42s} {r['params']:9d} {r['batch_size']:5d} {r['plain_img_s']:12.1f} "
-              f"{r['lightning_img_s']:16.1f} {r['ratio']:6.3f}")
-    print(f"threads={args.threads} steps={args.steps} repeats={args.repeats} host_tuning={host}")
-    print(f"min_ratio={min(r['ratio'] for r in rows):.3f}")
+              f"{r['lightning_img_s']:16.1f} {r['ratio']:6.3f} {r['gflops_per_step']:10.2f} "
+              f"{r['lightning_tflops']:8.3f} {mfu}")
+    device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
+    print(f"device={device!r} threads={args.threads} precision={args.precision} compile={args.compile} "
+          f"synthetic={args.synthetic} steps={args.steps} repeats={args.repeats} host_tuning={host}")
+    mfus = " ".join(f"mfu_{Path(r['config']).stem}={r['mfu']:.3f}" for r in rows if r["mfu"] is not None)
+    print(f"min_ratio={min(r['ratio'] for r in rows):.3f}" + (f" {mfus}" if mfus else ""))
     return 0
 
 

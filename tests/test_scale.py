@@ -192,10 +192,12 @@ def test_fit_uses_the_throttled_bar_unless_the_config_names_a_bar_or_turns_it_of
     assert trainer_of("--trainer.enable_progress_bar", "false").progress_bar_callback is None
 
 
-@pytest.mark.parametrize("config", ["configs/fvsbn_digits.yaml", "configs/vae_digits.yaml"])
-def test_bench_train_times_the_same_training_in_both_loops(config, tmp_path):
+@pytest.mark.parametrize("config, precision", [("configs/fvsbn_digits.yaml", "32-true"),
+                                               ("configs/vae_digits.yaml", "32-true"),
+                                               ("configs/vae_digits.yaml", "bf16-mixed")])
+def test_bench_train_times_the_same_training_in_both_loops(config, precision, tmp_path):
     """scripts/bench_train.py's ratio means something only if both loops do the same work: from the same seeded
-    model and batches they must end at the same parameters."""
+    model and batches they must end at the same parameters, in mixed precision too."""
     import copy
 
     from lightning_gen.throughput import build_from_config, fixed_batches, time_lightning, time_plain
@@ -204,9 +206,9 @@ def test_bench_train_times_the_same_training_in_both_loops(config, tmp_path):
     batches = fixed_batches(data, 6)
     plain, lightning = copy.deepcopy(model), copy.deepcopy(model)
     torch.manual_seed(0)
-    assert time_plain(plain, batches, warmup=2) > 0
+    assert time_plain(plain, batches, warmup=2, precision=precision) > 0
     torch.manual_seed(0)
-    assert time_lightning(lightning, batches, warmup=2, log_dir=tmp_path / "logs") > 0
+    assert time_lightning(lightning, batches, warmup=2, log_dir=tmp_path / "logs", precision=precision) > 0
     for (name, a), b in zip(plain.named_parameters(), lightning.parameters()):
         assert torch.equal(a, b), name
     assert not torch.equal(next(plain.parameters()), next(model.parameters()))  # and they did train
@@ -375,3 +377,33 @@ def test_torchrun_multinode_script_trains_two_nodes_in_sync(tmp_path):
     assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-2000:] for o in outs)
     s0, s1 = (torch.load(dump / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert all(torch.equal(s0[k], s1[k]) for k in s0)
+
+
+def test_flops_per_step_matches_the_hand_count_of_an_mlp_vae():
+    """The MFU numerator: an MLP VAE's step is 2*in*out FLOPs per linear layer and image forward, twice that
+    backward, less the input gradient of the first layer (the data needs none)."""
+    from lightning_gen.throughput import build_from_config, flops_per_step, synthetic_batches
+
+    batch = 8
+    model, data = build_from_config(REPO / "configs/vae_binarized_mnist.yaml", ["--data.init_args.batch_size", str(batch)])
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears][:1] == [(200, 784)]  # the first layer reads the image
+    expected = sum(6 * m.in_features * m.out_features for m in linears) * batch - 2 * 784 * 200 * batch
+    assert flops_per_step(model, synthetic_batches(data, 1)) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args, last_line", [
+    ("bench_train.py", ["--synthetic", "--compile", "--precision", "bf16-mixed", "--steps", "3", "--repeats", "1"],
+     r"min_ratio=\d+\.\d{3}"),
+    ("bench_memory.py", ["--steps", "3"], r"fvsbn_digits=\d+\.\d"),
+])
+def test_speed_and_memory_scripts_end_with_their_headline(script, args, last_line, tmp_path):
+    """The benchmark scripts run end to end (compiled, bf16) and end with their key=value line."""
+    import re
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--configs", "configs/fvsbn_digits.yaml",
+                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.fullmatch(last_line, proc.stdout.strip().splitlines()[-1]), proc.stdout[-2000:]
