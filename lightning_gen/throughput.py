@@ -14,6 +14,7 @@ import contextlib
 import copy
 import ctypes
 import gc
+import math
 import os
 import sys
 import time
@@ -257,23 +258,30 @@ def flops_per_step(model: GenerativeModule, batches, *, device: str = "cpu", pre
 
 def compare(config: str | Path, *, steps: int = 20, warmup: int = 3, repeats: int = 2, log_dir: Path,
             device: str = "cpu", precision: str = "32-true", compile: bool = False, synthetic: bool = False,
-            extra: list[str] = ()) -> dict:
+            min_seconds: float = 1.0, extra: list[str] = ()) -> dict:
     """Best-of-``repeats`` images/s of both loops on one config, alternating so drift hits both alike, with the
-    model FLOPs of a step (and MFU where the accelerator's peak is known)."""
+    model FLOPs of a step (and MFU where the accelerator's peak is known). Each timed window covers at least
+    ``steps`` steps and about ``min_seconds`` of the plain loop (20 steps of a 3 ms model are too short to time)."""
     model, datamodule = build_from_config(config, list(extra))
     batches = synthetic_batches(datamodule, warmup + steps) if synthetic else fixed_batches(datamodule, warmup + steps)
     options = dict(device=device, precision=precision, compile=compile)
+    batch_size = batches[0][0].shape[0]
+    if min_seconds > 0:  # small models: lengthen the timed window (the same batches again) until it is long enough
+        pilot = time_plain(copy.deepcopy(model), batches, warmup, **options)
+        needed = math.ceil(min_seconds * pilot / batch_size)
+        if needed > steps:
+            timed = batches[warmup:]
+            batches = batches[:warmup] + [timed[i % len(timed)] for i in range(needed)]
     plain, lightning = [], []
     for r in range(repeats):  # fresh copies of the untrained model: a fitted one stays attached to its Trainer
         plain.append(time_plain(copy.deepcopy(model), batches, warmup, **options))
         lightning.append(time_lightning(copy.deepcopy(model), batches, warmup, log_dir / f"r{r}", **options))
-    batch_size = batches[0][0].shape[0]
     flops = flops_per_step(model, batches, device=device, precision=precision)
     tflops = flops * max(lightning) / batch_size / 1e12
     peak = peak_tflops(device, precision)
     return {"config": str(config), "model": type(model).__name__, "params": sum(p.numel() for p in model.parameters()),
             "batch_size": batch_size, "plain_img_s": max(plain), "lightning_img_s": max(lightning),
-            "ratio": max(lightning) / max(plain), "gflops_per_step": flops / 1e9, "lightning_tflops": tflops,
+            "ratio": max(lightning) / max(plain), "timed_steps": len(batches) - warmup, "gflops_per_step": flops / 1e9, "lightning_tflops": tflops,
             "mfu": tflops / peak if peak else None, **options}
 
 

@@ -25,7 +25,9 @@ from lightning_gen.throughput import FAMILY_CONFIGS, compare
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement (at least)")
+    p.add_argument("--min-seconds", type=float, default=1.0,
+                   help="lengthen each timed window of a fast model to about this long (repeating its batches)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     p.add_argument("--repeats", type=int, default=2, help="alternating measurements; the best of each side counts")
     p.add_argument("--configs", nargs="*", default=list(FAMILY_CONFIGS.values()))
@@ -46,20 +48,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for config in tqdm(args.configs, desc="configs"):
             r = compare(config, steps=args.steps, warmup=args.warmup, repeats=args.repeats, log_dir=Path(tmp),
-                        device=args.device, precision=args.precision, compile=args.compile, synthetic=args.synthetic)
+                        device=args.device, precision=args.precision, compile=args.compile, synthetic=args.synthetic,
+                        min_seconds=args.min_seconds)
             if args.peak_tflops:
                 r["mfu"] = r["lightning_tflops"] / args.peak_tflops
             rows.append(r)
-    print(f"\n{'config':42s} {'params':>9s} {'batch':>5s} {'plain img/s':>12s} {'lightning img/s':>16s} {'ratio':>6s} "
+    print(f"\n{'config':42s} {'params':>9s} {'batch':>5s} {'steps':>5s} {'plain img/s':>12s} {'lightning img/s':>16s} {'ratio':>6s} "
           f"{'GFLOP/step':>10s} {'TFLOP/s':>8s} {'MFU':>6s}")
     for r in rows:
         mfu = f"{r['mfu']:6.1%}" if r["mfu"] is not None else f"{'-':>6s}"
-        print(f"{r['config']:42s} {r['params']:9d} {r['batch_size']:5d} {r['plain_img_s']:12.1f} "
+        print(f"{r['config']:42s} {r['params']:9d} {r['batch_size']:5d} {r['timed_steps']:5d} {r['plain_img_s']:12.1f} "
               f"{r['lightning_img_s']:16.1f} {r['ratio']:6.3f} {r['gflops_per_step']:10.2f} "
               f"{r['lightning_tflops']:8.3f} {mfu}")
     device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     print(f"device={device!r} threads={args.threads} precision={args.precision} compile={args.compile} "
-          f"synthetic={args.synthetic} steps={args.steps} repeats={args.repeats} host_tuning={host}")
+          f"synthetic={args.synthetic} steps>={args.steps} min_seconds={args.min_seconds} repeats={args.repeats} host_tuning={host}")
     mfus = " ".join(f"mfu_{Path(r['config']).stem}={r['mfu']:.3f}" for r in rows if r["mfu"] is not None)
     print(f"min_ratio={min(r['ratio'] for r in rows):.3f}" + (f" {mfus}" if mfus else ""))
     return 0
