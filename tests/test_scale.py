@@ -30,6 +30,12 @@ def test_trainer_presets_compose_with_a_model_config(preset, tmp_path):
     assert "SampleGrid" in proc.stdout  # the model config's callbacks survive the preset's additions
 
 
+def _activated_path() -> str:
+    """PATH as in an activated environment (the launch scripts call `torchrun` and `python`): `make test` runs
+    .venv/bin/python without activating .venv."""
+    return f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+
+
 def _newest_last(folder: Path) -> Path:
     """The resumed run's last checkpoint: ModelCheckpoint writes last-v1.ckpt beside a last.ckpt it did not write."""
     return max(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -69,7 +75,7 @@ def test_torchrun_launch_two_cpu_processes(tmp_path):
     """scripts/torchrun.sh with 2 CPU processes (the ddp preset, moved to the CPU): both ranks train and stay in sync."""
     dump = tmp_path / "states"
     env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
-           "GPUS": "2"}
+           "GPUS": "2", "PATH": _activated_path()}
     proc = subprocess.run(
         ["bash", str(REPO / "scripts/torchrun.sh"), str(REPO / "configs/fvsbn_digits.yaml"),
          "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.max_steps", "3",
@@ -365,7 +371,8 @@ def test_torchrun_multinode_script_trains_two_nodes_in_sync(tmp_path):
     the two nodes form one DDP job with the multinode preset and end with identical parameters."""
     dump = tmp_path / "states"
     env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
-           "NNODES": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "GPUS": "1"}
+           "NNODES": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "GPUS": "1",
+           "PATH": _activated_path()}
     cmd = ["bash", str(REPO / "scripts/torchrun_multinode.sh"), str(REPO / "configs/fvsbn_digits.yaml"),
            "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.max_steps", "3",
            "--trainer.limit_val_batches", "0", "--trainer.logger", "false",
