@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader
 
 from lightning_gen.data.base import DataFilesMissing, ImageDataModule
 from lightning_gen.images import image_grid, save_png
+from lightning_gen.metrics.features import file_sha256
 from lightning_gen.metrics.torchmetrics_wrappers import NLLSum, SampleFeatures
 from lightning_gen.models.base import GenerativeModule, NoLikelihoodError, bits_per_dim, from_levels
 from lightning_gen.models.loading import CheckpointError, load_model
@@ -119,14 +120,6 @@ def model_family(model: GenerativeModule) -> str:
             return FAMILIES[cls.__name__]
     raise BenchmarkError(f"no leaderboard family known for {type(model).__name__}: give the class a `family` attribute "
                          f"(one of autoregressive, latent, gan, baseline)")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_commit() -> str | None:

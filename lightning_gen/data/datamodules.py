@@ -63,10 +63,11 @@ class _DownloadableDataModule(ImageDataModule):
     #: Where the files can be had by hand; also the server that the connectivity check tries.
     source_url: str = ""
 
-    def __init__(self, root: str | None, batch_size: int, *, download: bool, num_workers: int, pin_memory: bool,
-                 val_size: int, split_seed: int) -> None:
+    def __init__(self, root: str | None = None, batch_size: int = 64, *, download: bool = True, val_size: int = 5000,
+                 num_workers: int = 0, pin_memory: bool = False, split_seed: int = 0) -> None:
         super().__init__(root, batch_size, num_workers=num_workers, pin_memory=pin_memory, val_size=val_size,
                          split_seed=split_seed)
+        self.save_hyperparameters()  # collects the arguments of a subclass's own __init__ too
         self.download = download
 
     @property
@@ -119,12 +120,6 @@ class _IDXDataModule(_DownloadableDataModule):
     num_levels = 256
     num_classes = 10
     _torchvision_name: str = ""
-
-    def __init__(self, root: str | None = None, batch_size: int = 64, *, download: bool = True, val_size: int = 5000,
-                 num_workers: int = 0, pin_memory: bool = False, split_seed: int = 0) -> None:
-        super().__init__(root, batch_size, download=download, num_workers=num_workers, pin_memory=pin_memory,
-                         val_size=val_size, split_seed=split_seed)
-        self.save_hyperparameters()
 
     @property
     def folder(self) -> Path:
@@ -207,7 +202,6 @@ class BinarizedMNIST(_DownloadableDataModule):
             raise ValueError(f"unknown binarization {binarization!r}; expected one of {BINARIZATIONS}")
         super().__init__(root, batch_size, download=download, num_workers=num_workers, pin_memory=pin_memory,
                          val_size=val_size, split_seed=split_seed)
-        self.save_hyperparameters()
         self.binarization = binarization
         self.binarization_seed = binarization_seed
         self.has_val_split = binarization == "static"
@@ -274,12 +268,6 @@ class CIFAR10(_DownloadableDataModule):
     num_classes = 10
     source_url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     _files = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
-
-    def __init__(self, root: str | None = None, batch_size: int = 64, *, download: bool = True, val_size: int = 5000,
-                 num_workers: int = 0, pin_memory: bool = False, split_seed: int = 0) -> None:
-        super().__init__(root, batch_size, download=download, num_workers=num_workers, pin_memory=pin_memory,
-                         val_size=val_size, split_seed=split_seed)
-        self.save_hyperparameters()
 
     @property
     def folder(self) -> Path:

@@ -44,7 +44,18 @@ class _PixelRNN(LikelihoodModule):
 
     layer_type: str = ""
 
-    def _build(self, hidden_channels: int, num_layers: int) -> None:
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        num_levels: int = 2,
+        num_classes: int = 0,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        *,
+        hidden_channels: int = 16,
+        num_layers: int = 7,
+    ) -> None:
+        super().__init__(image_shape, num_levels, num_classes, optimizer)
+        self.save_hyperparameters()
         if hidden_channels < self.image_shape[0]:
             raise ValueError(f"hidden_channels must be at least the number of colours ({self.image_shape[0]}), "
                              f"got {hidden_channels}")
@@ -128,20 +139,6 @@ class RowLSTM(_PixelRNN):
 
     layer_type = "row"
 
-    def __init__(
-        self,
-        image_shape: Sequence[int] = (1, 28, 28),
-        num_levels: int = 2,
-        num_classes: int = 0,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        *,
-        hidden_channels: int = 16,
-        num_layers: int = 7,
-    ) -> None:
-        super().__init__(image_shape, num_levels, num_classes, optimizer)
-        self.save_hyperparameters()
-        self._build(hidden_channels, num_layers)
-
     def _sample_fast(self, net: PixelRNNNet, levels: Tensor, u: Tensor) -> None:
         n, c, height, width = levels.shape
         pad = net.input_conv.kernel_size[0] // 2
@@ -185,20 +182,6 @@ class DiagonalBiLSTM(_PixelRNN):
     """
 
     layer_type = "diagonal"
-
-    def __init__(
-        self,
-        image_shape: Sequence[int] = (1, 28, 28),
-        num_levels: int = 2,
-        num_classes: int = 0,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        *,
-        hidden_channels: int = 16,
-        num_layers: int = 7,
-    ) -> None:
-        super().__init__(image_shape, num_levels, num_classes, optimizer)
-        self.save_hyperparameters()
-        self._build(hidden_channels, num_layers)
 
     def _sample_fast(self, net: PixelRNNNet, levels: Tensor, u: Tensor) -> None:
         n, c, height, width = levels.shape
