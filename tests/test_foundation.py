@@ -34,6 +34,14 @@ def test_levels_round_trip(levels):
     assert from_levels(idx, levels)[0] == 0 and from_levels(idx, levels)[-1] == 255
 
 
+def test_every_pixel_value_maps_to_its_nearest_level():
+    """For every level count, the float computation agrees with integer arithmetic: floor((x (L-1) + 127) / 255)."""
+    x = torch.arange(256, dtype=torch.uint8)
+    for levels in range(2, 257):
+        expected = torch.tensor([(v * (levels - 1) + 127) // 255 for v in range(256)])
+        assert torch.equal(to_levels(x, levels), expected), levels
+
+
 def test_fvsbn_binary_3x3_normalises():
     torch.manual_seed(0)
     model = FVSBN((1, 3, 3), num_levels=2)

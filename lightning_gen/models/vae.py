@@ -171,9 +171,13 @@ class _LatentModel(GenerativeModule):
             self.decoder = MLPDecoder(z_dim, self.image_shape, decoder_channels,
                                       hidden_sizes=tuple(reversed(hidden_sizes)))
 
-    def _inputs(self, x: Tensor) -> Tensor:
-        """uint8 images -> encoder inputs in [-1, 1]."""
-        return to_levels(self.check_images(x), self.num_levels).float() * (2.0 / (self.num_levels - 1)) - 1.0
+    def _levels(self, x: Tensor) -> Tensor:
+        """uint8 images -> integer levels (checked)."""
+        return to_levels(self.check_images(x), self.num_levels)
+
+    def _inputs(self, levels: Tensor) -> Tensor:
+        """Integer levels -> encoder inputs in [-1, 1]."""
+        return levels.float() * (2.0 / (self.num_levels - 1)) - 1.0
 
     def encode(self, x: Tensor) -> Tensor:
         """uint8 ``(N, C, H, W)`` -> codes ``(N, z_dim)`` float: the representation the linear probe reads."""
@@ -255,7 +259,10 @@ class VAE(_LatentModel):
     # ---- networks --------------------------------------------------------------------------------------------
     def encode_stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """uint8 images -> mean and log-variance of ``q(z | x)``, each ``(N, z_dim)``."""
-        mean, logvar = self.encoder(self._inputs(x)).chunk(2, dim=-1)
+        return self._posterior(self._levels(x))
+
+    def _posterior(self, levels: Tensor) -> tuple[Tensor, Tensor]:
+        mean, logvar = self.encoder(self._inputs(levels)).chunk(2, dim=-1)
         return mean, logvar
 
     def encode(self, x: Tensor) -> Tensor:
@@ -319,8 +326,8 @@ class VAE(_LatentModel):
 
         Their sum is the negative ELBO.
         """
-        levels = to_levels(self.check_images(x), self.num_levels)
-        mean, logvar = self.encode_stats(x)
+        levels = self._levels(x)
+        mean, logvar = self._posterior(levels)
         eps = torch.randn(mean.shape, generator=generator, device=self.device)
         z = mean + torch.exp(0.5 * logvar) * eps
         recon = -self.pixel_log_prob(self.decoder(z), levels)
@@ -343,8 +350,8 @@ class VAE(_LatentModel):
         """
         k = self.iw_samples if k is None else int(k)
         chunk_size = self.iw_chunk_size if chunk_size is None else int(chunk_size)
-        levels = to_levels(self.check_images(x), self.num_levels)
-        mean, logvar = self.encode_stats(x)
+        levels = self._levels(x)
+        mean, logvar = self._posterior(levels)
         std = torch.exp(0.5 * logvar)
 
         def q_sample(g: torch.Generator | None) -> Tensor:
@@ -454,7 +461,7 @@ class Autoencoder(_LatentModel):
         self.register_buffer("code_second_moment", torch.eye(z_dim))
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(self._inputs(x))
+        return self.encoder(self._inputs(self._levels(x)))
 
     def reconstruct(self, z: Tensor) -> Tensor:
         """Codes -> reconstructions ``(N, C, H, W)`` on the [0, 1] scale of the targets (not clamped)."""
@@ -489,8 +496,9 @@ class Autoencoder(_LatentModel):
         self.code_second_moment.lerp_(z.T @ z / z.shape[0], self.code_momentum)
 
     def _recon_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        target = to_levels(self.check_images(x), self.num_levels).float() / (self.num_levels - 1)
-        z = self.encode(x)
+        levels = self._levels(x)
+        target = levels.float() / (self.num_levels - 1)
+        z = self.encoder(self._inputs(levels))
         return F.mse_loss(self.reconstruct(z), target), z
 
     def training_step(self, batch, batch_idx):
