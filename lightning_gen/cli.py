@@ -45,7 +45,29 @@ class GenCLI(LightningCLI):
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
         if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             kwargs.setdefault("callbacks", [*callbacks, ThrottledProgressBar()])
-        return super().instantiate_trainer(**kwargs)
+        instance = super().instantiate_trainer(**kwargs)
+        check_sync_batchnorm(instance, self.model, bool(trainer.get("sync_batchnorm")))
+        return instance
+
+
+def check_sync_batchnorm(trainer, model, sync_batchnorm: bool) -> None:
+    """Stop at start-up, naming the fix, where ``sync_batchnorm`` would meet CPU processes.
+
+    The ddp presets turn SyncBatchNorm on; PyTorch's DistributedDataParallel refuses it for CPU modules ("SyncBatchNorm
+    layers only work with GPU modules"), so a preset moved to the CPU would otherwise fail with no hint of the
+    setting. Models without BatchNorm are unaffected (there is nothing to convert).
+    """
+    from lightning.pytorch.accelerators import CPUAccelerator
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if not (sync_batchnorm and isinstance(trainer.accelerator, CPUAccelerator)):
+        return
+    layers = sum(isinstance(m, _BatchNorm) for m in model.modules())
+    if layers:
+        raise ValueError(
+            f"sync_batchnorm is on and {type(model).__name__} has {layers} BatchNorm layers, but PyTorch synchronises "
+            "BatchNorm only across GPU processes and this run is on the CPU. Add --trainer.sync_batchnorm false "
+            "(each process then normalises its own batch), or train on GPUs.")
 
 
 def sample_main(argv: list[str]) -> int:

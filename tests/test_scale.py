@@ -14,7 +14,7 @@ import lightning as L
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import REPO, run_cli
 
 PRESETS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
 
@@ -86,6 +86,21 @@ def test_torchrun_launch_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     s0, s1 = (torch.load(dump / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert all(torch.equal(s0[k], s1[k]) for k in s0)
+
+
+@pytest.mark.slow
+def test_ddp_preset_moved_to_the_cpu_stops_at_sync_batchnorm_with_the_fix(tmp_path):
+    """The ddp preset turns SyncBatchNorm on, which PyTorch's DDP refuses for CPU modules. Moved to 2 CPU processes
+    with a BatchNorm model, the run stops at start-up naming the setting and its fix; with the fix it trains."""
+    args = ["fit", "--config", str(REPO / "configs/dcgan_digits.yaml"), "--config", str(REPO / "configs/trainer/ddp.yaml"),
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.precision", "32-true",
+            "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0", "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(tmp_path / "run")]
+    proc = run_cli(args, cwd=tmp_path, env={"OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode != 0
+    assert "sync_batchnorm is on" in proc.stderr and "--trainer.sync_batchnorm false" in proc.stderr, proc.stderr[-3000:]
+    fixed = run_cli([*args, "--trainer.sync_batchnorm", "false"], cwd=tmp_path, env={"OMP_NUM_THREADS": "1"}, timeout=300)
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
 
 
 @pytest.mark.slow

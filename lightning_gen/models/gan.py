@@ -45,7 +45,8 @@ Where this implementation deliberately differs:
   ``find_unused_parameters=True``. :meth:`setup` turns it on before the model is wrapped, so ``strategy: ddp``
   (e.g. ``configs/trainer/ddp.yaml``) works as ``ddp_find_unused_parameters_true`` does; if a future Lightning
   stops honouring that, :meth:`on_fit_start` fails with the strategy to use. SyncBatchNorm
-  (``sync_batchnorm: true``) works on GPUs; PyTorch refuses it for CPU processes.
+  (``sync_batchnorm: true``) works on GPUs; PyTorch refuses it for CPU processes, so there ``fit`` stops at start-up
+  and names ``--trainer.sync_batchnorm false``.
 """
 
 from __future__ import annotations
