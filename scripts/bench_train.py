@@ -6,9 +6,10 @@
         --configs configs/dcgan_celeba64.yaml
 
 Both loops run in this process with the same host settings as `fit` (lightning_gen.runtime). The table also gives
-the model FLOPs of a step (torch.utils.flop_counter: matmuls and convolutions, forward and backward), the
-TFLOP/s Lightning reaches and, where the accelerator's dense peak is known (bf16 on the GPUs in
-lightning_gen.throughput.PEAK_BF16_TFLOPS, or --peak-tflops), the model FLOP utilisation.
+Lightning's extra milliseconds per step (``+ms/step``), the model FLOPs of a step (torch.utils.flop_counter:
+matmuls and convolutions, forward and backward), the TFLOP/s Lightning reaches and, where the accelerator's dense
+peak is known (bf16 on the GPUs in lightning_gen.throughput.PEAK_BF16_TFLOPS, or --peak-tflops), the model FLOP
+utilisation.
 Last line: ``min_ratio=<x>`` (Lightning / plain, worst family; target >= 0.95), then ``mfu_<config>=`` values.
 """
 
@@ -54,11 +55,13 @@ def main() -> int:
                 r["mfu"] = r["lightning_tflops"] / args.peak_tflops
             rows.append(r)
     print(f"\n{'config':42s} {'params':>9s} {'batch':>5s} {'steps':>5s} {'plain img/s':>12s} {'lightning img/s':>16s} {'ratio':>6s} "
-          f"{'GFLOP/step':>10s} {'TFLOP/s':>8s} {'MFU':>6s}")
+          f"{'+ms/step':>8s} {'GFLOP/step':>10s} {'TFLOP/s':>8s} {'MFU':>6s}")
     for r in rows:
         mfu = f"{r['mfu']:6.1%}" if r["mfu"] is not None else f"{'-':>6s}"
+        # Lightning's cost per step in absolute terms: a fixed cost shows as a low ratio on a short step.
+        extra_ms = 1e3 * r["batch_size"] * (1 / r["lightning_img_s"] - 1 / r["plain_img_s"])
         print(f"{r['config']:42s} {r['params']:9d} {r['batch_size']:5d} {r['timed_steps']:5d} {r['plain_img_s']:12.1f} "
-              f"{r['lightning_img_s']:16.1f} {r['ratio']:6.3f} {r['gflops_per_step']:10.2f} "
+              f"{r['lightning_img_s']:16.1f} {r['ratio']:6.3f} {extra_ms:8.3f} {r['gflops_per_step']:10.2f} "
               f"{r['lightning_tflops']:8.3f} {mfu}")
     device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     print(f"device={device!r} threads={args.threads} precision={args.precision} compile={args.compile} "
