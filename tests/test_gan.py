@@ -352,10 +352,19 @@ def test_sampled_points_round_trip_through_uint8():
 @pytest.mark.slow
 def test_mlp_gan_covers_the_ring(tmp_path):
     """The ring config (non-saturating loss, EMA generator), seeded: >= 6 of 8 modes, >= 50% of the samples within
-    3 std of a mode."""
-    fit("gan_ring.yaml", tmp_path, "--trainer.max_steps", "6000", "--trainer.callbacks",
-        "lightning.pytorch.callbacks.ModelCheckpoint", "--trainer.callbacks.dirpath", str(tmp_path),
-        "--trainer.callbacks.save_last", "true")
+    3 std of a mode.
+
+    One thread fixes the order of the floating-point reductions. GAN training is chaotic, so a different order (2
+    threads, or Adam's fused kernel against its per-tensor ops) gives a different run: seeds 0, 1, 2 on one thread
+    covered 8, 8, 6 modes with either Adam, and seed 0 on two threads with fused Adam covered 5."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fit("gan_ring.yaml", tmp_path, "--trainer.max_steps", "6000", "--trainer.callbacks",
+            "lightning.pytorch.callbacks.ModelCheckpoint", "--trainer.callbacks.dirpath", str(tmp_path),
+            "--trainer.callbacks.save_last", "true")
+    finally:
+        torch.set_num_threads(threads)
     model = load_model(tmp_path / "last.ckpt")
     data = RingOfGaussians()
     z = torch.randn(10000, model.z_dim, generator=torch.Generator().manual_seed(0))
