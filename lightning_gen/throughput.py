@@ -256,6 +256,20 @@ def flops_per_step(model: GenerativeModule, batches, *, device: str = "cpu", pre
     return counter.get_total_flops() / period
 
 
+def timing_batches(model: GenerativeModule, datamodule, *, steps: int, warmup: int, min_seconds: float = 1.0,
+                   synthetic: bool = False, **options) -> list[tuple[Tensor, Tensor]]:
+    """``warmup`` untimed batches, then at least ``steps`` timed ones covering about ``min_seconds`` of the plain
+    loop (a fast model repeats its batches: 20 steps of a 3 ms model are too short to time)."""
+    batches = synthetic_batches(datamodule, warmup + steps) if synthetic else fixed_batches(datamodule, warmup + steps)
+    if min_seconds > 0:
+        pilot = time_plain(copy.deepcopy(model), batches, warmup, **options)
+        needed = math.ceil(min_seconds * pilot / batches[0][0].shape[0])
+        if needed > steps:
+            timed = batches[warmup:]
+            batches = batches[:warmup] + [timed[i % len(timed)] for i in range(needed)]
+    return batches
+
+
 def compare(config: str | Path, *, steps: int = 20, warmup: int = 3, repeats: int = 2, log_dir: Path,
             device: str = "cpu", precision: str = "32-true", compile: bool = False, synthetic: bool = False,
             min_seconds: float = 1.0, extra: list[str] = ()) -> dict:
@@ -263,15 +277,10 @@ def compare(config: str | Path, *, steps: int = 20, warmup: int = 3, repeats: in
     model FLOPs of a step (and MFU where the accelerator's peak is known). Each timed window covers at least
     ``steps`` steps and about ``min_seconds`` of the plain loop (20 steps of a 3 ms model are too short to time)."""
     model, datamodule = build_from_config(config, list(extra))
-    batches = synthetic_batches(datamodule, warmup + steps) if synthetic else fixed_batches(datamodule, warmup + steps)
     options = dict(device=device, precision=precision, compile=compile)
+    batches = timing_batches(model, datamodule, steps=steps, warmup=warmup, min_seconds=min_seconds,
+                             synthetic=synthetic, **options)
     batch_size = batches[0][0].shape[0]
-    if min_seconds > 0:  # small models: lengthen the timed window (the same batches again) until it is long enough
-        pilot = time_plain(copy.deepcopy(model), batches, warmup, **options)
-        needed = math.ceil(min_seconds * pilot / batch_size)
-        if needed > steps:
-            timed = batches[warmup:]
-            batches = batches[:warmup] + [timed[i % len(timed)] for i in range(needed)]
     plain, lightning = [], []
     for r in range(repeats):  # fresh copies of the untrained model: a fitted one stays attached to its Trainer
         plain.append(time_plain(copy.deepcopy(model), batches, warmup, **options))

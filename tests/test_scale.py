@@ -419,6 +419,8 @@ def test_flops_per_step_matches_the_hand_count_of_an_mlp_vae():
     ("bench_train.py", ["--synthetic", "--compile", "--precision", "bf16-mixed", "--steps", "3", "--repeats", "1"],
      r"min_ratio=\d+\.\d{3}"),
     ("bench_memory.py", ["--steps", "3"], r"fvsbn_digits=\d+\.\d"),
+    ("bench_optimizer.py", ["--steps", "3", "--repeats", "1", "--min-seconds", "0"],
+     r"min_speedup=\d+\.\d{3} speedup_fvsbn_digits=\d+\.\d{3}"),
 ])
 def test_speed_and_memory_scripts_end_with_their_headline(script, args, last_line, tmp_path):
     """The benchmark scripts run end to end (compiled, bf16) and end with their key=value line."""
