@@ -461,7 +461,10 @@ class Autoencoder(_LatentModel):
         self.register_buffer("code_second_moment", torch.eye(z_dim))
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(self._inputs(self._levels(x)))
+        return self._code(self._levels(x))
+
+    def _code(self, levels: Tensor) -> Tensor:
+        return self.encoder(self._inputs(levels))
 
     def reconstruct(self, z: Tensor) -> Tensor:
         """Codes -> reconstructions ``(N, C, H, W)`` on the [0, 1] scale of the targets (not clamped)."""
@@ -498,7 +501,7 @@ class Autoencoder(_LatentModel):
     def _recon_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
         levels = self._levels(x)
         target = levels.float() / (self.num_levels - 1)
-        z = self.encoder(self._inputs(levels))
+        z = self._code(levels)
         return F.mse_loss(self.reconstruct(z), target), z
 
     def training_step(self, batch, batch_idx):
