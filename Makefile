@@ -21,9 +21,9 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m pytest
 
-## test-fast: skip the runs marked slow
+## test-fast: skip the runs marked slow and the Chromium tests marked browser (no browser needed)
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not browser"
 
 ## browser: headless Chromium for the dashboard's browser test (Debian package, no browser download)
 browser:

@@ -18,6 +18,10 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from lightning_gen.leaderboard import main
 
+# Deselected by `make test-fast` (-m "not browser"); `make test` installs Chromium first and runs them. A missing
+# browser fails these tests (see chromium()), never skips them.
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 

@@ -5,22 +5,37 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from lightning_gen.leaderboard import dashboard, main
-from lightning_gen.leaderboard.dashboard import METRICS, Entry, build_entries, choose_metric, rank, render_dashboard
+import lightning_gen.leaderboard as leaderboard
+from lightning_gen.leaderboard import main
+from lightning_gen.leaderboard.formatting import fmt_metric
+from lightning_gen.leaderboard.html import STATIC_FILES, render_dashboard, static_text
+from lightning_gen.leaderboard.ranking import METRICS, Entry, build_entries, choose_metric, rank
+from lightning_gen.leaderboard.plots import FAMILY_COLORS, OTHER_FAMILY_COLORS, family_color
+from lightning_gen.leaderboard.record import (
+    FAMILY_PATTERN,
+    OPTIONAL_KEYS,
+    RECORD_SCHEMA,
+    build_record,
+    record_id,
+    validate_family,
+    validate_record,
+)
 from lightning_gen.leaderboard.references import PUBLISHED, published_entries
 from lightning_gen.leaderboard.store import (
-    FAMILIES,
     REQUIRED_KEYS,
     SCHEMA_VERSION,
     SchemaVersionError,
@@ -124,7 +139,7 @@ def test_missing_required_key_is_named(tmp_path, key):
 
 
 @pytest.mark.parametrize("key, value, named", [
-    ("family", "diffusion", "family"),
+    ("family", "Diffusion", "family"),
     ("image_shape", [28, 28], "image_shape"),
     ("created_at", "yesterday", "created_at"),
     ("metrics", {"fid": float("nan")}, "metrics.fid"),
@@ -137,6 +152,62 @@ def test_invalid_values_are_refused(tmp_path, key, value, named):
     with Store(tmp_path / "lb.sqlite") as store:
         with pytest.raises(ValueError, match=named):
             store.add(rec)
+
+
+@pytest.mark.parametrize("family", ["autoregressive", "diffusion", "score-based", "flow_2", "x"])
+def test_any_lowercase_family_is_accepted(tmp_path, family):
+    with Store(tmp_path / "lb.sqlite") as store:
+        assert store.add(make_record(family=family))
+        assert store.records(family=family)[0]["family"] == family
+
+
+@pytest.mark.parametrize("family", ["", "Diffusion", "2gan", "_gan", "gan model", "gan/x", "gän", None, 3])
+def test_family_spelling_is_checked(family):
+    with pytest.raises(ValueError, match="'family'") as err:
+        validate_record(make_record(family=family))
+    assert FAMILY_PATTERN in str(err.value) and "lowercase" in str(err.value)
+
+
+def _built(**overrides) -> dict:
+    fields = {"run_name": "r", "model": "GatedPixelCNN", "family": "autoregressive", "dataset": "BinarizedMNIST",
+              "image_shape": (1, 28, 28), "metrics": {"nll_nats": 82.41}, "protocol": {"nll_estimator": "exact"}}
+    return build_record(**{**fields, **overrides})
+
+
+def test_build_record_is_what_the_store_stores(tmp_path):
+    rec = _built(created_at="2026-05-09T07:35:25+00:00", checkpoint="runs/r/last.ckpt", wandb_url=None,
+                 config={"trainer": {"max_epochs": 3}}, train_time_s=12.5)
+    assert rec["schema"] == RECORD_SCHEMA == 1
+    assert rec["image_shape"] == [1, 28, 28] and rec["created_at"] == "2026-05-09T07:35:25+00:00"
+    assert set(OPTIONAL_KEYS) <= set(rec) and rec["wandb_url"] is None and rec["sample_grid"] is None
+    assert rec["metrics"]["fid"] is None and rec["protocol"]["devices"] is None  # known keys filled in
+    with Store(tmp_path / "lb.sqlite") as store:
+        assert store.add(rec)
+        assert store.records() == [rec]
+        assert not store.add(_built(created_at="2026-05-09T07:35:25+00:00", checkpoint="runs/r/last.ckpt",
+                                    config={"trainer": {"max_epochs": 3}}, train_time_s=12.5))  # same record
+    assert record_id(rec) == record_id(json.loads(json.dumps(rec)))
+
+
+def test_build_record_stamps_the_time_in_utc():
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    created = datetime.fromisoformat(_built()["created_at"])
+    assert created.utcoffset() == timedelta(0)
+    assert before <= created <= datetime.now(timezone.utc)
+
+
+def test_build_record_refuses_unknown_and_invalid_keys():
+    with pytest.raises(ValueError, match="'wandb_run'") as err:
+        _built(wandb_run="x")
+    assert all(key in str(err.value) for key in OPTIONAL_KEYS)
+    with pytest.raises(ValueError, match="'schema'"):
+        _built(schema=2)  # not an optional key: the builder sets it
+    with pytest.raises(ValueError, match="'family'"):
+        _built(family="GAN")
+    with pytest.raises(ValueError, match="'metrics.nll_nats'"):
+        _built(metrics={"nll_nats": float("inf")})
+    with pytest.raises(ValueError, match="'train_time_s'"):
+        _built(train_time_s="1h")
 
 
 def test_add_many_is_all_or_nothing(tmp_path):
@@ -319,7 +390,8 @@ def test_read_records_formats(tmp_path):
 def test_references_are_well_formed():
     assert len(PUBLISHED) >= 20
     for ref in PUBLISHED:
-        assert ref.metric in METRICS and ref.family in FAMILIES and ref.source and ref.protocol
+        assert ref.metric in METRICS and ref.source and ref.protocol
+        validate_family(ref.family)
     by_key = {(r.model, r.dataset, r.metric, r.source): r.value for r in PUBLISHED}
     # spot checks against REFERENCE.md
     assert by_key[("PixelRNN (Diagonal BiLSTM, 7 layers, h=16)", "BinarizedMNIST", "nll_nats",
@@ -381,7 +453,7 @@ def test_published_rows_on_the_board_and_marked():
     published = [(a, t) for a, t in page.rows if "published" in a.get("class", "").split()]
     assert len(published) == len(published_entries())
     for ref in PUBLISHED:
-        shown = dashboard._fmt_metric(ref.metric, ref.value)
+        shown = fmt_metric(ref.metric, ref.value)
         assert any(ref.model in t and shown in t and ref.source in t and "published" in t for _, t in published), ref
     # ranked by NLL on Binarized MNIST: the Diagonal BiLSTM's 79.20 is first
     bmnist = [t for a, t in published if "79.20" in t or "80.54" in t]
@@ -492,8 +564,70 @@ def test_strings_from_records_are_escaped(tmp_path):
     assert "alert" not in "".join(page.scripts)
 
 
+def test_static_assets_are_package_files_inlined():
+    page = render_dashboard(build_entries([gan_record("g", 41.0), make_record()]))
+    static = Path(leaderboard.__file__).parent / "static"
+    for name in STATIC_FILES:
+        assert (files("lightning_gen.leaderboard") / "static" / name).is_file()  # how the page finds them
+        text = (static / name).read_text(encoding="utf-8")
+        assert len(text) > 1000 and static_text(name) == text
+        assert text in page
+    assert f"<style>\n{(static / 'dashboard.css').read_text()}</style>" in page
+    assert f"<script>\n{(static / 'dashboard.js').read_text()}</script>" in page
+    tags = _parse(page).tags
+    assert not [a for t, a in tags if t == "link"] and "<link" not in page
+    assert not [a for t, a in tags if t == "script" and "src" in a]
+    assert not [a for t, a in tags if "src" in a and not a["src"].startswith("data:")]
+    assert "@import" not in page and "url(" not in page  # the style sheet pulls nothing in either
+
+
+def test_family_colours():
+    css = (Path(leaderboard.__file__).parent / "static" / "dashboard.css").read_text()
+    for family, colour in FAMILY_COLORS.items():  # the badges' colours in the style sheet are the plots' colours
+        assert f".fam-{family} {{ background: {colour}; }}" in css
+        assert family_color(family) == colour
+    others = {f: family_color(f) for f in ("diffusion", "flow", "energy", "score-based")}
+    assert set(others.values()) <= set(OTHER_FAMILY_COLORS)
+    code = ("from lightning_gen.leaderboard.plots import family_color; "
+            "print([family_color(f) for f in ('diffusion', 'flow', 'energy', 'score-based')])")
+    other_process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                   env={**os.environ, "PYTHONHASHSEED": "123"}, cwd=REPO)
+    assert other_process.stdout.strip() == str(list(others.values()))  # not Python's salted hash()
+
+
+def test_a_new_family_is_shown_with_its_own_colour():
+    records = [gan_record("g1", 41.0, metrics={"num_params": 1e6}),
+               gan_record("d1", 30.0, model="DDPM", family="diffusion", metrics={"num_params": 3e7}),
+               gan_record("d2", 25.0, model="DDPM", family="diffusion", metrics={"num_params": 6e7})]
+    page = render_dashboard(build_entries(records, include_published=False))
+    colour = family_color("diffusion")
+    tags = _parse(page).tags
+    badges = [a for t, a in tags if t == "span" and "fam-diffusion" in a.get("class", "")]
+    assert len(badges) == 2 and all(a["style"] == f"background:{colour}" for a in badges)
+    assert not [a for t, a in tags if t == "span" and "fam-gan" in a.get("class", "") and "style" in a]
+    options = [a["value"] for t, a in tags if t == "option" and a["value"] in ("diffusion", "gan")]
+    assert options == ["diffusion", "gan"]  # the family filter lists families alphabetically
+    points = [a for t, a in tags if t == "g" and a.get("data-family") == "diffusion"]
+    assert points and f'fill="{colour}"' in page and f"--c:{colour}" in page
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Command line and W&B
+
+
+def test_package_exports():
+    # what `from lightning_gen.leaderboard import ...` offered before the dashboard was split, and the record API
+    names = ("DEFAULT_DB", "METRICS", "PUBLISHED", "SCHEMA_VERSION", "Reference", "SchemaVersionError", "Store",
+             "build_entries", "log_to_wandb", "main", "normalize_record", "published_entries", "rank",
+             "read_records", "render_dashboard", "validate_record",
+             "RECORD_SCHEMA", "REQUIRED_KEYS", "OPTIONAL_KEYS", "METRIC_KEYS", "PROTOCOL_KEYS", "build_record",
+             "record_id")
+    assert set(names) <= set(leaderboard.__all__)
+    assert all(getattr(leaderboard, n) is not None for n in names)
+    from lightning_gen.leaderboard import record, store
+
+    assert store.RECORD_SCHEMA is record.RECORD_SCHEMA and store.validate_record is record.validate_record
+    assert not hasattr(store, "FAMILIES")
 
 
 def test_main_imports_exports_and_writes_page(tmp_path, capsys):

@@ -1,14 +1,7 @@
 """SQLite store for benchmark records: one row per evaluated run, safe for several writers at once.
 
-A record is the JSON-able dict the benchmark writes (``schema`` 1)::
-
-    {"schema": 1, "run_name": "gated_pixelcnn_bmnist", "model": "GatedPixelCNN", "family": "autoregressive",
-     "dataset": "BinarizedMNIST", "image_shape": [1, 28, 28],
-     "metrics": {"fid": None, "nll_nats": 81.9, "nll_bpd": 0.151, ...},
-     "protocol": {"extractor": "inception-v3-compat", "num_samples": 10000, "nll_estimator": "exact", ...},
-     "checkpoint": "...", "checkpoint_sha256": "...", "config": {...}, "git_commit": "...", "wandb_url": None,
-     "sample_grid": "results/samples/gated_pixelcnn_bmnist.png", "created_at": "2026-05-09T07:35:25+00:00",
-     "train_time_s": 5400.0}
+A record is the JSON-able dict described in :mod:`~lightning_gen.leaderboard.record` (``schema`` 1), which owns
+its schema, validation and normalisation.
 
 The database keeps the full record as JSON next to indexed columns (dataset, model, family, the headline
 metrics) that queries filter and order on. Two version numbers are in play and are not the same thing: the
@@ -27,7 +20,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 import random
 import re
 import sqlite3
@@ -38,11 +30,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lightning_gen.leaderboard.record import (
+    METRIC_KEYS,
+    NULLABLE_STRING_KEYS,
+    OPTIONAL_KEYS,
+    PROTOCOL_KEYS,
+    RECORD_SCHEMA,
+    REQUIRED_KEYS,
+    STRING_KEYS,
+    canonical_json,
+    normalize_record,
+    record_id,
+    validate_record,
+)
+
 __all__ = [
     "DEFAULT_DB",
-    "FAMILIES",
     "METRIC_KEYS",
     "MIGRATIONS",
+    "OPTIONAL_KEYS",
     "PROTOCOL_KEYS",
     "RECORD_SCHEMA",
     "REQUIRED_KEYS",
@@ -59,30 +65,12 @@ __all__ = [
 
 DEFAULT_DB = Path("results/leaderboard.sqlite")
 
-#: Version of the record dict the benchmark writes; a record with another ``schema`` is refused.
-RECORD_SCHEMA = 1
 #: Version of the database layout this code writes; see :data:`MIGRATIONS`.
 SCHEMA_VERSION = 1
-
-FAMILIES = ("autoregressive", "latent", "gan", "baseline")
-
-#: Keys every record must carry (``ValueError`` naming the key otherwise).
-REQUIRED_KEYS = ("schema", "run_name", "model", "family", "dataset", "image_shape", "metrics", "protocol",
-                 "created_at")
-#: Keys a record may leave out; they are stored as ``None``.
-OPTIONAL_KEYS = ("checkpoint", "checkpoint_sha256", "config", "git_commit", "wandb_url", "sample_grid",
-                 "train_time_s")
-METRIC_KEYS = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "nll_nats", "nll_bpd", "probe_acc",
-               "samples_per_s", "num_params")
-PROTOCOL_KEYS = ("extractor", "extractor_weights_sha256", "num_samples", "reference_split", "image_size",
-                 "nll_estimator", "num_test_images", "devices")
 
 #: Metrics that get their own indexed column (the ones the dashboard ranks and filters on).
 INDEXED_METRICS = ("fid", "is_mean", "kid_mean", "nll_nats", "nll_bpd", "probe_acc", "samples_per_s",
                    "num_params")
-
-_STRING_KEYS = ("run_name", "model", "dataset", "created_at")
-_NULLABLE_STRING_KEYS = ("checkpoint", "checkpoint_sha256", "git_commit", "wandb_url", "sample_grid")
 
 
 class SchemaVersionError(RuntimeError):
@@ -90,88 +78,13 @@ class SchemaVersionError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Records
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def validate_record(record: Any) -> None:
-    """Raise ``ValueError`` naming the first key that is missing or has the wrong type."""
-    if not isinstance(record, dict):
-        raise ValueError(f"a leaderboard record must be a dict, got {type(record).__name__}")
-    for key in REQUIRED_KEYS:
-        if key not in record:
-            raise ValueError(f"leaderboard record is missing required key {key!r} "
-                             f"(run_name={record.get('run_name')!r})")
-    if record["schema"] != RECORD_SCHEMA:
-        raise ValueError(f"record 'schema' is {record['schema']!r}; this store reads schema {RECORD_SCHEMA}")
-    for key in _STRING_KEYS:
-        if not isinstance(record[key], str) or not record[key]:
-            raise ValueError(f"record key {key!r} must be a non-empty string, got {record[key]!r}")
-    for key in _NULLABLE_STRING_KEYS:
-        if record.get(key) is not None and not isinstance(record[key], str):
-            raise ValueError(f"record key {key!r} must be a string or null, got {record[key]!r}")
-    if record["family"] not in FAMILIES:
-        raise ValueError(f"unknown family {record['family']!r} in record key 'family'; expected one of {FAMILIES}")
-    shape = record["image_shape"]
-    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
-        raise ValueError(f"record key 'image_shape' must be [C, H, W] positive ints, got {shape!r}")
-    try:
-        datetime.fromisoformat(record["created_at"])
-    except ValueError:
-        raise ValueError(f"record key 'created_at' is not ISO-8601: {record['created_at']!r}") from None
-    for section in ("metrics", "protocol"):
-        if not isinstance(record[section], dict):
-            raise ValueError(f"record key {section!r} must be a dict, got {type(record[section]).__name__}")
-    for name, value in record["metrics"].items():
-        if value is None:
-            continue
-        if not _is_number(value) or not math.isfinite(value):
-            raise ValueError(f"record key 'metrics.{name}' must be a finite number or null, got {value!r}")
-    if record.get("config") is not None and not isinstance(record["config"], dict):
-        raise ValueError(f"record key 'config' must be a dict or null, got {type(record['config']).__name__}")
-    train_time = record.get("train_time_s")
-    if train_time is not None and (not _is_number(train_time) or not math.isfinite(train_time)):
-        raise ValueError(f"record key 'train_time_s' must be a finite number or null, got {train_time!r}")
-    try:
-        json.dumps(record, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"record {record['run_name']!r} is not JSON-serialisable: {err}") from None
-
-
-def normalize_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Validate and return a copy with every known key present (absent ones become ``None``).
-
-    Normalising first makes a record and its CSV round trip compare equal: CSV cannot tell an absent key from a
-    null one.
-    """
-    validate_record(record)
-    out = json.loads(json.dumps(record))  # deep copy; tuples become lists as they would after any round trip
-    for key in OPTIONAL_KEYS:
-        out.setdefault(key, None)
-    for key in METRIC_KEYS:
-        out["metrics"].setdefault(key, None)
-    for key in PROTOCOL_KEYS:
-        out["protocol"].setdefault(key, None)
-    return out
+# Records (the schema itself lives in lightning_gen.leaderboard.record)
 
 
 def _created(record: dict[str, Any]) -> datetime:
     """``created_at`` as an aware datetime (naive times are taken as UTC), so offsets compare correctly."""
     t = datetime.fromisoformat(record["created_at"])
     return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
-
-
-def _canonical_json(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def record_id(record: dict[str, Any]) -> str:
-    """Content hash of the normalised record: equal records get equal ids, in any process."""
-    return hashlib.sha256(_canonical_json(normalize_record(record)).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -332,7 +245,7 @@ class Store:
 
     @staticmethod
     def _row(record: dict[str, Any]) -> tuple[Any, ...]:
-        text = _canonical_json(record)
+        text = canonical_json(record)
         return (hashlib.sha256(text.encode()).hexdigest(), record["run_name"], record["model"], record["family"],
                 record["dataset"], record["created_at"],
                 *(record["metrics"].get(k) for k in INDEXED_METRICS), text)
@@ -359,7 +272,7 @@ class Store:
         if latest_only:
             newest: dict[tuple[str, str, str], dict[str, Any]] = {}
             for rec in out:
-                key = (rec["run_name"], rec["dataset"], _canonical_json(rec["protocol"]))
+                key = (rec["run_name"], rec["dataset"], canonical_json(rec["protocol"]))
                 if key not in newest or _created(rec) >= _created(newest[key]):
                     newest[key] = rec
             keep = {id(r) for r in newest.values()}
@@ -415,7 +328,7 @@ _TOP_COLUMNS = ("schema", "run_name", "model", "family", "dataset", "image_shape
                 "checkpoint", "checkpoint_sha256", "git_commit", "wandb_url", "sample_grid", "config")
 _FLATTENED = ("metrics", "protocol")
 # Columns read back as strings even when they look like numbers (a run called "2024" stays a string).
-_STRING_COLUMNS = {*_STRING_KEYS, *_NULLABLE_STRING_KEYS, "family", "protocol.extractor",
+_STRING_COLUMNS = {*STRING_KEYS, *NULLABLE_STRING_KEYS, "family", "protocol.extractor",
                    "protocol.extractor_weights_sha256", "protocol.reference_split", "protocol.nll_estimator"}
 _INT = re.compile(r"-?\d+")
 _FLOAT = re.compile(r"-?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")

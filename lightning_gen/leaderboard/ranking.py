@@ -1,0 +1,141 @@
+"""Board rows and their order: the rankable metrics, one :class:`Entry` per run or published number, ranking.
+
+Each dataset is ranked by one metric (:func:`choose_metric`), best first with competition ranks (:func:`rank`);
+the HTML page and the W&B table both rank this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning_gen.leaderboard.references import published_entries
+
+__all__ = ["METRICS", "Entry", "Metric", "build_entries", "choose_metric", "rank", "ranked_by_dataset"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    lower_is_better: bool
+    kind: str  # "quality", "likelihood", "probe", "speed": decides which protocol fields are printed beside it
+    std_key: str | None = None
+
+
+#: Rankable metrics, in the order their columns appear.
+METRICS: dict[str, Metric] = {m.key: m for m in (
+    Metric("fid", "FID", True, "quality"),
+    Metric("kid_mean", "KID", True, "quality", std_key="kid_std"),
+    Metric("is_mean", "IS", False, "quality", std_key="is_std"),
+    Metric("nll_bpd", "NLL (bits/dim)", True, "likelihood"),
+    Metric("nll_nats", "NLL (nats)", True, "likelihood"),
+    Metric("probe_acc", "Probe acc.", False, "probe"),
+    Metric("samples_per_s", "Samples/s", False, "speed"),
+)}
+
+
+@dataclass
+class Entry:
+    """One row of the board: a stored run, or a published number (``published=True``)."""
+
+    model: str
+    family: str
+    dataset: str
+    metrics: dict[str, Any]
+    published: bool = False
+    run_name: str | None = None
+    protocol: dict[str, Any] = field(default_factory=dict)  # a run's record protocol
+    protocol_note: str | None = None  # a published row's protocol, as printed in the source
+    source: str | None = None
+    note: str | None = None
+    record: dict[str, Any] | None = None
+    sample_grid: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return self.run_name or self.model
+
+    def value(self, metric: str) -> float | None:
+        v = self.metrics.get(metric)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _resolve(path: str | None, roots: Sequence[Path]) -> Path | None:
+    if not path:
+        return None
+    p = Path(path)
+    for candidate in [p] if p.is_absolute() else [p, *(root / p for root in roots)]:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def build_entries(records: Sequence[dict[str, Any]], *, include_published: bool = True,
+                  roots: Sequence[str | Path] = ()) -> list[Entry]:
+    """Board rows for ``records`` plus every published number.
+
+    A relative sample-grid path is looked up from the working directory, then from each of ``roots``.
+    """
+    roots = [Path(r) for r in roots]
+    entries = [
+        Entry(model=r["model"], family=r["family"], dataset=r["dataset"], metrics=dict(r.get("metrics") or {}),
+              run_name=r["run_name"], protocol=dict(r.get("protocol") or {}), record=r,
+              sample_grid=_resolve(r.get("sample_grid"), roots))
+        for r in records
+    ]
+    if include_published:
+        entries += [Entry(model=p["model"], family=p["family"], dataset=p["dataset"], metrics=p["metrics"],
+                          published=True, protocol_note=p["protocol"], source=p["source"], note=p["note"])
+                    for p in published_entries()]
+    return entries
+
+
+def choose_metric(entries: Sequence[Entry], preferred: str | None = None) -> str | None:
+    """The metric a dataset's table is ranked by.
+
+    ``preferred`` if any row has it; otherwise FID, KID or IS (first present), then the NLL that more rows report
+    (bits/dim on a tie), then probe accuracy, then sampling speed. ``None`` if no row has any metric.
+    """
+    def count(key: str) -> int:
+        return sum(e.value(key) is not None for e in entries)
+
+    if preferred is not None:
+        if preferred not in METRICS:
+            raise ValueError(f"unknown metric {preferred!r}; expected one of {tuple(METRICS)}")
+        if count(preferred):
+            return preferred
+    for key in ("fid", "kid_mean", "is_mean"):
+        if count(key):
+            return key
+    if count("nll_bpd") or count("nll_nats"):
+        return "nll_bpd" if count("nll_bpd") >= count("nll_nats") else "nll_nats"
+    for key in ("probe_acc", "samples_per_s"):
+        if count(key):
+            return key
+    return None
+
+
+def rank(entries: Sequence[Entry], metric: str) -> list[tuple[int | None, Entry]]:
+    """Entries best first by ``metric`` with competition ranks (1, 2, 2, 4); rows without it last, unranked."""
+    sign = 1.0 if METRICS[metric].lower_is_better else -1.0
+    scored = [e for e in entries if e.value(metric) is not None]
+    scored.sort(key=lambda e: sign * e.value(metric))  # stable: ties keep their order
+    out: list[tuple[int | None, Entry]] = []
+    for i, e in enumerate(scored):
+        same_as_previous = i > 0 and e.value(metric) == scored[i - 1].value(metric)
+        out.append((out[-1][0] if same_as_previous else i + 1, e))
+    out += [(None, e) for e in entries if e.value(metric) is None]
+    return out
+
+
+def ranked_by_dataset(entries: Sequence[Entry], metric: str | None) -> list[tuple[int | None, Entry]]:
+    """Every entry with its rank: datasets in alphabetical order, each ranked by :func:`choose_metric`."""
+    out: list[tuple[int | None, Entry]] = []
+    for dataset in sorted({e.dataset for e in entries}):
+        group = [e for e in entries if e.dataset == dataset]
+        key = choose_metric(group, metric)
+        out += rank(group, key) if key else [(None, e) for e in group]
+    return out
