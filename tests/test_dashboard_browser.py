@@ -1,8 +1,8 @@
 """The dashboard in a real browser: tables and sample grids render, headers sort, selects filter, payloads stay text.
 
 Drives the system Chromium (``/usr/bin/chromium``, installed by ``scripts/install_browser.sh``) through
-Playwright, headless. Set ``LEADERBOARD_SCREENSHOT=docs/leaderboard.png`` to keep a screenshot of the page built
-from the realistic fake records below.
+Playwright, headless. Set ``LEADERBOARD_SCREENSHOT=path.png`` to keep a screenshot of the page built from the
+realistic fake records below.
 """
 
 from __future__ import annotations
@@ -56,6 +56,18 @@ def _colour_grid(path: Path, seed: int, tiles: int = 8, size: int = 32) -> str:
         grid.paste(tile, (2 + (i % tiles) * (size + 2), 2 + (i // tiles) * (size + 2)))
     grid.save(path)
     return str(path)
+
+
+def _training_grids(tmp: Path, run_name: str, final: str, steps: range) -> None:
+    """What SampleGrid leaves in ``runs/<run>/samples`` while training: the final grid's samples, from noise."""
+    last = Image.open(final)
+    rng = np.random.default_rng(len(run_name))
+    noise = Image.fromarray(rng.integers(0, 256, size=(last.height, last.width, len(last.getbands())),
+                                         dtype=np.uint8).squeeze()).convert(last.mode)
+    folder = tmp / "runs" / run_name / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+        Image.blend(noise, last, (step / steps[-1]) ** 0.5).save(folder / f"step_{step:07d}.png")
 
 
 def _record(run_name, model, family, dataset, shape, metrics, *, grid=None, estimator=None, extractor=None,
@@ -118,6 +130,18 @@ def realistic_records(tmp: Path) -> list[dict]:
                 {"nll_nats": 41.7, "nll_bpd": 0.94, "samples_per_s": 900.0, "num_params": 2_080},
                 grid=_digit_grid(tmp / "fvsbn.png", 10, False, size=8), estimator="exact", train_h=0.02),
     ]
+
+
+#: Runs of realistic_records() that saved grids during training, and at which steps.
+TRAINING_STEPS = {"dcgan_cifar10": range(0, 50_001, 2_500), "gated_pixelcnn_bmnist": range(0, 30_001, 1_000),
+                  "vae_bmnist": range(0, 9_001, 1_000), "fvsbn_digits": range(0, 401, 50)}
+
+
+def with_training_grids(tmp: Path, records: list[dict]) -> list[dict]:
+    for r in records:
+        if r["run_name"] in TRAINING_STEPS:
+            _training_grids(tmp, r["run_name"], r["sample_grid"], TRAINING_STEPS[r["run_name"]])
+    return records
 
 
 def build_page(tmp: Path, records: list[dict], monkeypatch) -> Path:
@@ -187,15 +211,24 @@ def column_values(page, dataset: str, header: str) -> list[float | None]:
             const table = document.querySelector(`section[data-dataset="${ds}"] table`);
             const col = Array.from(table.tHead.rows[0].cells).findIndex(th => th.textContent === header);
             if (col < 0) throw new Error("no column " + header);
-            return Array.from(table.tBodies[0].rows).map(r => {
+            return Array.from(table.tBodies[0].querySelectorAll("tr.entry")).map(r => {
                 const v = r.cells[col].getAttribute("data-sort");
                 return v === "" ? null : parseFloat(v);
             });
         }""", [dataset, header])
 
 
+def more_rows_follow_their_runs(page) -> bool:
+    """Every run's full-width row (samples over training, details) sits right under the run, shown as it is."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll("tr.more")).every(m => {
+        const run = m.previousElementSibling;
+        return run && run.classList.contains("entry") && run.dataset.run === m.dataset.run
+            && run.hidden === m.hidden;
+    })""")
+
+
 def test_dashboard_in_browser(browsers, tmp_path, monkeypatch, request):
-    records = realistic_records(tmp_path)
+    records = with_training_grids(tmp_path, realistic_records(tmp_path))
     page, problems = open_page(chromium(browsers), build_page(tmp_path, records, monkeypatch))
 
     # One ranked table per dataset, with our runs and the published rows.
@@ -226,8 +259,9 @@ def test_dashboard_in_browser(browsers, tmp_path, monkeypatch, request):
     assert fid_header.get_attribute("aria-sort") == "descending"
     fid_header.click()
     assert visible_runs(page, "CIFAR10") == before
+    assert more_rows_follow_their_runs(page)
     page.locator('section[data-dataset="BinarizedMNIST"] th', has_text="Model / run").click()
-    names = page.eval_on_selector_all('section[data-dataset="BinarizedMNIST"] tbody tr',
+    names = page.eval_on_selector_all('section[data-dataset="BinarizedMNIST"] tbody tr.entry',
                                       "rows => rows.map(r => r.cells[1].getAttribute('data-sort'))")
     assert names == sorted(names, key=str.lower) and names != sorted(names, key=str.lower, reverse=True)
     page.locator('section[data-dataset="BinarizedMNIST"] th', has_text="NLL (nats)").click()  # best first again
@@ -238,6 +272,7 @@ def test_dashboard_in_browser(browsers, tmp_path, monkeypatch, request):
     page.select_option("#filter-family", "gan")
     families = page.eval_on_selector_all("tr.entry", "rows => rows.filter(r => !r.hidden).map(r => r.dataset.family)")
     assert families and set(families) == {"gan"}
+    assert more_rows_follow_their_runs(page)
     assert set(visible_runs(page, "CIFAR10")) >= {"dcgan_cifar10", "wgan_gp_cifar10"}
     page.select_option("#filter-family", "")
     page.select_option("#filter-dataset", "BinarizedMNIST")
@@ -248,12 +283,14 @@ def test_dashboard_in_browser(browsers, tmp_path, monkeypatch, request):
     page.check("#filter-published")
     page.select_option("#filter-dataset", "")
 
+    assert more_rows_follow_their_runs(page)
+
     # Plots are drawn, one point per run that has both coordinates.
     assert page.locator('section[data-dataset="CIFAR10"] svg.plot').count() == 3
     assert page.locator('section[data-dataset="CIFAR10"] svg.plot').first.locator("circle").count() == 4
 
     # A click on a grid opens it large.
-    page.locator("img.grid").first.click()
+    page.locator(".thumb").first.click()  # the visible part of the grid: its first row
     assert page.locator("#lightbox").is_visible()
     assert page.eval_on_selector("#lightbox img", "i => i.naturalWidth") > 0
     page.keyboard.press("Escape")
@@ -293,4 +330,55 @@ def test_payloads_render_as_text(browsers, tmp_path, monkeypatch):
     assert page.locator("span.model", has_text=PAYLOADS[1]).first.is_visible()
     assert page.locator("h2", has_text=PAYLOADS[1]).is_visible()
     assert page.locator(f"select#filter-dataset option[value='{PAYLOADS[1]}']").count() == 1
+    page.close()
+
+
+def test_samples_and_details_are_legible(browsers, tmp_path, monkeypatch):
+    records = with_training_grids(tmp_path, realistic_records(tmp_path))
+    long = records[1]  # a run without training grids
+    assert long["run_name"] not in TRAINING_STEPS
+    long["checkpoint"] = "runs/" + "a_folder_with_a_very_long_name_" * 10 + "/checkpoints/last.ckpt"
+    long["config"]["note"] = "x" * 400  # one unbroken word, longer than any screen
+    page, problems = open_page(chromium(browsers), build_page(tmp_path, records, monkeypatch))
+
+    # Each thumbnail: whole grid pixels at least 3x, crisp, seen through a window one row of images high.
+    thumbs = page.eval_on_selector_all("img.grid", """imgs => imgs.map(i => {
+        const view = i.parentElement.getBoundingClientRect(), r = i.getBoundingClientRect();
+        return {run: i.closest("tr").dataset.run, w: r.width, h: r.height, nw: i.naturalWidth, nh: i.naturalHeight,
+                viewW: view.width, viewH: view.height, rendering: getComputedStyle(i).imageRendering};
+    })""")
+    assert len(thumbs) == len(records)
+    shapes = {r["run_name"]: r["image_shape"] for r in records}
+    for t in thumbs:
+        scale = t["w"] / t["nw"]
+        assert scale >= 3 and t["h"] == t["nh"] * scale and t["rendering"] == "pixelated", t
+        tile = shapes[t["run"]][1]
+        assert t["viewH"] <= (tile + 4) * scale + 2, t  # one row of images (and the window's border)
+        assert t["viewW"] >= 2 * tile * scale, t  # at least two whole images of it
+
+    # Samples over training: the saved grids, first to last in order, under the run they belong to.
+    strips = page.eval_on_selector_all("tr.more", """rows => Object.fromEntries(rows.map(r => [r.dataset.run,
+        Array.from(r.querySelectorAll("figure")).map(f => [parseInt(f.dataset.step), f.textContent,
+            f.querySelector("img").naturalWidth])]))""")
+    for run, steps in TRAINING_STEPS.items():
+        shown = [s for s, _, _ in strips[run]]
+        assert shown[0] == steps[0] and shown[-1] == steps[-1] and shown == sorted(shown) and len(shown) >= 3, run
+        assert all(caption == f"step {s:,}" and width > 0 for s, caption, width in strips[run])
+    assert all(not strips[r["run_name"]] for r in records if r["run_name"] not in TRAINING_STEPS)
+
+    # The details panel opens in full width and wraps: nothing in it scrolls or is cut off sideways.
+    for summary in page.locator("details.run-details > summary").all():
+        summary.click()
+    panels = page.eval_on_selector_all("details.run-details", """ds => ds.map(d => {
+        const section = d.closest("section").getBoundingClientRect(), box = d.getBoundingClientRect();
+        return {open: d.open, parts: [d, ...d.querySelectorAll("dl, dd, pre")].map(e => [e.scrollWidth, e.clientWidth]),
+                right: box.right, sectionRight: section.right, width: box.width};
+    })""")
+    assert len(panels) == len(records)
+    for p in panels:
+        assert p["open"] and all(scroll <= client for scroll, client in p["parts"]), p
+        assert p["right"] <= p["sectionRight"] and p["width"] > 600, p
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.get_by_text(long["checkpoint"]).is_visible()
+    assert problems == []
     page.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import math
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from importlib.resources import files
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,7 +27,16 @@ from lightning_gen.leaderboard import main
 from lightning_gen.leaderboard.formatting import fmt_metric
 from lightning_gen.leaderboard.html import STATIC_FILES, render_dashboard, static_text
 from lightning_gen.leaderboard.ranking import METRICS, Entry, build_entries, choose_metric, rank
-from lightning_gen.leaderboard.plots import FAMILY_COLORS, OTHER_FAMILY_COLORS, family_color
+from lightning_gen.leaderboard.plots import (
+    FAMILY_COLORS,
+    LABEL_CHAR_WIDTH,
+    LABEL_HEIGHT,
+    OTHER_FAMILY_COLORS,
+    PLOTS,
+    PlotSpec,
+    family_color,
+    scatter_svg,
+)
 from lightning_gen.leaderboard.record import (
     FAMILY_PATTERN,
     OPTIONAL_KEYS,
@@ -35,6 +47,7 @@ from lightning_gen.leaderboard.record import (
     validate_record,
 )
 from lightning_gen.leaderboard.references import PUBLISHED, published_entries
+from lightning_gen.leaderboard.wandb_table import WANDB_COLUMNS, wandb_table_rows
 from lightning_gen.leaderboard.store import (
     REQUIRED_KEYS,
     SCHEMA_VERSION,
@@ -612,6 +625,230 @@ def test_a_new_family_is_shown_with_its_own_colour():
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Legibility: KID's unit, thumbnails a digit can be read in, labels tied to their dots, samples over training,
+# a details panel that wraps
+
+
+def test_kid_is_shown_times_1000_with_the_unit_in_its_header():
+    records = [gan_record("wgan", 31.0, metrics={"kid_mean": 0.0243, "kid_std": 0.0011, "num_params": 3e6}),
+               gan_record("dcgan", 38.0, metrics={"kid_mean": 0.0291, "kid_std": 0.0012, "num_params": 4e6})]
+    entries = build_entries(records, include_published=False)
+    page_html = render_dashboard(entries)
+    page = _parse(page_html)
+    assert "KID ×10³" in page.text  # the header names the scale
+    row = next(t for a, t in page.rows if a.get("data-run") == "wgan" and "entry" in a.get("class", ""))
+    assert "24.30 ±\xa01.10" in row and "0.0243" not in row
+    assert 'data-sort="0.0243"' in page_html  # sorting and the store keep the raw value
+    details = next(t for a, t in page.rows if a.get("data-run") == "wgan" and a.get("class") == "more")
+    assert "KID ×10³ 24.30 ± 1.10" in details.replace("\xa0", " ")
+    assert wandb_table_rows(entries)[0][WANDB_COLUMNS.index("kid_mean")] == 0.0243
+    svg = scatter_svg(PlotSpec("KID against parameter count", "num_params", "kid_mean", "parameters", True),
+                      "kid_mean", entries)
+    plot = _parse(svg)
+    assert "KID ×10³ (lower is better)" in plot.text
+    ticks = [float(t) for t in plot.text if t.replace(".", "").isdigit()]
+    assert ticks and all(20 <= t <= 30 for t in ticks) and 24 in ticks  # y ticks in units of 10⁻³
+
+
+class _Points(HTMLParser):
+    """The points of a scatter plot: each ``g.pt`` group's circle, leader line, label attributes and label text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.points: list[dict] = []
+        self._in_label = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "g" and attrs.get("class") == "pt":
+            self.points.append({"label": ""})
+        elif self.points and tag in ("circle", "line", "text") and "ptitle" not in attrs.get("class", ""):
+            self.points[-1][tag] = {k: (float(v) if k in ("x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r") else v)
+                                    for k, v in attrs.items()}
+            self._in_label = tag == "text"
+
+    def handle_endtag(self, tag):
+        self._in_label = self._in_label and tag != "text"
+
+    def handle_data(self, data):
+        if self._in_label:
+            self.points[-1]["label"] += data
+
+
+def test_every_plot_label_is_joined_to_its_dot():
+    # eight runs crowded into one corner: most labels cannot sit beside their dots
+    records = [gan_record(f"run_{i}", 70.0 + 1.3 * i, metrics={"num_params": 1e5 * (1 + 0.1 * i)}) for i in range(8)]
+    records.append(gan_record("far_away", 20.0, metrics={"num_params": 5e7}))
+    entries = build_entries(records, include_published=False)
+    parser = _Points()
+    parser.feed(scatter_svg(PLOTS[0], "fid", entries))
+    assert sorted(p["label"] for p in parser.points) == sorted(r["run_name"] for r in records)
+    gaps = []
+    for p in parser.points:
+        c, line, text = p["circle"], p["line"], p["text"]
+        assert line["class"] == "leader"
+        width = LABEL_CHAR_WIDTH * len(p["label"])
+        x0 = text["x"] if text["text-anchor"] == "start" else text["x"] - width
+        box = (x0, text["y"] - LABEL_HEIGHT + 2, x0 + width, text["y"] + 2)
+        # the line ends on the label's box, at the point of the box nearest to the dot ...
+        nearest = (min(max(c["cx"], box[0]), box[2]), min(max(c["cy"], box[1]), box[3]))
+        assert abs(line["x2"] - nearest[0]) <= 0.06 and abs(line["y2"] - nearest[1]) <= 0.06, p
+        gap = math.dist((c["cx"], c["cy"]), nearest)
+        gaps.append(gap)
+        # ... and starts on the dot's edge (a label touching its dot needs no line)
+        start = math.dist((c["cx"], c["cy"]), (line["x1"], line["y1"]))
+        assert abs(start - c["r"]) <= 0.1 if gap > c["r"] else start <= c["r"] + 0.1, p
+    assert max(gaps) > 15  # the crowding did push labels away: the lines above are what ties them to their dots
+
+
+def _digit_grid_png(path: Path, n: int = 64, size: int = 8) -> Path:
+    """A grid drawn by the code that draws every sample grid (image_grid, padding 2)."""
+    import torch
+
+    from lightning_gen.images import image_grid, save_png
+
+    images = torch.randint(0, 256, (n, 1, size, size), generator=torch.Generator().manual_seed(size), dtype=torch.uint8)
+    return save_png(image_grid(images), path)
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_thumbnail_shows_the_first_row_at_least_three_times_native(tmp_path, size):
+    grid = _digit_grid_png(tmp_path / "g.png", size=size)
+    native_w, native_h = Image.open(grid).size
+    record = make_record(sample_grid=str(grid), image_shape=[1, size, size])
+    page = _parse(render_dashboard(build_entries([record], include_published=False)))
+    i = next(k for k, (t, a) in enumerate(page.tags) if t == "img" and a.get("class") == "grid")
+    (_, box), (_, img) = page.tags[i - 1], page.tags[i]
+    assert box["class"] == "thumb"  # the window that shows part of the grid
+    view = dict(kv.split(":") for kv in box["style"].rstrip(";").split(";"))
+    view_w, view_h = int(view["width"].removesuffix("px")), int(view["height"].removesuffix("px"))
+    scale = int(img["width"]) / native_w
+    assert scale >= 3 and scale == int(scale) and int(img["height"]) == native_h * scale  # whole pixels, sharp
+    assert view_h == (size + 2 * 2) * scale  # one row of images with its padding
+    shown = (view_w / scale - 2) / (size + 2)
+    assert shown == int(shown) and 2 <= shown <= 8  # whole images, at least two
+    assert base64.b64decode(img["src"].split(",", 1)[1]) == grid.read_bytes()  # a click shows the whole grid
+    css = static_text("dashboard.css")
+    assert re.search(r"img\.grid[^{]*\{[^}]*image-rendering: pixelated", css)
+
+
+class _TinyModel:
+    """What :class:`~lightning_gen.callbacks.SampleGrid` asks of a LightningModule: eval/train and sample."""
+
+    training, device = True, "cpu"
+
+    def eval(self):
+        self.training = False
+
+    def train(self, mode: bool = True):
+        self.training = mode
+
+    def sample(self, n, generator=None, labels=None):
+        import torch
+
+        return torch.randint(0, 256, (n, 1, 8, 8), generator=generator, dtype=torch.uint8)
+
+
+def _train_grids(run: Path, steps) -> list[Path]:
+    """The grids SampleGrid saves in a run folder during training, one per step."""
+    from lightning_gen.callbacks import SampleGrid
+
+    callback = SampleGrid(num_samples=16)
+    trainer = SimpleNamespace(global_step=0, fast_dev_run=False, logger=None, log_dir=str(run),
+                              default_root_dir=str(run.parent), loggers=[])
+    paths = []
+    for step in steps:
+        trainer.global_step = step
+        paths.append(callback.log_grid(trainer, _TinyModel()))
+    return paths
+
+
+class _Strips(HTMLParser):
+    """Each run's samples-over-training strip: [step, caption, image src] per picture, in page order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.strips: dict[str, list[list]] = {}
+        self._run: str | None = None
+        self._caption = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr":
+            self._run = attrs.get("data-run") if attrs.get("class") == "more" else None
+        elif self._run is not None and tag == "figure":
+            self.strips.setdefault(self._run, []).append([int(attrs["data-step"]), "", None])
+        elif self._run is not None and tag == "img" and attrs.get("class") == "step-grid":
+            self.strips[self._run][-1][2] = attrs["src"]
+        self._caption = tag == "figcaption"
+
+    def handle_endtag(self, tag):
+        self._caption = False
+
+    def handle_data(self, data):
+        if self._caption:
+            self.strips[self._run][-1][1] += data
+
+
+def _strips(page_html: str) -> dict[str, list[list]]:
+    parser = _Strips()
+    parser.feed(page_html)
+    return parser.strips
+
+
+def test_samples_over_training_strip_from_the_run_folder(tmp_path):
+    steps = [0, 50, 100, 150, 200, 250, 300, 350, 400]
+    saved = _train_grids(tmp_path / "runs" / "pcnn" / "lightning_logs" / "version_0", steps)
+    record = make_record("pcnn", checkpoint="runs/pcnn/lightning_logs/version_0/checkpoints/last.ckpt")
+    bare = make_record("no_grids", checkpoint="runs/none/checkpoints/last.ckpt")
+    entries = build_entries([record, bare], include_published=False, roots=[tmp_path])
+    assert [s for s, _ in entries[0].training_grids] == steps and entries[1].training_grids == []
+    page_html = render_dashboard(entries)
+    strips = _strips(page_html)
+    # the first, the last and evenly spaced ones between, in order, each labelled with its step
+    assert [s for s, _, _ in strips["pcnn"]] == [0, 100, 200, 300, 400]
+    assert [c for _, c, _ in strips["pcnn"]] == ["step 0", "step 100", "step 200", "step 300", "step 400"]
+    for step, _, src in strips["pcnn"]:
+        assert base64.b64decode(src.split(",", 1)[1]) == saved[steps.index(step)].read_bytes()
+    assert "no_grids" not in strips  # a run without grids has no strip, and says nothing
+    assert "".join(_parse(page_html).text).count("samples over training") == 1
+
+
+def test_samples_over_training_found_under_wandb(tmp_path):
+    # under W&B the checkpoint lies in <save_dir>/<project>/<run id>/checkpoints, the grids in
+    # <default_root_dir>/wandb-<run id>/samples (SampleGrid.run_dir)
+    _train_grids(tmp_path / "runs" / "fvsbn" / "wandb-abc123", [10, 20])
+    record = make_record("w", checkpoint="runs/wandb/lightning_gen/abc123/checkpoints/last.ckpt",
+                         config={"trainer": {"default_root_dir": "runs/fvsbn"}})
+    (entry,) = build_entries([record], include_published=False, roots=[tmp_path])
+    assert [s for s, _ in entry.training_grids] == [10, 20]
+
+
+def _css_rules(css: str) -> list[tuple[str, str]]:
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    return [(sel.strip(), body) for sel, body in re.findall(r"([^{}]+)\{([^}]*)\}", css)]
+
+
+def test_details_panel_is_full_width_and_wraps(tmp_path):
+    long_path = "runs/" + "very_long_folder_name_" * 12 + "/checkpoints/last.ckpt"
+    records = [make_record("a", checkpoint=long_path), gan_record("b", 40.0)]
+    page = _parse(render_dashboard(build_entries(records, include_published=False)))
+    headers = sum(1 for t, _ in page.tags if t == "th")  # one table per dataset here, two datasets
+    tables = {a.get("data-run"): a for t, a in page.tags if t == "tr" and a.get("class") == "more"}
+    assert set(tables) == {"a", "b"}
+    spans = [int(a["colspan"]) for t, a in page.tags if t == "td" and "colspan" in a]
+    assert sum(spans) + len(spans) == headers  # an empty cell under the rank, the rest of the row for the panel
+    assert long_path in page.text
+    rules = _css_rules(static_text("dashboard.css"))
+    panel = [(s, b) for s, b in rules if "run-details" in s]
+    for part in ("dl", "dd", "pre"):
+        assert any(re.search(rf"run-details {part}\b", s) and "overflow-wrap: anywhere" in b for s, b in panel), part
+    assert any("run-details pre" in s and "white-space: pre-wrap" in b for s, b in panel)
+    assert not [s for s, b in panel if re.search(r"overflow(-x)?: *(auto|scroll)", b)]  # nothing scrolls sideways
+    assert any(s == "tr.more td > *" and "max-width: calc(100vw" in b for s, b in rules)  # never wider than the page
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Command line and W&B
 
 
@@ -640,7 +877,7 @@ def test_main_imports_exports_and_writes_page(tmp_path, capsys):
     assert main(argv) == 0
     page = out.read_text()
     assert "dcgan_a" in page and "gated_pixelcnn_bmnist" in page and "data:image/png;base64," in page
-    assert "Ranked by <b>KID</b>" in page
+    assert "Ranked by <b>KID ×10³</b>" in page
     assert len(read_records(tmp_path / "all.csv")) == 2
     assert main(["--db", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "pub.html")]) == 0
     assert not (tmp_path / "none.sqlite").exists()

@@ -1,5 +1,9 @@
 """Text helpers shared by the page (:mod:`.html`), its plots (:mod:`.plots`) and the W&B table: escaping, numbers
-as the board prints them, and the one check that lets a URL from a record become a link."""
+as the board prints them, and the one check that lets a URL from a record become a link.
+
+KID is a squared MMD of order 1e-3 to 1e-2: the board prints it times :data:`DISPLAY_SCALE` (``KID ×10³``, as the
+papers do) so its digits are readable; records, the store and the W&B table keep the raw value.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import html
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["esc", "fmt_count", "fmt_duration", "fmt_metric", "fmt_params", "safe_url"]
+__all__ = ["DISPLAY_SCALE", "displayed", "esc", "fmt_count", "fmt_duration", "fmt_metric", "fmt_params", "safe_url"]
+
+#: Metrics printed multiplied by a power of ten, the factor their column header names (``KID ×10³``).
+DISPLAY_SCALE = {"kid_mean": 1e3, "kid_std": 1e3}
 
 
 def esc(value: Any) -> str:
@@ -15,12 +22,18 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def displayed(key: str, v: float) -> float:
+    """A raw metric value as the board prints and plots it (KID times 10³, anything else unchanged)."""
+    return v * DISPLAY_SCALE.get(key, 1.0)
+
+
 def fmt_metric(key: str, v: float) -> str:
-    """A metric value with the precision its column uses."""
+    """A raw metric value with the scale and precision its column uses (KID 0.0243 -> "24.30", under KID ×10³)."""
     if key in ("fid", "is_mean", "nll_nats"):
         return f"{v:.2f}"
-    if key == "kid_mean":
-        return f"{v:.4f}"
+    if key in DISPLAY_SCALE:  # KID of Inception features is ~0.02 (20.00); of small classifiers' often ~1 (1,000)
+        d = displayed(key, v)
+        return f"{d:.2f}" if abs(d) < 100 else f"{d:,.1f}" if abs(d) < 1000 else f"{d:,.0f}"
     if key == "nll_bpd":
         return f"{v:.3f}"
     if key == "probe_acc":

@@ -3,6 +3,10 @@
 Per dataset, a table ranked by one metric with the evaluation protocol printed beside every number, the published
 numbers from :mod:`~lightning_gen.leaderboard.references` marked as such, each run's sample grid embedded as a
 data URI and a link to its W&B run, followed by the scatter plots of :mod:`~lightning_gen.leaderboard.plots`.
+A run's sample cell shows the first row of its grid at three times (or more) its native size, pixels kept sharp,
+so a digit can be read without a click; a click shows the whole grid. Under each run, a full-width row holds the
+samples over training (a few of the grids the run saved while it trained, with their steps) and the details
+panel (metrics, checkpoint, protocol, config), which wraps instead of scrolling.
 Columns sort on click; selects filter by dataset and model family. The style sheet and the script are the package
 files ``static/dashboard.css`` and ``static/dashboard.js``, read with :mod:`importlib.resources` and inlined.
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cache
@@ -24,10 +29,17 @@ from lightning_gen.leaderboard.formatting import esc, fmt_count, fmt_duration, f
 from lightning_gen.leaderboard.plots import FAMILY_COLORS, PLOTS, family_color, scatter_svg
 from lightning_gen.leaderboard.ranking import METRICS, Entry, Metric, choose_metric, rank
 
-__all__ = ["STATIC_FILES", "render_dashboard", "static_text"]
+__all__ = ["STATIC_FILES", "STRIP_STEPS", "THUMB_MIN_SCALE", "render_dashboard", "static_text"]
 
 #: The page's style sheet and script, package files under ``lightning_gen/leaderboard/static/``.
 STATIC_FILES = ("dashboard.css", "dashboard.js")
+#: A thumbnail shows its grid at least this many screen pixels per image pixel.
+THUMB_MIN_SCALE = 3
+#: Widest a thumbnail gets (CSS px): fewer images of the first row are shown where the row at scale is wider.
+THUMB_MAX_WIDTH = 280
+#: Most grids in a run's "samples over training" strip: the first, the last and evenly spaced ones between; fewer
+#: where that many would not fit in one line of :data:`STRIP_WIDTH` CSS px.
+STRIP_STEPS, STRIP_WIDTH = 5, 1200
 
 
 @cache
@@ -88,15 +100,91 @@ def _protocol_title(entry: Entry) -> str:
 _IMAGE_MIME = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
 
 
-def _data_uri(path: Path | None) -> str | None:
-    """A PNG or JPEG file as a ``data:`` URI (``None`` for anything else), so the page needs no other file."""
-    if path is None:
-        return None
-    data = path.read_bytes()
+def _data_uri(data: bytes) -> str | None:
+    """PNG or JPEG bytes as a ``data:`` URI (``None`` for anything else), so the page needs no other file."""
     for magic, mime in _IMAGE_MIME:
         if data.startswith(magic):
             return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
     return None
+
+
+def _read(path: Path | None) -> bytes | None:
+    try:
+        return path.read_bytes() if path is not None else None
+    except OSError:
+        return None
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's header, ``None`` for anything else."""
+    if not data.startswith(_IMAGE_MIME[0][0]) or len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _first_row(size: tuple[int, int], image_shape: object) -> tuple[int, int, int] | None:
+    """(tile width, tile height, padding) of a grid of ``image_shape`` images that
+    :func:`~lightning_gen.images.image_grid` drew (padding 2) or that has no padding; ``None`` if it fits neither."""
+    if not (isinstance(image_shape, (list, tuple)) and len(image_shape) == 3
+            and all(isinstance(d, int) and d > 0 for d in image_shape)):
+        return None
+    _, h, w = image_shape
+    gw, gh = size
+    for pad in (2, 0):
+        if gw > pad and gh > pad and (gw - pad) % (w + pad) == 0 and (gh - pad) % (h + pad) == 0:
+            return w, h, pad
+    return None
+
+
+def _thumbnail(data: bytes, uri: str, image_shape: object, alt: str, title: str) -> str:
+    """The grid cropped by CSS to its first row and scaled by an integer >= :data:`THUMB_MIN_SCALE` (pixelated);
+    the ``<img>`` is the whole grid, which a click shows."""
+    size = _png_size(data)
+    row = _first_row(size, image_shape) if size else None
+    if size is None or row is None:  # not a grid of this record's images: the whole picture, 128 px high
+        return f'<img class="grid whole" src="{uri}" alt="{esc(alt)}" title="{esc(title)} (click to enlarge)">'
+    (gw, gh), (w, h, pad) = size, row
+    scale = max(THUMB_MIN_SCALE, math.ceil(32 / w))  # an 8x8 digit at x4, a 28x28 one at x3
+    per_row = (gw - pad) // (w + pad)
+    shown = max(1, min(per_row, (THUMB_MAX_WIDTH // scale - pad) // (w + pad)))
+    view_w, view_h = (shown * (w + pad) + pad) * scale, (h + 2 * pad) * scale
+    more = f"first {shown} of {per_row} per row" if shown < per_row else "first row"
+    return (f'<div class="thumb" style="width:{view_w}px;height:{view_h}px">'
+            f'<img class="grid" src="{uri}" alt="{esc(alt)}" title="{esc(title)} ({more}, ×{scale}; click for the '
+            f'whole grid)" width="{gw * scale}" height="{gh * scale}" data-scale="{scale}"></div>')
+
+
+def _strip(entry: Entry) -> str:
+    """"Samples over training": up to :data:`STRIP_STEPS` of the grids the run saved while training, first and
+    last included, each with its step; empty if the run saved none."""
+    grids = entry.training_grids
+    if not grids:
+        return ""
+    last = _read(grids[-1][1])
+    size = _png_size(last) if last else None  # a run's grids all have one size
+    # about 200 px tall: 8x8 digits (an 82 px grid) twice their size, MNIST and CIFAR grids as they are
+    scale = max(1, round(200 / size[1])) if size else 1
+    fit = STRIP_WIDTH // (size[0] * scale + 12) if size else STRIP_STEPS  # 12: the gap and borders
+    n = min(len(grids), STRIP_STEPS, max(2, fit))
+    picked = sorted({round(i * (len(grids) - 1) / max(n - 1, 1)) for i in range(n)})
+    figures = []
+    for i in picked:
+        step, path = grids[i]
+        data = _read(path)
+        uri = _data_uri(data) if data else None
+        if uri is None:
+            continue
+        size = _png_size(data)
+        dims = f' width="{size[0] * scale}" height="{size[1] * scale}"' if size else ""
+        label = f"step {step:,}"
+        figures.append(f'<figure class="step" data-step="{step}"><img class="step-grid" src="{uri}"{dims} '
+                       f'alt="{esc(f"samples from {entry.label} at {label}")}" title="{esc(label)} (click to '
+                       f'enlarge)"><figcaption>{esc(label)}</figcaption></figure>')
+    if not figures:
+        return ""
+    return ('<div class="strip" role="group" aria-label="samples over training">'
+            f'<div class="strip-title">samples over training<span>{len(grids)} grid'
+            f'{"s" if len(grids) != 1 else ""} saved, {len(figures)} shown</span></div>' + "".join(figures) + "</div>")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -121,8 +209,8 @@ def _metric_cell(metric: Metric, entry: Entry, ranked: bool) -> str:
         return f'<td class="{cls}" data-sort=""></td>'
     text = fmt_metric(metric.key, v)
     std = entry.value(metric.std_key) if metric.std_key else None
-    if std is not None:
-        text += f" ± {fmt_metric(metric.key, std)}"
+    if std is not None:  # a narrow column breaks before the ±, never inside a number
+        text += f" ±\u00a0{fmt_metric(metric.key, std)}"
     return (f'<td class="{cls}" data-sort="{v!r}" title="{esc(_protocol_title(entry))}">'
             f'<span class="v">{esc(text)}</span><span class="p">'
             + " · ".join(f"<span>{esc(part)}</span>" for part in _protocol_parts(metric, entry))
@@ -130,25 +218,47 @@ def _metric_cell(metric: Metric, entry: Entry, ranked: bool) -> str:
 
 
 def _details(entry: Entry) -> str:
+    """The details panel: every metric as the table prints it, the checkpoint, commit, protocol and config. A
+    definition list that wraps long paths and hashes (no horizontal scrolling)."""
     rec = entry.record or {}
-    lines = [f"{k}: {rec.get(k)}" for k in ("checkpoint", "checkpoint_sha256", "git_commit", "created_at")
-             if rec.get(k) is not None]
-    lines.append("protocol: " + json.dumps(entry.protocol, indent=1, sort_keys=True))
+    items: list[tuple[str, str, str]] = []  # (term, text, class of the value)
+    metrics = []
+    for m in METRICS.values():
+        v = entry.value(m.key)
+        if v is not None:
+            std = entry.value(m.std_key) if m.std_key else None
+            metrics.append(f"{m.label} {fmt_metric(m.key, v)}" + (f" ± {fmt_metric(m.key, std)}" if std is not None
+                                                                   else ""))
+    if entry.value("num_params") is not None:
+        metrics.append(f"params {fmt_params(entry.value('num_params'))}")
+    if rec.get("train_time_s") is not None:
+        metrics.append(f"trained {fmt_duration(rec['train_time_s'])}")
+    if metrics:
+        items.append(("metrics", " · ".join(metrics), ""))
+    for key, term in (("checkpoint", "checkpoint"), ("checkpoint_sha256", "checkpoint sha256"),
+                      ("git_commit", "git commit"), ("created_at", "evaluated")):
+        if rec.get(key) is not None:
+            items.append((term, str(rec[key]), "code"))
+    protocol = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}"
+                for k, v in sorted(entry.protocol.items()) if v is not None]
+    if protocol:
+        items.append(("protocol", " · ".join(protocol), "code"))
+    body = "".join(f'<dt>{esc(t)}</dt><dd class="{c}">{esc(v)}</dd>' for t, v, c in items)
     if rec.get("config") is not None:
-        lines.append("config: " + json.dumps(rec["config"], indent=1, sort_keys=True))
-    return f"<details><summary>details</summary><pre>{esc(chr(10).join(lines))}</pre></details>"
+        body += f'<dt>config</dt><dd><pre>{esc(json.dumps(rec["config"], indent=1, sort_keys=True))}</pre></dd>'
+    return f'<details class="run-details"><summary>details</summary><dl>{body}</dl></details>'
 
 
 def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key: str,
          show_params: bool, show_time: bool) -> str:
-    cls = "entry published" if entry.published else "entry"
+    cls = "entry published" if entry.published else "entry has-more"
     cells = [f'<td class="rank" data-sort="{"" if rank_ is None else rank_}">{"" if rank_ is None else rank_}</td>']
     if entry.published:
         model = (f'<span class="model">{esc(entry.model)}</span><span class="badge pub">published</span>'
                  f'<span class="src">{esc(entry.source)}{(" — " + esc(entry.note)) if entry.note else ""}</span>')
     else:
         model = (f'<span class="model">{esc(entry.model)}</span>'
-                 f'<span class="run src">{esc(entry.run_name)}</span>{_details(entry)}')
+                 f'<span class="run src">{esc(entry.run_name)}</span>')
     cells.append(f'<td class="who" data-sort="{esc(entry.label.lower())}">{model}</td>')
     # The style sheet colours the known families' badges; any other family gets its colour inline.
     colour = "" if entry.family in FAMILY_COLORS else f' style="background:{family_color(entry.family)}"'
@@ -162,10 +272,12 @@ def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key:
         t = (entry.record or {}).get("train_time_s")
         cells.append(f'<td class="num" data-sort="{"" if t is None else repr(float(t))}">'
                      f'{esc(fmt_duration(t))}</td>')
-    uri = _data_uri(entry.sample_grid)
+    data = _read(entry.sample_grid)
+    uri = _data_uri(data) if data else None
     if uri:
-        cells.append(f'<td class="samples"><img class="grid" src="{uri}" alt="{esc("samples from " + entry.label)}" '
-                     f'title="{esc(entry.label)} (click to enlarge)"></td>')
+        shape = (entry.record or {}).get("image_shape")
+        cells.append(f'<td class="samples">{_thumbnail(data, uri, shape, "samples from " + entry.label, entry.label)}'
+                     "</td>")
     elif entry.record and entry.record.get("sample_grid"):
         cells.append(f'<td class="samples empty" title="{esc(entry.record["sample_grid"])}">grid not found</td>')
     else:
@@ -173,8 +285,13 @@ def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key:
     url = safe_url((entry.record or {}).get("wandb_url"))
     cells.append(f'<td><a href="{esc(url)}" target="_blank" rel="noopener noreferrer">W&amp;B</a></td>' if url
                  else "<td></td>")
-    return (f'<tr class="{cls}" data-family="{esc(entry.family)}" data-run="{esc(entry.label)}">'
-            + "".join(cells) + "</tr>")
+    row = (f'<tr class="{cls}" data-family="{esc(entry.family)}" data-run="{esc(entry.label)}">'
+           + "".join(cells) + "</tr>")
+    if entry.published:
+        return row
+    # The strip and the details get the table's whole width, in a row the script keeps under this one.
+    return (row + f'<tr class="more" data-family="{esc(entry.family)}" data-run="{esc(entry.label)}"><td></td>'
+            f'<td colspan="{len(cells) - 1}">{_strip(entry)}{_details(entry)}</td></tr>')
 
 
 def _dataset_section(dataset: str, entries: Sequence[Entry], preferred: str | None) -> str:

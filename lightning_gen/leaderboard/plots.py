@@ -1,5 +1,6 @@
 """The board's scatter plots, drawn as inline SVG: sample quality against parameter count and sampling speed,
-likelihood against training time. One point per run, coloured by family, labelled without overlaps where it can.
+likelihood against training time. One point per run, coloured by family, labelled without overlaps where it can
+and joined to its label by a leader line.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lightning_gen.leaderboard.formatting import esc, fmt_count, fmt_metric
+from lightning_gen.leaderboard.formatting import displayed, esc, fmt_count, fmt_metric
 from lightning_gen.leaderboard.ranking import METRICS, Entry
 
-__all__ = ["FAMILY_COLORS", "OTHER_FAMILY_COLORS", "PLOTS", "PlotSpec", "family_color", "log_ticks", "nice_ticks",
-           "place_label", "scatter_svg"]
+__all__ = ["FAMILY_COLORS", "LABEL_CHAR_WIDTH", "LABEL_HEIGHT", "OTHER_FAMILY_COLORS", "PLOTS", "POINT_RADIUS",
+           "PlotSpec", "family_color", "leader_line", "log_ticks", "nice_ticks", "place_label", "scatter_svg"]
 
 #: Colours of the families the models in this repository declare (the page's CSS gives their badges the same).
 FAMILY_COLORS = {"autoregressive": "#1f77b4", "latent": "#2ca02c", "gan": "#d62728", "baseline": "#7f7f7f"}
@@ -91,17 +92,29 @@ def x_value(entry: Entry, x: str) -> float | None:
     return entry.value(x)
 
 
-def place_label(cx: float, cy: float, width: float, placed: list[tuple[float, float, float, float]],
-                 frame: tuple[float, float, float, float]) -> tuple[float, float, str]:
-    """A spot for a point's label that overlaps no earlier label or point, greedily; it is added to ``placed``."""
-    height = 11.0
+#: Label geometry, in SVG units: the CSS sets ``.plabel`` to 10px, whose glyphs average under 6.2 units wide.
+LABEL_HEIGHT, LABEL_CHAR_WIDTH, POINT_RADIUS = 11.0, 6.2, 5.0
+
+Box = tuple[float, float, float, float]  # (x0, y0, x1, y1)
+
+
+def _label_box(lx: float, ly: float, anchor: str, width: float) -> Box:
+    x0 = lx if anchor == "start" else lx - width
+    return (x0, ly - LABEL_HEIGHT + 2, x0 + width, ly + 2)
+
+
+def place_label(cx: float, cy: float, width: float, placed: list[Box], frame: Box) -> tuple[float, float, str, Box]:
+    """A spot for a point's label that overlaps no earlier label or point, greedily, nearest spots first; its box is
+    added to ``placed``. Returns the text position, its ``text-anchor`` and the box."""
     candidates = []
-    for dy in (-6, 13, -17, 24, -28, 35, -39):
-        candidates += [(cx + 7, cy + dy, "start"), (cx - 7, cy + dy, "end")]
+    for dx in (7, 16, 30):
+        for dy in (-6, 13, -17, 24, -28, 35, -39, 46, -50):
+            candidates += [(cx + dx, cy + dy, "start"), (cx - dx, cy + dy, "end")]
+    # nearest first, in 4-unit steps so that ties keep the order above (above right, then above left, ...)
+    candidates.sort(key=lambda c: round(_gap((cx, cy), _label_box(c[0], c[1], c[2], width)) / 4))
     best = None
     for lx, ly, anchor in candidates:
-        x0 = lx if anchor == "start" else lx - width
-        box = (x0, ly - height + 2, x0 + width, ly + 2)
+        box = _label_box(lx, ly, anchor, width)
         inside = box[0] >= frame[0] and box[2] <= frame[2] and box[1] >= frame[1] and box[3] <= frame[3]
         clear = not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed)
         if inside and clear:
@@ -110,17 +123,39 @@ def place_label(cx: float, cy: float, width: float, placed: list[tuple[float, fl
         if best is None and inside:
             best = (lx, ly, anchor, box)  # overlapping, but at least inside the frame
     if best is None:
-        lx, ly, anchor = candidates[0] if cx < (frame[0] + frame[2]) / 2 else candidates[1]
-        x0 = lx if anchor == "start" else lx - width
-        best = (lx, ly, anchor, (x0, ly - height + 2, x0 + width, ly + 2))
+        lx, ly, anchor = (cx + 7, cy - 6, "start") if cx < (frame[0] + frame[2]) / 2 else (cx - 7, cy - 6, "end")
+        best = (lx, ly, anchor, _label_box(lx, ly, anchor, width))
     placed.append(best[3])
-    return best[0], best[1], best[2]
+    return best
+
+
+def _nearest(point: tuple[float, float], box: Box) -> tuple[float, float]:
+    """The point of ``box`` nearest to ``point``."""
+    return min(max(point[0], box[0]), box[2]), min(max(point[1], box[1]), box[3])
+
+
+def _gap(point: tuple[float, float], box: Box) -> float:
+    nx, ny = _nearest(point, box)
+    return math.hypot(nx - point[0], ny - point[1])
+
+
+def leader_line(cx: float, cy: float, box: Box, r: float = POINT_RADIUS) -> tuple[float, float, float, float]:
+    """The segment from the edge of the dot at (cx, cy) to the nearest point of its label's box, so a label that
+    had to move away from a crowded dot still points at it."""
+    nx, ny = _nearest((cx, cy), box)
+    d = math.hypot(nx - cx, ny - cy)
+    if d <= r:  # the label touches the dot
+        return nx, ny, nx, ny
+    return cx + (nx - cx) * r / d, cy + (ny - cy) * r / d, nx, ny
 
 
 def scatter_svg(spec: PlotSpec, y_key: str, entries: Sequence[Entry]) -> str | None:
-    """The plot as an ``<svg>`` element, one labelled point per entry with both values; ``None`` under 2 points."""
-    points = [(x, e.value(y_key), e) for e in entries
-              if (x := x_value(e, spec.x)) is not None and e.value(y_key) is not None
+    """The plot as an ``<svg>`` element, one labelled point per entry with both values; ``None`` under 2 points.
+
+    Each label is joined to its dot by a leader line; y values are shown as the table prints them (KID ×10³).
+    """
+    points = [(x, displayed(y_key, y), e) for e in entries
+              if (x := x_value(e, spec.x)) is not None and (y := e.value(y_key)) is not None
               and (x > 0 or not spec.log_x)]
     if len(points) < 2:  # one point plots nothing the table does not say
         return None
@@ -156,19 +191,19 @@ def scatter_svg(spec: PlotSpec, y_key: str, entries: Sequence[Entry]) -> str | N
     out.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle" class="axis">{esc(spec.x_label)}</text>')
     out.append(f'<text transform="translate(14 {(T + H - B) / 2}) rotate(-90)" text-anchor="middle" '
                f'class="axis">{esc(y_label)}</text>')
-    placed: list[tuple[float, float, float, float]] = [(px(x) - 5, py(y) - 5, px(x) + 5, py(y) + 5)
-                                                        for x, y, _ in points]
+    r = POINT_RADIUS
+    placed: list[Box] = [(px(x) - r, py(y) - r, px(x) + r, py(y) + r) for x, y, _ in points]
     for x, y, e in sorted(points, key=lambda p: p[1]):
         cx, cy = px(x), py(y)
         color = family_color(e.family)
-        lx, ly, anchor = place_label(cx, cy, 5.6 * len(e.label), placed, (L, T, W - R, H - B))
-        out.append(f'<g class="pt" data-family="{esc(e.family)}"><circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" '
-                   f'fill="{color}"><title>{esc(e.label)}: {esc(fmt_metric(y_key, y))}</title></circle>'
+        lx, ly, anchor, box = place_label(cx, cy, LABEL_CHAR_WIDTH * len(e.label), placed, (L, T, W - R, H - B))
+        ax, ay, bx, by = leader_line(cx, cy, box)
+        value = fmt_metric(y_key, e.value(y_key))
+        out.append(f'<g class="pt" data-family="{esc(e.family)}">'
+                   f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" class="leader" stroke="{color}"/>'
+                   f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:g}" fill="{color}">'
+                   f'<title>{esc(e.label)}: {esc(metric.label)} {esc(value)}</title></circle>'
                    f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" class="plabel">'
                    f'{esc(e.label)}</text></g>')
     out.append("</svg>")
     return "".join(out)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Page

@@ -1,11 +1,14 @@
 """Board rows and their order: the rankable metrics, one :class:`Entry` per run or published number, ranking.
 
 Each dataset is ranked by one metric (:func:`choose_metric`), best first with competition ranks (:func:`rank`);
-the HTML page and the W&B table both rank this way.
+the HTML page and the W&B table both rank this way. A run's entry also carries the sample grids its
+:class:`~lightning_gen.callbacks.SampleGrid` saved during training (:func:`training_grids`), found from the record's
+checkpoint path.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +16,8 @@ from typing import Any
 
 from lightning_gen.leaderboard.references import published_entries
 
-__all__ = ["METRICS", "Entry", "Metric", "build_entries", "choose_metric", "rank", "ranked_by_dataset"]
+__all__ = ["METRICS", "Entry", "Metric", "build_entries", "choose_metric", "rank", "ranked_by_dataset",
+           "training_grids"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class Metric:
 #: Rankable metrics, in the order their columns appear.
 METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("fid", "FID", True, "quality"),
-    Metric("kid_mean", "KID", True, "quality", std_key="kid_std"),
+    Metric("kid_mean", "KID ×10³", True, "quality", std_key="kid_std"),  # printed ×1000: formatting.DISPLAY_SCALE
     Metric("is_mean", "IS", False, "quality", std_key="is_std"),
     Metric("nll_bpd", "NLL (bits/dim)", True, "likelihood"),
     Metric("nll_nats", "NLL (nats)", True, "likelihood"),
@@ -53,6 +57,7 @@ class Entry:
     note: str | None = None
     record: dict[str, Any] | None = None
     sample_grid: Path | None = None
+    training_grids: list[tuple[int, Path]] = field(default_factory=list)  # (global step, PNG), by step
 
     @property
     def label(self) -> str:
@@ -63,27 +68,76 @@ class Entry:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def _resolve(path: str | None, roots: Sequence[Path]) -> Path | None:
+def _exists(path: Path, kind: str) -> bool:
+    """``path.is_file()`` / ``is_dir()``, false for a path the OS refuses (too long, no permission): a record's
+    paths come from other machines."""
+    try:
+        return path.is_file() if kind == "file" else path.is_dir()
+    except OSError:
+        return False
+
+
+def _resolve(path: str | None, roots: Sequence[Path], kind: str = "file") -> Path | None:
     if not path:
         return None
     p = Path(path)
     for candidate in [p] if p.is_absolute() else [p, *(root / p for root in roots)]:
-        if candidate.is_file():
+        if _exists(candidate, kind):
             return candidate
     return None
+
+
+_STEP_FILE = re.compile(r"step_(\d+)\.png")
+
+
+def training_grids(record: dict[str, Any], roots: Sequence[Path] = ()) -> list[tuple[int, Path]]:
+    """The ``(step, path)`` of every grid :class:`~lightning_gen.callbacks.SampleGrid` saved in the record's run,
+    by step; empty if none is found.
+
+    ``SampleGrid`` writes ``<run dir>/samples/step_XXXXXXX.png``. The run dir is the checkpoint's run folder
+    (``<run>/checkpoints/x.ckpt`` -> ``<run>``), or, under W&B, ``<default_root_dir>/wandb-<run id>`` where the
+    checkpoint lies in ``.../<run id>/checkpoints``; a record whose ``sample_grid`` is itself one of these files
+    names its folder directly. Relative paths are looked up as in :func:`build_entries`.
+    """
+    folders: list[str | Path] = []
+    ckpt = record.get("checkpoint")
+    if isinstance(ckpt, str) and ckpt:
+        ckpt_path = Path(ckpt)
+        run = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+        folders.append(run / "samples")
+        trainer = (record.get("config") or {}).get("trainer")
+        root = trainer.get("default_root_dir") if isinstance(trainer, dict) else None
+        if isinstance(root, str) and root and run.name:
+            folders.append(Path(root) / f"wandb-{run.name}" / "samples")
+    grid = record.get("sample_grid")
+    if isinstance(grid, str) and _STEP_FILE.fullmatch(Path(grid).name) and Path(grid).parent.name == "samples":
+        folders.append(Path(grid).parent)
+    for folder in folders:
+        found = _resolve(str(folder), roots, "dir")
+        if found is None:
+            continue
+        try:
+            grids = sorted((int(m.group(1)), f) for f in found.iterdir()
+                           if (m := _STEP_FILE.fullmatch(f.name)) and f.is_file())
+        except OSError:
+            continue
+        if grids:
+            return grids
+    return []
 
 
 def build_entries(records: Sequence[dict[str, Any]], *, include_published: bool = True,
                   roots: Sequence[str | Path] = ()) -> list[Entry]:
     """Board rows for ``records`` plus every published number.
 
-    A relative sample-grid path is looked up from the working directory, then from each of ``roots``.
+    A relative sample-grid or checkpoint path is looked up from the working directory, then from each of
+    ``roots``.
     """
     roots = [Path(r) for r in roots]
     entries = [
         Entry(model=r["model"], family=r["family"], dataset=r["dataset"], metrics=dict(r.get("metrics") or {}),
               run_name=r["run_name"], protocol=dict(r.get("protocol") or {}), record=r,
-              sample_grid=_resolve(r.get("sample_grid"), roots))
+              sample_grid=_resolve(r.get("sample_grid"), roots), training_grids=training_grids(r, roots))
         for r in records
     ]
     if include_published:

@@ -16,8 +16,13 @@
     Array.prototype.forEach.call(th.parentNode.children, function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", dir);
     var sign = dir === "ascending" ? 1 : -1;
-    var rows = Array.prototype.slice.call(tbody.rows);
-    rows.forEach(function (r, i) { r._pos = i; });
+    // A run's row carries the full-width row under it (samples over training, details): they move together.
+    var rows = Array.prototype.filter.call(tbody.rows, function (r) { return r.classList.contains("entry"); });
+    rows.forEach(function (r, i) {
+      r._pos = i;
+      var next = r.nextElementSibling;
+      r._more = next && next.classList.contains("more") ? next : null;
+    });
     rows.sort(function (a, b) {
       var x = cellKey(a, col), y = cellKey(b, col);
       var xe = x === null || x === "", ye = y === null || y === "";
@@ -25,7 +30,7 @@
       var c = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
       return c !== 0 ? sign * c : a._pos - b._pos;
     });
-    rows.forEach(function (r) { tbody.appendChild(r); });
+    rows.forEach(function (r) { tbody.appendChild(r); if (r._more) tbody.appendChild(r._more); });
   }
   document.querySelectorAll("th.sortable").forEach(function (th) {
     th.addEventListener("click", function () { sortTable(th); });
@@ -45,6 +50,8 @@
       var okFam = fam === "" || r.getAttribute("data-family") === fam;
       var okPub = pub || !r.classList.contains("published");
       r.hidden = !(okFam && okPub);
+      var next = r.nextElementSibling;
+      if (next && next.classList.contains("more")) next.hidden = r.hidden;
     });
     document.querySelectorAll("g.pt").forEach(function (g) {
       g.style.display = fam === "" || g.getAttribute("data-family") === fam ? "" : "none";
@@ -52,7 +59,7 @@
   }
   [dsSel, famSel, pubBox].forEach(function (el) { el.addEventListener("change", applyFilters); });
   var box = document.getElementById("lightbox"), big = box.querySelector("img");
-  document.querySelectorAll("img.grid").forEach(function (img) {
+  document.querySelectorAll("img.grid, img.step-grid").forEach(function (img) {
     img.addEventListener("click", function () { big.src = img.src; big.alt = img.alt; box.hidden = false; });
   });
   box.addEventListener("click", function () { box.hidden = true; });
