@@ -1,5 +1,5 @@
 import sys
 
-from lightning_gen.cli import main
+from lightning_gen.app.cli import main
 
 sys.exit(main())

@@ -1,4 +1,5 @@
-"""Callbacks: sample grids, preemption checkpoints, compilation, memory format and a throttled progress bar."""
+"""Callbacks: sample grids, latent-space pictures, preemption checkpoints, compilation, memory format and a
+throttled progress bar."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_gen.images import image_grid, save_png
+from lightning_gen.pictures import latent_pictures, save_latent_pictures
 
 
 class SampleGrid(L.Callback):
@@ -73,6 +75,54 @@ class SampleGrid(L.Callback):
                 logger.experiment.add_image("samples", grid, step, dataformats="HWC")
         self.last_path = path
         return path
+
+
+class VAEPictures(L.Callback):
+    """At each validation epoch end, saves :func:`~lightning_gen.pictures.latent_pictures` of the model (an
+    :class:`~lightning_gen.models.vae.Autoencoder` or :class:`~lightning_gen.models.vae.VAE`) as
+    ``<run dir>/pictures/<name>_step_XXXXXXX.png`` and logs them to every attached logger (W&B, TensorBoard).
+    The inputs are the first images of the first validation batch; seeds are fixed so the pictures compare over
+    training. Under ``fast_dev_run`` it draws 4 of each.
+
+    Args:
+        num_samples, num_reconstructions, num_interpolations, interpolation_steps, manifold_side, seed: see
+            :func:`~lightning_gen.pictures.latent_pictures`.
+    """
+
+    def __init__(self, num_samples: int = 64, num_reconstructions: int = 16, num_interpolations: int = 4,
+                 interpolation_steps: int = 8, manifold_side: int = 20, seed: int = 0) -> None:
+        self.kwargs = dict(num_samples=num_samples, num_reconstructions=num_reconstructions,
+                           num_interpolations=num_interpolations, interpolation_steps=interpolation_steps,
+                           manifold_side=manifold_side, seed=seed)
+        self.last_paths: dict[str, Path] = {}
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.log_pictures(trainer, pl_module)
+
+    @rank_zero_only
+    def log_pictures(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Path]:
+        loaders = trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        images = next(iter(loader))[0]
+        kwargs = dict(self.kwargs)
+        if trainer.fast_dev_run:
+            # A fast_dev_run checks that the path works, not the picture.
+            kwargs.update(num_samples=4, num_reconstructions=4, num_interpolations=1, interpolation_steps=4,
+                          manifold_side=4)
+        grids = latent_pictures(pl_module, images, **kwargs)
+        step = trainer.global_step
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        self.last_paths = save_latent_pictures(grids, run_dir / "pictures", f"_step_{step:07d}")
+        for name, grid in grids.items():
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    # uint8 arrays: W&B would turn a float [0, 1] grid black.
+                    logger.log_image(key=f"pictures/{name}", images=[grid[..., 0] if grid.shape[-1] == 1 else grid],
+                                     step=step)
+                elif isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(f"pictures/{name}", grid, step, dataformats="HWC")
+        return self.last_paths
 
 
 class PreemptionCheckpoint(L.Callback):
@@ -254,11 +304,19 @@ class ThrottledProgressBar(TQDMProgressBar):
         self.min_interval = min_interval
         self._last_redraw = float("-inf")
 
-    def _should_update(self, current: int, total: int) -> bool:
-        if not self.is_enabled:
-            return False
+    def _due(self, current: int, total: int | float | None) -> bool:
         now = time.monotonic()
         if current == total or now - self._last_redraw >= self.min_interval:
             self._last_redraw = now
             return True
         return False
+
+    # The stock hooks redraw on every batch (refresh_rate=1); a skipped call loses nothing, as the next one sets the
+    # bar to the current count.
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._due(batch_idx + 1, self.train_progress_bar.total):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._due(batch_idx + 1, self.val_progress_bar.total):
+            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)

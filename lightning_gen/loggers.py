@@ -9,6 +9,8 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_gen.compat import wandb_run_if_started
+
 
 def _has_wandb_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
@@ -49,6 +51,6 @@ class WandbLogger(_WandbLogger):
 
     def finalize(self, status: str) -> None:
         super().finalize(status)
-        if self._mode == "offline" and self._experiment is not None:
-            rank_zero_info(f"W&B run saved offline in {self._experiment.dir}; upload it with:\n"
-                           f"  wandb sync {Path(self._experiment.dir).parent}")
+        run = wandb_run_if_started(self)
+        if self._mode == "offline" and run is not None:
+            rank_zero_info(f"W&B run saved offline in {run.dir}; upload it with:\n  wandb sync {Path(run.dir).parent}")

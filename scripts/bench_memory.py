@@ -14,7 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from lightning_gen.throughput import FAMILY_CONFIGS, peak_memory
+from lightning_gen.app.memory import peak_memory
+from lightning_gen.app.throughput import FAMILY_CONFIGS
 
 MIB = 2**20
 

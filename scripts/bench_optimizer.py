@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from lightning_gen.runtime import tune_host
-from lightning_gen.throughput import FAMILY_CONFIGS, build_from_config, time_plain, timing_batches
+from lightning_gen.app.runtime import tune_host
+from lightning_gen.app.throughput import FAMILY_CONFIGS, build_from_config, time_plain, timing_batches
 
 FUSED = "--model.init_args.optimizer.init_args.fused"
 

@@ -5,10 +5,10 @@
     python scripts/bench_train.py --device cuda --precision bf16-mixed --compile --synthetic \
         --configs configs/dcgan_celeba64.yaml
 
-Both loops run in this process with the same host settings as `fit` (lightning_gen.runtime). The table also gives
+Both loops run in this process with the same host settings as `fit` (lightning_gen.app.runtime). The table also gives
 Lightning's extra milliseconds per step (``+ms/step``), the model FLOPs of a step (torch.utils.flop_counter:
 matmuls and convolutions, forward and backward), the TFLOP/s Lightning reaches and, where the accelerator's dense
-peak is known (bf16 on the GPUs in lightning_gen.throughput.PEAK_BF16_TFLOPS, or --peak-tflops), the model FLOP
+peak is known (bf16 on the GPUs in lightning_gen.app.throughput.PEAK_BF16_TFLOPS, or --peak-tflops), the model FLOP
 utilisation.
 Last line: ``min_ratio=<x>`` (Lightning / plain, worst family; target >= 0.95), then ``mfu_<config>=`` values.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from lightning_gen.runtime import tune_host
-from lightning_gen.throughput import FAMILY_CONFIGS, compare
+from lightning_gen.app.runtime import tune_host
+from lightning_gen.app.throughput import FAMILY_CONFIGS, compare
 
 
 def main() -> int:

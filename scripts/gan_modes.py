@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from lightning_gen.cli import main as cli_main
+from lightning_gen.app.cli import main as cli_main
 from lightning_gen.data.toy import RingOfGaussians
-from lightning_gen.models.loading import load_model
+from lightning_gen.app.run import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 

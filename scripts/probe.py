@@ -12,13 +12,14 @@ import json
 
 import yaml
 
-from lightning_gen.probe import probe_checkpoint
+from lightning_gen.app.probe import probe_checkpoint
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
-    parser.add_argument("--data", required=True, help="data module: a class of lightning_gen.data or a full path")
+    parser.add_argument("checkpoint", help="a checkpoint or its run folder")
+    parser.add_argument("--data", default=None, help="data module: a class of lightning_gen.data or a full path "
+                                                     "(default: the run's config.yaml)")
     parser.add_argument("--data-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="data module argument, value parsed as YAML (repeatable)")
     parser.add_argument("--root", default=None, help="data root (default $LIGHTNING_GEN_DATA)")

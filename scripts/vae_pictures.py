@@ -13,14 +13,14 @@ import argparse
 
 import yaml
 
-from lightning_gen.models.vae import pictures_from_checkpoint
+from lightning_gen.app.pictures import pictures_from_checkpoint
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", help="a checkpoint or its run folder")
     parser.add_argument("--out", required=True, help="folder for the PNG files")
-    parser.add_argument("--data", default=None, help="data module of the test images (default: from the image shape)")
+    parser.add_argument("--data", default=None, help="data module of the test images (default: the run's config.yaml)")
     parser.add_argument("--data-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="data module argument, value parsed as YAML (repeatable)")
     parser.add_argument("--root", default=None, help="data root (default $LIGHTNING_GEN_DATA)")

@@ -349,6 +349,113 @@ def test_dynamic_binarization_on_fake_files(tmp_path):
         BinarizedMNIST(binarization="adaptive")
 
 
+# ---- what the classes declare --------------------------------------------------------------------------------------
+def test_every_data_module_names_a_registered_default_extractor():
+    """The benchmark scores samples through the data module's ``default_extractor``: it must be registered, and the
+    digit sets use the classifiers trained on digits (Inception would see grey digits blown up many times)."""
+    import lightning_gen.data as data
+    from lightning_gen.metrics.features import available_extractors
+
+    modules = [obj for obj in vars(data).values()
+               if isinstance(obj, type) and issubclass(obj, data.ImageDataModule) and obj is not data.ImageDataModule]
+    assert len(modules) >= 7 and all(m.default_extractor in available_extractors() for m in modules)
+    assert data.Digits.default_extractor == "digits-lenet"
+    assert {m.default_extractor for m in (MNIST, BinarizedMNIST, FashionMNIST)} == {"mnist-lenet"}
+    assert CIFAR10.default_extractor == ImageFolder.default_extractor == "inception"
+
+
+# ---- dataset identity ----------------------------------------------------------------------------------------------
+#: (data module, init arguments) -> the dataset id the leaderboard files its numbers under.
+DATASET_IDS = [
+    ("MNIST", {}, "mnist"),
+    ("FashionMNIST", {}, "fashion-mnist"),
+    ("CIFAR10", {}, "cifar10"),
+    ("BinarizedMNIST", {}, "binarized-mnist-static"),
+    ("BinarizedMNIST", {"binarization": "dynamic"}, "binarized-mnist-dynamic"),
+    ("Digits", {}, "digits-8bit"),
+    ("Digits", {"binarize": True}, "digits-binary"),
+    ("Digits", {"test_size": 500}, "digits-8bit-test500-seed0"),
+    ("Digits", {"binarize": True, "split_seed": 3}, "digits-binary-test300-seed3"),
+    ("ImageFolder", {"folder": "celeba/img_align_celeba"}, "imagefolder-img-align-celeba-64"),
+    ("ImageFolder", {"folder": "Faces 2", "size": 32, "channels": 1}, "imagefolder-faces-2-32-grey"),
+    ("ImageFolder", {"folder": "faces", "test_size": 1000}, "imagefolder-faces-64-test1000-seed0"),
+    ("RingOfGaussians", {}, "ring-8modes-r2-std0.02"),
+    ("RingOfGaussians", {"num_modes": 25, "radius": 1.5, "std": 0.05}, "ring-25modes-r1.5-std0.05"),
+]
+
+
+@pytest.mark.parametrize("cls, args, expected", DATASET_IDS)
+def test_dataset_id_names_the_data(tmp_path, cls, args, expected):
+    import lightning_gen.data as data
+    from lightning_gen.leaderboard.record import validate_dataset_id
+
+    module = getattr(data, cls)(root=str(tmp_path), **args)
+    assert module.dataset_id == expected
+    validate_dataset_id(module.dataset_id)  # the spelling a leaderboard record accepts
+
+
+#: One module, two sets of init arguments whose numbers must never be ranked together.
+INCOMPARABLE = [
+    ("BinarizedMNIST", {"binarization": "static"}, {"binarization": "dynamic"}),
+    ("Digits", {"binarize": False}, {"binarize": True}),
+    ("Digits", {}, {"test_size": 400}),  # another test set drawn from the 1,797 images
+    ("Digits", {}, {"split_seed": 1}),
+    ("ImageFolder", {"folder": "a"}, {"folder": "b"}),
+    ("ImageFolder", {"folder": "a"}, {"folder": "a", "size": 32}),
+    ("ImageFolder", {"folder": "a"}, {"folder": "a", "channels": 1}),
+    ("ImageFolder", {"folder": "a"}, {"folder": "a", "test_size": 100}),
+    ("ImageFolder", {"folder": "a"}, {"folder": "a", "split_seed": 1}),
+    ("RingOfGaussians", {}, {"num_modes": 25}),
+    ("RingOfGaussians", {}, {"radius": 1.0}),
+    ("RingOfGaussians", {}, {"std": 0.05}),
+]
+#: Loader settings and the training images held out for validation: the test numbers stay comparable.
+COMPARABLE = [
+    ("MNIST", {}, {"batch_size": 7, "num_workers": 2, "pin_memory": True, "val_size": 100, "split_seed": 5,
+                   "download": False}),
+    ("FashionMNIST", {}, {"batch_size": 7, "val_size": 100}),
+    ("CIFAR10", {}, {"batch_size": 7, "val_size": 100, "split_seed": 1}),
+    ("BinarizedMNIST", {}, {"batch_size": 3, "download": False}),
+    ("BinarizedMNIST", {"binarization": "dynamic"},
+     {"binarization": "dynamic", "batch_size": 3, "val_size": 10, "split_seed": 2, "binarization_seed": 4}),
+    ("Digits", {}, {"batch_size": 8, "val_size": 50, "num_workers": 1}),
+    ("ImageFolder", {"folder": "a"}, {"folder": "/elsewhere/a", "batch_size": 5, "cache": False, "val_size": 10}),
+    ("RingOfGaussians", {}, {"batch_size": 5, "extent": 3.0, "num_train": 100, "num_test": 50, "split_seed": 2}),
+]
+
+
+@pytest.mark.parametrize("cls, a, b", INCOMPARABLE)
+def test_dataset_id_changes_with_what_changes_the_numbers(tmp_path, cls, a, b):
+    import lightning_gen.data as data
+
+    assert getattr(data, cls)(root=str(tmp_path), **a).dataset_id != getattr(data, cls)(root=str(tmp_path), **b).dataset_id
+
+
+@pytest.mark.parametrize("cls, a, b", COMPARABLE)
+def test_dataset_id_ignores_loader_settings_and_the_root(tmp_path, cls, a, b):
+    import lightning_gen.data as data
+
+    here = getattr(data, cls)(root=str(tmp_path), **a)
+    elsewhere = getattr(data, cls)(root=str(tmp_path / "other"), **b)
+    assert here.dataset_id == elsewhere.dataset_id
+
+
+def test_every_data_module_states_its_dataset_id(tmp_path):
+    """A data set's identity is an attribute of its class (a class attribute, or a property where init arguments
+    decide it), never the fallback; a module someone adds without one gets its class name."""
+    import lightning_gen.data as data
+
+    modules = [obj for obj in vars(data).values()
+               if isinstance(obj, type) and issubclass(obj, data.ImageDataModule) and obj is not data.ImageDataModule]
+    assert {m.__name__ for m in modules} >= {cls for cls, _, _ in DATASET_IDS}
+    assert [m.__name__ for m in modules if "dataset_id" not in vars(m)] == []
+
+    class MyFaces(data.ImageDataModule):
+        pass
+
+    assert MyFaces(root=str(tmp_path)).dataset_id == "my-faces"
+
+
 # ---- missing files, offline ----------------------------------------------------------------------------------------
 EXPECTED = {
     MNIST: [f"MNIST/raw/{n}.gz" for n in IDX_NAMES],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
@@ -14,16 +13,12 @@ import torch
 import yaml
 from PIL import Image
 
+from contracts import assert_causal, input_dependencies, raster_order
 from helpers import REPO, config_paths, ddp_fit_states, run_cli
-from lightning_gen.cli import main
+from lightning_gen.app.cli import main
+from lightning_gen.app.run import CheckpointError, load_model
 from lightning_gen.data.base import DATA_ENV, resolve_root
-from lightning_gen.models import FVSBN, NoLikelihoodError, from_levels, to_levels
-from lightning_gen.models.loading import CheckpointError, load_model
-
-
-def all_binary_images(c, h, w):
-    bits = torch.tensor(list(itertools.product([0, 255], repeat=c * h * w)), dtype=torch.uint8)
-    return bits.view(-1, c, h, w)
+from lightning_gen.models import FVSBN, from_levels, to_levels
 
 
 # ---- interface and reference model -------------------------------------------------------------------
@@ -42,58 +37,22 @@ def test_every_pixel_value_maps_to_its_nearest_level():
         assert torch.equal(to_levels(x, levels), expected), levels
 
 
-def test_fvsbn_binary_3x3_normalises():
-    torch.manual_seed(0)
-    model = FVSBN((1, 3, 3), num_levels=2)
-    torch.nn.init.normal_(model.net.weight, std=2.0)
-    total = model.log_prob(all_binary_images(1, 3, 3)).double().exp().sum().item()
-    assert abs(total - 1) < 1e-5
-
-
-def test_fvsbn_multilevel_normalises():
-    torch.manual_seed(0)
-    model = FVSBN((1, 2, 2), num_levels=3)
-    torch.nn.init.normal_(model.net.weight, std=2.0)
-    levels = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 1, 2, 2)
-    assert abs(model.log_prob(from_levels(levels, 3)).double().exp().sum().item() - 1) < 1e-5
-
-
-def test_fvsbn_is_causal():
-    """The logits of pixel i depend on pixels before i only (gradient test over the whole raster order)."""
+def test_fvsbn_is_causal_in_raster_order():
+    """The logits of sub-pixel i depend on the sub-pixels before i in raster order (colours innermost) only, and on
+    each of them: the mask is the full lower triangle."""
     model = FVSBN((2, 3, 3), num_levels=4)
     torch.nn.init.normal_(model.net.weight)
-    d = model.num_dims
-    x = torch.rand(1, d, requires_grad=True)
-    logits = model.net(x).view(d, 4)
-    for i in range(d):
-        (grad,) = torch.autograd.grad(logits[i].sum(), x, retain_graph=True)
-        assert torch.all(grad[0, i:] == 0)
-        assert i == 0 or grad[0, :i].abs().sum() > 0
+    c, h, w = model.image_shape
 
+    def logits(x):
+        flat = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # (B, C, H, W) -> (B, H, W, C) -> (B, D): raster
+        return model.net(flat).view(-1, h, w, c, 4).permute(0, 3, 4, 1, 2)  # (B, D * P) -> (B, C, P, H, W)
 
-def test_sample_contract_and_determinism():
-    model = FVSBN((1, 4, 4), num_levels=2)
-    a = model.sample(5, generator=torch.Generator().manual_seed(3))
-    b = model.sample(5, generator=torch.Generator().manual_seed(3))
-    assert a.dtype == torch.uint8 and a.shape == (5, 1, 4, 4) and set(a.unique().tolist()) <= {0, 255}
-    assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="not class-conditional"):
-        model.sample(2, labels=torch.tensor([0, 1]))
-
-
-def test_log_prob_rejects_bad_images():
-    model = FVSBN((1, 4, 4), num_levels=2)
-    with pytest.raises(TypeError, match="uint8"):
-        model.log_prob(torch.rand(2, 1, 4, 4))
-    with pytest.raises(ValueError, match="shape"):
-        model.log_prob(torch.zeros(2, 1, 5, 5, dtype=torch.uint8))
-
-
-def test_models_without_likelihood_say_so():
-    from lightning_gen.models.base import GenerativeModule
-
-    with pytest.raises(NoLikelihoodError, match="no likelihood"):
-        GenerativeModule().log_prob(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
+    deps = input_dependencies(logits, torch.rand(1, c, h, w))
+    assert_causal(deps)
+    order = raster_order(model.image_shape)
+    for s, seen in deps.items():
+        assert torch.equal(seen, order < order[s]), f"sub-pixel {s} does not see every earlier sub-pixel"
 
 
 # ---- data root ----------------------------------------------------------------------------------------
@@ -160,29 +119,12 @@ def test_validate_test_and_predict_subcommands(tmp_path, monkeypatch):
               "--trainer.limit_val_batches", "2", "--trainer.limit_predict_batches", "2", "--trainer.logger", "false"])
 
 
-def test_predict_gives_log_likelihoods_or_samples():
-    model = FVSBN((1, 4, 4), num_levels=2)
-    x = torch.randint(0, 2, (3, 1, 4, 4), dtype=torch.uint8) * 255
-    out = model.predict_step((x, torch.zeros(3, dtype=torch.long)), 0)
-    assert torch.allclose(out["log_prob"], model.log_prob(x))
-
-
 # ---- checkpoints --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def fvsbn_checkpoint(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("fvsbn_run")
-    proc = run_cli(["fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"), "--trainer.max_epochs", "1",
-                    "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false"], cwd=run)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (ckpt,) = run.glob("**/checkpoints/last.ckpt")
-    return ckpt
-
-
-def test_checkpoint_loads_weights_only_and_samples(fvsbn_checkpoint, tmp_path):
-    model = load_model(fvsbn_checkpoint)
+def test_checkpoint_loads_weights_only_and_samples(trained_fvsbn, tmp_path):
+    model = load_model(trained_fvsbn)
     assert isinstance(model, FVSBN) and model.image_shape == (1, 8, 8) and model.num_levels == 256
     out = tmp_path / "grid.png"
-    assert main(["sample", str(fvsbn_checkpoint), "--num-samples", "16", "--out", str(out)]) == 0
+    assert main(["sample", str(trained_fvsbn), "--num-samples", "16", "--out", str(out)]) == 0
     grid = np.asarray(Image.open(out))
     assert grid.std() > 0
 
@@ -192,24 +134,13 @@ class _Payload:
         return (os.system, ("echo pwned > /dev/null",))
 
 
-def test_checkpoint_with_pickled_code_is_refused(fvsbn_checkpoint, tmp_path):
-    ckpt = torch.load(fvsbn_checkpoint, weights_only=True)
+def test_checkpoint_with_pickled_code_is_refused(trained_fvsbn, tmp_path):
+    ckpt = torch.load(trained_fvsbn, weights_only=True)
     ckpt["hyper_parameters"]["evil"] = _Payload()
     bad = tmp_path / "bad.ckpt"
     torch.save(ckpt, bad)
     with pytest.raises(CheckpointError, match="refused unexecuted"):
         load_model(bad)
-
-
-def test_truncated_and_foreign_checkpoints_are_refused(fvsbn_checkpoint, tmp_path):
-    truncated = tmp_path / "truncated.ckpt"
-    truncated.write_bytes(fvsbn_checkpoint.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        load_model(truncated)
-    foreign = tmp_path / "foreign.ckpt"
-    torch.save({"weights": torch.zeros(3)}, foreign)
-    with pytest.raises(CheckpointError, match="names no model class"):
-        load_model(foreign)
 
 
 # ---- W&B -----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import subprocess
@@ -12,14 +13,16 @@ from unittest import mock
 import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import CONFIGS, ddp_fit_states
-from lightning_gen.cli import main
+from lightning_gen.app.cli import main
+from lightning_gen.app.run import load_model
 from lightning_gen.data import Digits
 from lightning_gen.data.toy import RingOfGaussians, mode_statistics, ring_centers
 from lightning_gen.models.base import NoLikelihoodError
-from lightning_gen.models.gan import GAN, NonFiniteLossError, discriminator_loss, generator_loss, gradient_penalty
-from lightning_gen.models.loading import load_model
+from lightning_gen.models.gan import (_D_STREAM, _G_STREAM, GAN, NonFiniteLossError, discriminator_loss,
+                                      generator_loss, gradient_penalty_loss)
 from lightning_gen.nn.gan import DCGANDiscriminator, DCGANGenerator, dcgan_plan
 
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
@@ -62,8 +65,8 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_critic_and_counts_the_exce
     unit = lambda x, labels=None: (x * w / w.norm()).flatten(1).sum(1)  # noqa: E731  ||grad|| = 1 everywhere
     steep = lambda x, labels=None: 3 * unit(x)  # noqa: E731  ||grad|| = 3 everywhere: penalty (3 - 1)^2
     real, fake = torch.randn(8, 1, 4, 4), torch.randn(8, 1, 4, 4)
-    assert gradient_penalty(unit, real, fake).abs() < 1e-10
-    torch.testing.assert_close(gradient_penalty(steep, real, fake), torch.tensor(4.0))
+    assert gradient_penalty_loss(unit, real, fake).abs() < 1e-10
+    torch.testing.assert_close(gradient_penalty_loss(steep, real, fake), torch.tensor(4.0))
 
 
 # ---- nets and construction -------------------------------------------------------------------------------------
@@ -163,7 +166,8 @@ def test_features_are_the_discriminators_penultimate_layer():
 def test_ema_generator_is_in_the_state_dict_and_is_what_sample_uses():
     model = small_gan((1, 8, 8), ema_decay=0.9)
     assert any(k.startswith("generator_ema.") for k in model.state_dict())
-    assert {"g_steps", "d_steps", "noise_seed"} <= set(model.state_dict())
+    # beyond the nets' own state, checkpoints hold only what resuming needs
+    assert {k for k in model.state_dict() if "." not in k} == {"g_steps", "d_steps", "noise_seed"}
     assert all(not p.requires_grad for p in model.generator_ema.parameters())
     with torch.no_grad():
         for p in model.generator.parameters():
@@ -210,6 +214,64 @@ def test_k_discriminator_steps_each_on_its_own_batch_then_one_generator_step_and
     assert trainer.callback_metrics["train/g_steps"] == 2
 
 
+def test_step_api_losses_fill_only_their_own_nets_gradients():
+    model = small_gan((1, 8, 8), objective="wasserstein", gradient_penalty=10.0, d_norm="layer")
+    real = model.to_model_space(torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8))
+    d = model.discriminator_step(real, None, torch.Generator().manual_seed(0))
+    assert set(d) == {"loss", "real_score", "fake_score", "gp"}
+    torch.testing.assert_close(d["loss"], d["fake_score"] - d["real_score"] + 10.0 * d["gp"])  # critic values
+    d["loss"].backward()
+    assert all(p.grad is None for p in model.generator.parameters())
+    assert all(p.grad is not None for p in model.discriminator.parameters())
+    model.zero_grad(set_to_none=True)
+    model.generator_step(8, None, torch.Generator().manual_seed(1)).backward()
+    assert all(p.grad is None for p in model.discriminator.parameters())
+    assert all(p.grad is not None for p in model.generator.parameters())
+    assert all(p.requires_grad for p in model.discriminator.parameters())  # unfrozen again for its own step
+
+
+@pytest.mark.parametrize("options", [dict(d_steps_per_g_step=2, ema_decay=0.9, conditional=True),
+                                     dict(objective="wasserstein", gradient_penalty=10.0, d_norm="layer"),
+                                     dict(objective="wasserstein", clip_value=0.05, d_steps_per_g_step=3,
+                                          g_loss="minimax")],
+                         ids=["bce-ema-k2-conditional", "wgan-gp", "wgan-clip-k3"])
+def test_a_plain_pytorch_loop_over_the_step_api_reproduces_fit(options):
+    """What the throughput bench relies on: discriminator_step / clip_discriminator / generator_step / update_ema
+    with the model's own optimizers and plain backward() give bitwise the weights (EMA and BatchNorm statistics
+    included) of Trainer.fit on the same batches, given the noise generators training_step seeds."""
+    torch.manual_seed(0)
+    model = small_gan((1, 8, 8), **options)
+    model.noise_seed.fill_(123)
+    plain = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randint(0, 256, (96, 1, 8, 8), dtype=torch.uint8, generator=gen),
+                         torch.randint(0, 10, (96,), generator=gen))
+    loader = DataLoader(data, batch_size=16)
+    L.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False).fit(model, loader)
+
+    g_opt, d_opt = plain.configure_optimizers()
+    for i, (x, y) in enumerate(loader):
+        real, labels = plain.to_model_space(x), (y if plain.conditional else None)
+        loss = plain.discriminator_step(real, labels, plain._noise_generator(_D_STREAM, i))["loss"]
+        d_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        d_opt.step()
+        plain.clip_discriminator()
+        plain.d_steps += 1
+        if (i + 1) % plain.d_steps_per_g_step == 0:
+            loss = plain.generator_step(len(x), labels, plain._noise_generator(_G_STREAM, int(plain.g_steps)))
+            g_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            g_opt.step()
+            plain.g_steps += 1
+            plain.update_ema()
+    fitted = model.state_dict()
+    assert int(fitted["g_steps"]) == 6 // plain.d_steps_per_g_step
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, fitted[key]), key
+
+
 class PoisonBatch(L.Callback):
     """Puts a NaN into the training batch at ``batch_idx``."""
 
@@ -251,6 +313,15 @@ def test_cli_checkpoint_loads_weights_only_with_counters_and_ema(tmp_path):
     assert int(model.noise_seed) == 0  # seed_everything: 0 in the config
     x = model.sample(10, labels=torch.arange(10))
     assert x.dtype == torch.uint8 and x.shape == (10, 1, 8, 8)
+
+
+def test_checkpoints_that_still_hold_the_retired_noise_fingerprint_load_strictly():
+    model = small_gan()
+    old = {**model.state_dict(), "noise_fingerprint": torch.tensor(1.5, dtype=torch.float64)}
+    fresh = small_gan()
+    fresh.load_state_dict(old)  # strict
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
 
 
 @pytest.mark.slow
@@ -305,6 +376,16 @@ def test_demo_conditional_dcgan_draws_the_asked_digits_with_variety(tmp_path):
 
 
 # ---- DDP -----------------------------------------------------------------------------------------------------------
+class SaveLastNoise(L.Callback):
+    """Saves each rank's last discriminator noise as ``<default_root_dir>/noise_rank<r>.pt`` (named by class path
+    in the DDP run's command line)."""
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        root = Path(trainer.default_root_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        torch.save(pl_module.last_noise, root / f"noise_rank{trainer.global_rank}.pt")
+
+
 @pytest.mark.slow
 def test_ddp_keeps_both_nets_identical_on_both_ranks_while_ranks_draw_different_noise(tmp_path):
     """Plain ``strategy: ddp`` (what configs/trainer/ddp.yaml sets): the GAN turns on DDP's unused-parameter search
@@ -312,7 +393,8 @@ def test_ddp_keeps_both_nets_identical_on_both_ranks_while_ranks_draw_different_
     (SyncBatchNorm, ``--trainer.sync_batchnorm true``, needs GPUs: PyTorch refuses it on CPU processes.)"""
     rank0, rank1 = ddp_fit_states(CONFIGS / "dcgan_digits.yaml", tmp_path, steps=6, extra=[
         "--model.init_args.objective", "wasserstein", "--model.init_args.gradient_penalty", "10",
-        "--model.init_args.d_norm", "layer", "--model.init_args.d_steps_per_g_step", "2"])
+        "--model.init_args.d_norm", "layer", "--model.init_args.d_steps_per_g_step", "2",
+        "--trainer.callbacks+", "test_gan.SaveLastNoise"])
     # Weights only: BatchNorm running statistics are per-rank buffers (each rank normalises its own batch).
     weights = [k for k in rank0 if k.startswith(("generator.", "discriminator.", "generator_ema."))
                and "running_" not in k and "num_batches_tracked" not in k]
@@ -320,7 +402,8 @@ def test_ddp_keeps_both_nets_identical_on_both_ranks_while_ranks_draw_different_
     for key in weights:
         assert torch.equal(rank0[key], rank1[key]), key
     assert (int(rank0["d_steps"]), int(rank0["g_steps"])) == (int(rank1["d_steps"]), int(rank1["g_steps"])) == (4, 2)
-    assert rank0["noise_fingerprint"] != rank1["noise_fingerprint"]
+    noise = [torch.load(tmp_path / "run" / f"noise_rank{r}.pt", weights_only=True) for r in range(2)]
+    assert noise[0].shape == noise[1].shape and not torch.equal(noise[0], noise[1])
 
 
 # ---- the ring of Gaussians --------------------------------------------------------------------------------------

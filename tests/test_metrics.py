@@ -1,4 +1,5 @@
-"""Metrics: FID/IS/KID against closed forms and torch-fidelity, feature extractors, the stats cache, DDP gathering."""
+"""Metrics: FID/IS/KID against closed forms and torch-fidelity, feature extractors, the stats cache, DDP gathering,
+the linear probe."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from lightning_gen.metrics import (
 )
 from lightning_gen.metrics import features as features_module
 from lightning_gen.metrics.classifier import WEIGHTS_DIR
+from lightning_gen.metrics.probe import linear_probe
 
 
 def random_cov(rng: np.random.Generator, d: int, scale: float = 1.0) -> np.ndarray:
@@ -204,9 +206,9 @@ def test_digits_classifier_recognises_the_held_out_digits():
 
 
 def test_mnist_classifier_recognises_the_test_digits(real_data_root):
-    from lightning_gen.metrics.classifier import load_splits
+    from lightning_gen.data import MNIST
 
-    x, y = load_splits("mnist", str(real_data_root))["test"]
+    x, y = MNIST(str(real_data_root)).splits()["test"]
     _, logits = compute_features(get_extractor("mnist-lenet"), x, batch_size=1000)
     assert (logits.argmax(1) == y).double().mean() >= 0.99
 
@@ -443,3 +445,27 @@ def test_ddp_gathered_scores_equal_single_process_scores(tmp_path):
         for name in ("fid", "is_mean", "is_std", "kid_mean", "kid_std"):
             assert float(got[name]) == pytest.approx(float(expected[name]), rel=1e-9), name
         assert float(got["nll_nats"]) == pytest.approx(float(data["nll"].mean()), rel=1e-12)
+
+
+# ---- the linear probe ---------------------------------------------------------------------------------------------
+def test_probe_separates_separable_features():
+    g = torch.Generator().manual_seed(0)
+    centres = 10 * torch.randn(4, 6, generator=g)
+
+    def make(n):
+        y = torch.randint(0, 4, (n,), generator=g)
+        return centres[y] + torch.randn(n, 6, generator=g), y
+
+    (tx, ty), (vx, vy) = make(400), make(200)
+    result = linear_probe(lambda f: f, (tx, ty, vx, vy))
+    assert result == {"probe_acc": pytest.approx(1.0, abs=0.01), "n_train": 400, "n_test": 200}
+    assert linear_probe(lambda f: f, (tx, ty, vx, vy), max_train=50)["n_train"] == 50
+    # features carrying no information about the labels: chance level
+    noise = linear_probe(lambda f: torch.randn(f.shape[0], 6, generator=g), (tx, ty, vx, vy))
+    assert noise["probe_acc"] < 0.45
+
+
+def test_probe_refuses_unlabelled_data():
+    x = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="no class labels"):
+        linear_probe(lambda f: f, (x, torch.full((4,), -1), x, torch.zeros(4, dtype=torch.long)))

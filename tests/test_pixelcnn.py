@@ -1,16 +1,18 @@
-"""PixelCNN and Gated PixelCNN: causality, receptive fields, exact normalisation, fast == naive sampling, DDP."""
+"""PixelCNN and Gated PixelCNN: causality in raster order, receptive fields, fast == naive sampling, DDP.
+
+Normalisation, the sample contract and the checkpoint round trip are the model contract's (tests/test_contract.py).
+"""
 
 from __future__ import annotations
 
-import itertools
 from unittest import mock
 
 import pytest
 import torch
 import torch.nn.functional as F
+from contracts import assert_causal, input_dependencies, sharpen
 from helpers import assert_ddp_fit_in_sync
 
-from lightning_gen.models.base import from_levels
 from lightning_gen.models.pixelcnn import GatedPixelCNN, PixelCNN
 
 SMALL = {
@@ -26,28 +28,21 @@ def make(cls, shape, num_levels, num_classes=0, seed=0, **options):
     return cls(shape, num_levels, num_classes, **{**SMALL[cls], **options}).double()
 
 
-def input_jacobian_support(model, labels=None, leaky: bool = True) -> torch.Tensor:
-    """``dep[o, i]``: whether sub-pixel ``o``'s logits depend on input sub-pixel ``i`` (raster, channels innermost),
-    from input gradients at 8 random points.
+def dependencies(model, labels=None, leaky: bool = True, outputs=None) -> dict:
+    """:func:`contracts.input_dependencies` of the model's logits at 8 random points: ``{(ch, i, j): (C, H, W)}``.
 
     ``leaky``: measure with the ReLUs made leaky, so that units that happen to be inactive at the random points
     (common in tiny random nets) do not hide a connection; the masks make the forbidden gradients exactly zero
     either way, and a ReLU can only remove dependencies, never add them.
     """
     c, h, w = model.image_shape
-    x = torch.randn(8, c, h, w, dtype=torch.float64, requires_grad=True)
-    if labels is not None:
-        labels = labels.expand(8)
     relu = (lambda t, inplace=False: F.leaky_relu(t, 0.1)) if leaky else F.relu
-    with mock.patch.object(F, "relu", relu):
-        logits = model.net(x, labels) if model.conditional else model.net(x)  # (8, C, P, H, W)
-    proj = torch.randn(logits.shape[2], dtype=torch.float64)  # a random mix of the P logits of a sub-pixel
-    out = torch.einsum("bcphw,p->chw", logits, proj)  # summed over the batch: images are independent
-    dep = torch.zeros(c * h * w, c * h * w, dtype=torch.bool)
-    for i, j, k in itertools.product(range(h), range(w), range(c)):
-        (grad,) = torch.autograd.grad(out[k, i, j], x, retain_graph=True)
-        dep[(i * w + j) * c + k] = (grad != 0).any(0).permute(1, 2, 0).reshape(-1)  # (C, H, W) -> (H, W, C)
-    return dep
+
+    def logits(x):  # (8, C, P, H, W)
+        with mock.patch.object(F, "relu", relu):
+            return model.net(x, labels.expand(8)) if model.conditional else model.net(x)
+
+    return input_dependencies(logits, torch.randn(8, c, h, w, dtype=torch.float64), outputs)
 
 
 # ---- causality and receptive fields ---------------------------------------------------------------------------
@@ -60,24 +55,18 @@ def test_logits_depend_only_on_earlier_subpixels(cls, data):
     """Every sub-pixel (all positions, corners included, every channel) sees nothing at or after itself in
     raster/channel order, and sees some earlier sub-pixel. "uneven": feature maps not a multiple of 3."""
     model = make(cls, *DATA["rgb8bit"], **UNEVEN[cls]) if data == "rgb-uneven-groups" else make(cls, *DATA[data])
-    dep = input_jacobian_support(model)
-    order = torch.arange(dep.shape[0])
-    future = order[:, None] <= order[None, :]
-    assert not dep[future].any(), "a sub-pixel sees itself or a later one"
-    assert not input_jacobian_support(model, leaky=False)[future].any(), "the model as it is sees the future"
-    assert dep[1:].any(1).all(), "a sub-pixel sees no earlier sub-pixel"
+    deps = dependencies(model)
+    assert_causal(deps)
+    assert_causal(dependencies(model, leaky=False), sees_earlier=False)  # the model as it is, plain ReLUs
     if data != "binary":  # R, G, B of a pixel: G sees R, B sees R and G
         c, h, w = model.image_shape
-        for p in (0, h * w // 2, h * w - 1):
-            r, g, b = 3 * p, 3 * p + 1, 3 * p + 2
-            assert dep[g, r] and dep[b, r] and dep[b, g]
+        for i, j in ((0, 0), (h // 2, w // 2), (h - 1, w - 1)):
+            assert deps[(1, i, j)][0, i, j] and deps[(2, i, j)][0, i, j] and deps[(2, i, j)][1, i, j]
 
 
 def pixel_support(model, i, j, labels=None) -> torch.Tensor:
     """(H, W) bool: the input pixels that the logits of pixel (i, j) (first channel) depend on."""
-    c, h, w = model.image_shape
-    dep = input_jacobian_support(model, labels)[(i * w + j) * c]
-    return dep.view(h, w, c).any(-1)
+    return dependencies(model, labels, outputs=[(0, i, j)])[(0, i, j)].any(0)
 
 
 def test_pixelcnn_has_the_blind_spot():
@@ -111,54 +100,13 @@ def test_gated_pixelcnn_has_no_blind_spot():
 
 def test_conditional_gated_pixelcnn_is_causal_and_uses_the_label():
     model = make(GatedPixelCNN, (3, 4, 4), 256, num_classes=10, conditional=True)
-    dep = input_jacobian_support(model, torch.tensor([3]))
-    order = torch.arange(dep.shape[0])
-    assert not dep[order[:, None] <= order[None, :]].any()
+    assert_causal(dependencies(model, torch.tensor([3])))
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
     a, b = model.net(x, torch.tensor([1, 1])), model.net(x, torch.tensor([1, 2]))
     assert torch.equal(a[0], b[0]) and not torch.allclose(a[1], b[1])
 
 
-# ---- exact normalisation -----------------------------------------------------------------------------------------
-def all_images(shape, num_levels) -> torch.Tensor:
-    c, h, w = shape
-    grid = torch.cartesian_prod(*[torch.arange(num_levels)] * (c * h * w)).view(-1, c, h, w)
-    return from_levels(grid, num_levels)
-
-
-@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
-def test_probabilities_of_all_binary_3x3_images_sum_to_one(cls):
-    torch.manual_seed(0)
-    model = cls((1, 3, 3), 2, 0, **SMALL[cls])  # float32, as trained
-    x = all_images((1, 3, 3), 2)
-    assert x.shape[0] == 512
-    with torch.no_grad():
-        total = model.log_prob(x).exp().sum().item()
-    assert abs(total - 1.0) < 1e-5, total
-
-
-def test_conditional_probabilities_sum_to_one_for_each_label():
-    torch.manual_seed(0)
-    model = GatedPixelCNN((1, 3, 3), 2, 10, **SMALL[GatedPixelCNN], conditional=True)
-    x = all_images((1, 3, 3), 2)
-    with torch.no_grad():
-        totals = [model.log_prob(x, torch.full((512,), y)).exp().sum().item() for y in (0, 7)]
-        p0, p7 = (model.log_prob(x[:16], torch.full((16,), y)) for y in (0, 7))
-    assert all(abs(t - 1.0) < 1e-5 for t in totals), totals
-    assert not torch.allclose(p0, p7), "the label changes nothing"
-
-
-@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
-def test_probabilities_of_all_rgb_images_sum_to_one(cls):
-    """A 2x1 RGB image with 4 levels per sub-pixel: 4^6 images, softmax outputs and colour ordering included."""
-    torch.manual_seed(0)
-    model = cls((3, 2, 1), 4, 0, **SMALL[cls])
-    x = all_images((3, 2, 1), 4)
-    with torch.no_grad():
-        total = model.log_prob(x).exp().sum().item()
-    assert abs(total - 1.0) < 1e-5, total
-
-
+# ---- likelihood --------------------------------------------------------------------------------------------
 def test_log_prob_rejects_missing_labels_and_unconditional_data():
     model = make(GatedPixelCNN, (1, 3, 3), 2, num_classes=10, conditional=True)
     with pytest.raises(ValueError, match="pass labels"):
@@ -182,11 +130,7 @@ SAMPLING_CASES = {
 def sampling_model(case):
     cls, shape, levels, classes, options = SAMPLING_CASES[case]
     torch.manual_seed(1)
-    model = cls(shape, levels, classes, **{**SMALL[cls], **options})
-    with torch.no_grad():  # larger weights than the default init give sharper, more varied conditionals
-        for p in model.parameters():
-            p.mul_(2.0)
-    return model
+    return sharpen(cls(shape, levels, classes, **{**SMALL[cls], **options}))  # sharper, more varied conditionals
 
 
 @pytest.mark.parametrize("case", SAMPLING_CASES)
@@ -220,32 +164,6 @@ def test_fast_sampler_logits_are_the_networks_logits_on_the_final_image(case, mo
     expected = full.permute(3, 4, 1, 0, 2).reshape(-1, 3, full.shape[2])  # raster order, channels innermost
     assert len(seen) == expected.shape[0]
     torch.testing.assert_close(torch.stack(seen), expected, rtol=1e-9, atol=1e-9)
-
-
-@pytest.mark.parametrize("naive", [False, True], ids=["fast", "naive"])
-def test_a_fixed_generator_gives_identical_samples(naive):
-    model = sampling_model("gated-binary")
-    a = model.sample(4, generator=torch.Generator().manual_seed(5), naive=naive)
-    b = model.sample(4, generator=torch.Generator().manual_seed(5), naive=naive)
-    c = model.sample(4, generator=torch.Generator().manual_seed(6), naive=naive)
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert set(torch.unique(a).tolist()) <= {0, 255}
-
-
-def test_conditional_sampling_uses_and_checks_labels():
-    model = sampling_model("gated-conditional")
-    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    a = model.sample(6, labels=torch.full((6,), 0), generator=gen())
-    b = model.sample(6, labels=torch.full((6,), 9), generator=gen())
-    assert not torch.equal(a, b), "the label changes nothing"
-    # Without labels the classes are drawn from the generator too, so the draw stays reproducible.
-    assert torch.equal(model.sample(3, generator=gen()), model.sample(3, generator=gen()))
-    with pytest.raises(ValueError, match="labels must have shape"):
-        model.sample(2, labels=torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match="labels must lie in"):
-        model.sample(2, labels=torch.tensor([0, 10]))
-    with pytest.raises(ValueError, match="not class-conditional"):
-        sampling_model("binary").sample(2, labels=torch.zeros(2, dtype=torch.long))
 
 
 # ---- DDP ---------------------------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def test_ddp_preset_moved_to_the_cpu_stops_at_sync_batchnorm_with_the_fix(tmp_pa
 def test_compile_switch_trains_and_keeps_checkpoint_keys(tmp_path):
     """configs/trainer/compile.yaml compiles the nets in place: training runs and checkpoints load into an
     uncompiled model (no `_orig_mod.` prefixes)."""
-    from lightning_gen.models.loading import load_model
+    from lightning_gen.app.run import load_model
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
     proc = subprocess.run([sys.executable, "-m", "lightning_gen", "fit", "--config", str(REPO / "configs/fvsbn_digits.yaml"),
@@ -121,13 +121,13 @@ def test_compile_switch_trains_and_keeps_checkpoint_keys(tmp_path):
     load_model(ckpt)  # strict load into a plain model
 
 
-# ---- per-step host costs (see lightning_gen/runtime.py and callbacks.ThrottledProgressBar) --------------------
+# ---- per-step host costs (see lightning_gen/app/runtime.py and callbacks.ThrottledProgressBar) ----------------
 def test_host_tuning_keeps_the_cuda_answer_and_stops_probing_nvml_every_step(monkeypatch):
     import ctypes
 
     import lightning  # noqa: F401  (sets PYTORCH_NVML_BASED_CUDA_CHECK=1 on import)
 
-    from lightning_gen import runtime
+    from lightning_gen.app import runtime
 
     monkeypatch.setattr(runtime, "_applied", None)
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
@@ -152,13 +152,30 @@ def test_host_tuning_keeps_the_cuda_answer_and_stops_probing_nvml_every_step(mon
 
 
 def test_host_tuning_can_be_turned_off(monkeypatch):
-    from lightning_gen import runtime
+    from lightning_gen.app import runtime
 
     monkeypatch.setattr(runtime, "_applied", None)
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     monkeypatch.setenv("LIGHTNING_GEN_HOST_TUNING", "0")
     assert runtime.tune_host() == {"allocator": False, "nvml_check": False}
     assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+
+
+def test_host_tuning_only_for_the_commands_that_train_or_evaluate(tmp_path, monkeypatch, capsys):
+    """The allocator and environment changes are process-wide: fit/validate/test get them, the other commands
+    (sample, benchmark, leaderboard) leave the process alone."""
+    from lightning_gen.app import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "tune_host", lambda: calls.append(True))
+    assert cli.main(["benchmark", str(tmp_path / "missing.ckpt"), "--no-store"]) == 2
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--help"])
+    assert calls == []
+    cli.main(["validate", "--config", str(REPO / "configs/fvsbn_digits.yaml"), "--trainer.limit_val_batches", "1",
+              "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", str(tmp_path)])
+    assert calls == [True]
 
 
 class _BarProbe(L.Callback):
@@ -195,7 +212,7 @@ def test_fit_uses_the_throttled_bar_unless_the_config_names_a_bar_or_turns_it_of
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     from lightning_gen.callbacks import ThrottledProgressBar
-    from lightning_gen.cli import GenCLI
+    from lightning_gen.app.cli import GenCLI
     from lightning_gen.data.base import ImageDataModule
     from lightning_gen.models.base import GenerativeModule
 
@@ -221,7 +238,7 @@ def test_bench_train_times_the_same_training_in_both_loops(config, precision, tm
     model and batches they must end at the same parameters, in mixed precision too."""
     import copy
 
-    from lightning_gen.throughput import build_from_config, fixed_batches, time_lightning, time_plain
+    from lightning_gen.app.throughput import build_from_config, fixed_batches, time_lightning, time_plain
 
     model, data = build_from_config(REPO / config, ["--data.init_args.root", str(tmp_path / "data")])
     batches = fixed_batches(data, 6)
@@ -237,7 +254,7 @@ def test_bench_train_times_the_same_training_in_both_loops(config, precision, tm
 
 def _saved_activation_bytes(config: Path, extra: list[str]) -> int:
     """Bytes autograd keeps for the backward pass of one training step (a floor for the training peak)."""
-    from lightning_gen.throughput import build_from_config, fixed_batches
+    from lightning_gen.app.throughput import build_from_config, fixed_batches
 
     model, data = build_from_config(config, extra)
     storages = {}
@@ -257,7 +274,7 @@ def test_peak_memory_counts_the_activations_and_grows_with_the_batch():
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from lightning_gen.throughput import peak_memory
+    from lightning_gen.app.memory import peak_memory
 
     config = REPO / "configs/pixelcnn_digits.yaml"
     peaks, saved = {}, {}
@@ -404,7 +421,7 @@ def test_torchrun_multinode_script_trains_two_nodes_in_sync(tmp_path):
 def test_flops_per_step_matches_the_hand_count_of_an_mlp_vae():
     """The MFU numerator: an MLP VAE's step is 2*in*out FLOPs per linear layer and image forward, twice that
     backward, less the input gradient of the first layer (the data needs none)."""
-    from lightning_gen.throughput import build_from_config, flops_per_step, synthetic_batches
+    from lightning_gen.app.throughput import build_from_config, flops_per_step, synthetic_batches
 
     batch = 8
     model, data = build_from_config(REPO / "configs/vae_binarized_mnist.yaml", ["--data.init_args.batch_size", str(batch)])

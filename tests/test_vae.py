@@ -1,4 +1,4 @@
-"""Autoencoder, VAE, importance-weighted likelihood and linear probe.
+"""Autoencoder and VAE, importance-weighted likelihood and latent pictures.
 
 The estimator is checked where the answer is known: a linear-Gaussian model has an exact marginal likelihood.
 Likelihoods are checked to normalise by summing over every image of a tiny image space.
@@ -15,13 +15,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from contracts import all_levels, assert_sample_contract
 from helpers import CONFIGS, REPO, ddp_fit_states, run_cli
 
 from lightning_gen.models.base import NoLikelihoodError
 from lightning_gen.models.vae import (VAE, Autoencoder, diagonal_gaussian_log_prob, discretized_logistic_log_prob,
-                                      gaussian_kl_to_standard, iw_log_likelihood, latent_pictures,
-                                      standard_normal_log_prob)
-from lightning_gen.probe import linear_probe
+                                      gaussian_kl_to_standard, iw_log_likelihood, standard_normal_log_prob)
+from lightning_gen.pictures import latent_pictures
 
 MY_CONFIGS = ["ae_digits", "ae_mnist", "vae_binarized_mnist", "vae_cifar10", "vae_digits", "vae_mnist"]
 
@@ -77,8 +77,7 @@ def test_pixel_likelihood_of_the_model_sums_to_one_over_every_image(likelihood, 
     model = _tiny_vae(likelihood, num_levels)
     z = torch.randn(4, 3, dtype=torch.float64)
     out = model.decoder(z)  # (4, 2 * P, 1, 1)
-    grid = torch.cartesian_prod(torch.arange(num_levels), torch.arange(num_levels))  # (L^2, 2)
-    grid = grid.view(-1, 1, 2, 1, 1)  # one image per row, broadcast against the 4 codes
+    grid = all_levels((2, 1, 1), num_levels)[:, None]  # (L^2, 1, 2, 1, 1): one image per row, against the 4 codes
     logp = model.pixel_log_prob(out[None], grid)  # (L^2, 4)
     torch.testing.assert_close(logp.exp().sum(0), torch.ones(4, dtype=torch.float64), atol=1e-9, rtol=0)
 
@@ -173,14 +172,10 @@ def test_unknown_likelihood_and_bernoulli_on_8bit_data_fail_at_construction():
 
 @pytest.mark.parametrize("image_shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
 @pytest.mark.parametrize("likelihood,num_levels", [("bernoulli", 2), ("categorical", 256), ("logistic", 256)])
-def test_vae_samples_are_uint8_images_on_the_data_levels_and_reproducible(image_shape, likelihood, num_levels):
-    model = VAE(image_shape, num_levels, likelihood=likelihood, z_dim=4, channels=4).eval()
-    a = model.sample(3, generator=torch.Generator().manual_seed(5))
-    b = model.sample(3, generator=torch.Generator().manual_seed(5))
-    assert a.dtype == torch.uint8 and a.shape == (3, *image_shape)
-    assert torch.equal(a, b)
-    if num_levels == 2:
-        assert set(a.unique().tolist()) <= {0, 255}
+def test_vae_samples_keep_the_sample_contract_for_every_likelihood(image_shape, likelihood, num_levels):
+    """The model contract (tests/test_contract.py) builds the VAE from its defaults; here its other likelihoods,
+    at the shapes of the data sets."""
+    assert_sample_contract(VAE(image_shape, num_levels, likelihood=likelihood, z_dim=4, channels=4).eval(), 3)
 
 
 def test_vae_log_prob_bounds_and_chunking():
@@ -234,30 +229,6 @@ def test_autoencoder_has_no_likelihood_and_samples_from_its_code_statistics():
     torch.testing.assert_close(torch.cov(codes.T), model.code_cov, atol=0.02, rtol=0.05)
     s = model.sample(5, generator=torch.Generator().manual_seed(0))
     assert s.dtype == torch.uint8 and s.shape == (5, 1, 8, 8)
-
-
-# ---- the probe ----------------------------------------------------------------------------------------------
-def test_probe_separates_separable_features():
-    g = torch.Generator().manual_seed(0)
-    centres = 10 * torch.randn(4, 6, generator=g)
-
-    def make(n):
-        y = torch.randint(0, 4, (n,), generator=g)
-        return centres[y] + torch.randn(n, 6, generator=g), y
-
-    (tx, ty), (vx, vy) = make(400), make(200)
-    result = linear_probe(lambda f: f, (tx, ty, vx, vy))
-    assert result == {"probe_acc": pytest.approx(1.0, abs=0.01), "n_train": 400, "n_test": 200}
-    assert linear_probe(lambda f: f, (tx, ty, vx, vy), max_train=50)["n_train"] == 50
-    # features carrying no information about the labels: chance level
-    noise = linear_probe(lambda f: torch.randn(f.shape[0], 6, generator=g), (tx, ty, vx, vy))
-    assert noise["probe_acc"] < 0.45
-
-
-def test_probe_refuses_unlabelled_data():
-    x = torch.zeros(4, 2)
-    with pytest.raises(ValueError, match="no class labels"):
-        linear_probe(lambda f: f, (x, torch.full((4,), -1), x, torch.zeros(4, dtype=torch.long)))
 
 
 # ---- runs (slow) --------------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ Every data module yields batches ``(x, y)``: ``x`` uint8 ``(B, C, H, W)`` in 0..
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import torch
@@ -32,6 +34,13 @@ def cache_root() -> Path:
     """Where derived files go (decoded image folders, reference statistics): ``$LIGHTNING_GEN_CACHE``, else
     ``~/.cache/lightning_gen/cache``. Never the data root, which may be shared and read-only."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lightning_gen" / "cache").expanduser()
+
+
+def held_out_suffix(test_size: int, split_seed: int, default: tuple[int, int]) -> str:
+    """The part of a ``dataset_id`` that names a test split drawn from the data (no official one): empty for the
+    ``default`` ``(test_size, split_seed)``, else ``-test<N>-seed<S>``. Another draw is another test set, and its
+    training images overlap the default test images."""
+    return "" if (test_size, split_seed) == default else f"-test{test_size}-seed{split_seed}"
 
 
 class DataFilesMissing(FileNotFoundError):
@@ -107,6 +116,18 @@ class ImageDataModule(L.LightningDataModule):
     num_classes: int = 0
     #: Whether :meth:`load` returns an official "val" split (otherwise it is carved out of "train").
     has_val_split: bool = False
+    #: The feature extractor (:mod:`lightning_gen.metrics.features`) sample metrics of this data use by default:
+    #: Inception-v3, the only one whose FIDs compare with published ones, unless a data set names a better fit.
+    default_extractor: ClassVar[str] = "inception"
+
+    @property
+    def dataset_id(self) -> str:
+        """Which data set the numbers measured on this module belong to, as the leaderboard files them: two
+        modules with one id give comparable test numbers. Every init argument that changes the test images or
+        their distribution (binarization, levels, image size, which images are held out for test) is part of it;
+        loader settings (root, batch size, workers) never are. Subclasses state theirs (a class attribute, or a
+        property where init arguments decide it); this fallback is the class name in kebab case."""
+        return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", type(self).__name__).lower()
 
     def __init__(
         self,

@@ -113,6 +113,13 @@ class RingOfGaussians(ImageDataModule):
         self.num_classes = num_modes
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
 
+    @property
+    def dataset_id(self) -> str:
+        """``ring-<num_modes>modes-r<radius>-std<std>``: the mixture. ``extent`` only scales the points into the
+        model's space and mode statistics are measured in data coordinates; the split sizes and ``split_seed``
+        draw fresh points from the same mixture, with no pool that train and test could share."""
+        return f"ring-{self.num_modes}modes-r{self.radius:g}-std{self.std:g}"
+
     def centers(self) -> Tensor:
         """The ``(num_modes, 2)`` mode centers, in data coordinates."""
         return ring_centers(self.num_modes, self.radius)

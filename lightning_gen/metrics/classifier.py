@@ -85,22 +85,6 @@ class LeNet(nn.Module):
         return features, self.head(self.dropout(features))
 
 
-# ---- data ------------------------------------------------------------------------------------------------------
-def load_splits(dataset: str, root: str | None = None) -> dict[str, tuple[Tensor, Tensor]]:
-    """``{split: (uint8 images, int64 labels)}`` of the project's data module for ``dataset`` (same splits)."""
-    if dataset == "digits":
-        from lightning_gen.data import Digits
-
-        return Digits(root).splits()
-    if dataset == "mnist":
-        from lightning_gen.data.datamodules import MNIST
-
-        data = MNIST(root)
-        data.prepare_data()  # downloads only missing files; offline, a quick error that says where to get them
-        return data.splits()
-    raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(SPECS)}")
-
-
 # ---- training --------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def accuracy(model: LeNet, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
@@ -125,16 +109,17 @@ def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tenso
     return shifted.unsqueeze(1)
 
 
-def train_classifier(dataset: str, *, root: str | None = None, epochs: int = 3, batch_size: int = 128,
-                     lr: float = 1e-3, max_shift: int = 0, seed: int = 0, log=print) -> tuple[LeNet, dict]:
-    """Train the ``dataset`` classifier with Adam and a cosine learning-rate decay; returns it and its scores.
+def train_classifier(dataset: str, splits: dict[str, tuple[Tensor, Tensor]], *, epochs: int = 3,
+                     batch_size: int = 128, lr: float = 1e-3, max_shift: int = 0, seed: int = 0,
+                     log=print) -> tuple[LeNet, dict]:
+    """Train the ``dataset`` classifier with Adam and a cosine learning-rate decay on ``splits`` (``{"train",
+    "val", "test"}: (uint8 images, int64 labels)``, the data module's splits); returns it and its scores.
 
     Seeded: the same arguments give the same weights on the same machine and thread count.
     """
     spec = SPECS.get(dataset)
     if spec is None:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(SPECS)}")
-    splits = load_splits(dataset, root)
     x_train, y_train = splits["train"]
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

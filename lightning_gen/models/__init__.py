@@ -3,6 +3,8 @@
 from lightning_gen.models.base import GenerativeModule, LikelihoodModule, NoLikelihoodError, from_levels, to_levels
 from lightning_gen.models.fvsbn import FVSBN
 from lightning_gen.models.gan import GAN
+from lightning_gen.models.made import MADE
+from lightning_gen.models.nade import NADE
 from lightning_gen.models.pixelcnn import GatedPixelCNN, PixelCNN
 from lightning_gen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
 from lightning_gen.models.vae import VAE, Autoencoder

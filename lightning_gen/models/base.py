@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
+
+from lightning_gen import compat
 
 
 class NoLikelihoodError(TypeError):
@@ -62,6 +65,9 @@ class GenerativeModule(L.LightningModule):
         optimizer: a callable that builds the optimizer from the parameters (``OptimizerCallable``).
     """
 
+    #: The leaderboard family every concrete model declares ("autoregressive", "latent", "gan", "baseline", ...);
+    #: deliberately no default, so the benchmark refuses a model that does not say.
+    family: ClassVar[str]
     #: Whether :meth:`log_prob` is defined. Subclasses with a likelihood set this to True.
     has_likelihood: bool = False
     #: Whether the model conditions on class labels. ``num_classes`` comes from the data and says how many
@@ -84,15 +90,6 @@ class GenerativeModule(L.LightningModule):
         self.num_levels = int(num_levels)
         self.num_classes = int(num_classes)
         self.optimizer = optimizer
-
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning sets `_current_fx_name` before and after every hook it calls, about 40 times a training step;
-        # nn.Module.__setattr__ (parameter/buffer/module bookkeeping) made that a fifth of its per-step overhead.
-        # The name is never a parameter, buffer or submodule, so a plain attribute write is equivalent.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     # ---- the interface -------------------------------------------------------------------------------------
     @property
@@ -149,13 +146,10 @@ class GenerativeModule(L.LightningModule):
 
         ``self.log`` costs a fraction of a millisecond per call, a fifth of a small model's step, and only every
         ``log_every_n_steps``-th batch's step values are ever written; training steps log only then (validation and
-        test epochs carry the epoch-level figures). Falls back to every step if Lightning's internals change.
+        test epochs carry the epoch-level figures). False outside a Trainer, where ``self.log`` does nothing.
         """
-        trainer = self._trainer
-        if trainer is None:
-            return False
-        connector = getattr(trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True) or trainer.fast_dev_run)
+        trainer = compat.attached_trainer(self)
+        return trainer is not None and compat.logs_this_step(trainer)
 
     def configure_optimizers(self):
         return self.optimizer(self.parameters())

@@ -17,6 +17,7 @@ Inputs enter as ``level / (L - 1)`` in [0, 1].
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,8 @@ class FVSBN(LikelihoodModule):
 
     Args: see :class:`~lightning_gen.models.base.GenerativeModule`; the model has no options of its own.
     """
+
+    family: ClassVar[str] = "baseline"
 
     def __init__(
         self,
@@ -56,13 +59,18 @@ class FVSBN(LikelihoodModule):
     def _inputs(self, levels: Tensor) -> Tensor:
         return levels.float() / (self.num_levels - 1)
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def log_conditionals(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``log p(x_i | x_<i)`` of every sub-pixel of the uint8 images ``x``, ``(B, C, H, W)``: the factors of the
+        likelihood in the model's ordering (:meth:`log_prob` is their sum)."""
         levels = self._flatten(to_levels(self.check_images(x), self.num_levels))  # (B, D)
         logits = self.net(self._inputs(levels))
         if self.num_levels == 2:
-            return -F.binary_cross_entropy_with_logits(logits, levels.float(), reduction="none").sum(1)
+            return self._unflatten(-F.binary_cross_entropy_with_logits(logits, levels.float(), reduction="none"))
         logp = logits.view(-1, self.num_dims, self.num_levels).log_softmax(-1)  # (B, D, L)
-        return logp.gather(-1, levels.unsqueeze(-1)).squeeze(-1).sum(1)
+        return self._unflatten(logp.gather(-1, levels.unsqueeze(-1)).squeeze(-1))
+
+    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.log_conditionals(x, labels).flatten(1).sum(1)
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:

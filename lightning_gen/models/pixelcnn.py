@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ SAMPLE_DTYPE = torch.float64
 class _ConvAutoregressive(LikelihoodModule):
     """Shared likelihood and samplers of the PixelCNN family; subclasses build ``self.net``."""
 
+    family: ClassVar[str] = "autoregressive"
     net: PixelCNNNet | GatedPixelCNNNet
 
     @property
@@ -65,14 +67,17 @@ class _ConvAutoregressive(LikelihoodModule):
         levels = to_levels(self.check_images(x), self.num_levels)
         return self._run(self.net, self._inputs(levels), self._net_labels(labels, x.shape[0]))
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def log_conditionals(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``log p(x_i | x_<i)`` of every sub-pixel of the uint8 images ``x``, ``(B, C, H, W)``: the factors of the
+        likelihood in the model's ordering (:meth:`log_prob` is their sum)."""
         levels = to_levels(self.check_images(x), self.num_levels)  # (B, C, H, W)
         logits = self._run(self.net, self._inputs(levels), self._net_labels(labels, x.shape[0]))  # (B, C, P, H, W)
         if self.num_levels == 2:
-            nll = F.binary_cross_entropy_with_logits(logits[:, :, 0], levels.to(logits.dtype), reduction="none")
-            return -nll.flatten(1).sum(1)
-        logp = logits.log_softmax(2).gather(2, levels.unsqueeze(2)).squeeze(2)  # (B, C, H, W)
-        return logp.flatten(1).sum(1)
+            return -F.binary_cross_entropy_with_logits(logits[:, :, 0], levels.to(logits.dtype), reduction="none")
+        return logits.log_softmax(2).gather(2, levels.unsqueeze(2)).squeeze(2)  # (B, C, H, W)
+
+    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.log_conditionals(x, labels).flatten(1).sum(1)
 
     def _draw(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
         """One level per row of ``logits`` ``(n, P)``, by inverse CDF from one uniform per row."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,7 @@ from lightning_gen.nn.pixelrnn import PixelRNNNet
 class _PixelRNN(LikelihoodModule):
     """Shared likelihood and sampling; subclasses choose the LSTM layer."""
 
+    family: ClassVar[str] = "autoregressive"
     layer_type: str = ""
 
     def __init__(
@@ -65,14 +67,17 @@ class _PixelRNN(LikelihoodModule):
     def _inputs(self, levels: Tensor, dtype: torch.dtype) -> Tensor:
         return levels.to(dtype) / (self.num_levels - 1)
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def log_conditionals(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``log p(x_i | x_<i)`` of every sub-pixel of the uint8 images ``x``, ``(B, C, H, W)``: the factors of the
+        likelihood in the model's ordering (:meth:`log_prob` is their sum)."""
         levels = to_levels(self.check_images(x), self.num_levels)  # (B, C, H, W)
         logits = self.net(self._inputs(levels, self.dtype))  # (B, C, P, H, W)
         if self.num_levels == 2:
-            nll = F.binary_cross_entropy_with_logits(logits[:, :, 0], levels.to(logits.dtype), reduction="none")
-            return -nll.sum((1, 2, 3))
-        logp = logits.log_softmax(2).gather(2, levels.unsqueeze(2)).squeeze(2)  # (B, C, H, W)
-        return logp.sum((1, 2, 3))
+            return -F.binary_cross_entropy_with_logits(logits[:, :, 0], levels.to(logits.dtype), reduction="none")
+        return logits.log_softmax(2).gather(2, levels.unsqueeze(2)).squeeze(2)  # (B, C, H, W)
+
+    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.log_conditionals(x, labels).sum((1, 2, 3))
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None,

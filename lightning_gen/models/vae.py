@@ -1,5 +1,5 @@
 """Latent-variable family: a deterministic autoencoder and the variational autoencoder, with an importance-weighted
-likelihood estimate and pictures of the latent space.
+likelihood estimate (pictures of the latent space: :mod:`lightning_gen.pictures`).
 
 [1] arXiv 1312.6114 (Kingma & Welling 2013, auto-encoding variational Bayes: the VAE, the reparameterisation
     trick, the analytic Gaussian KL, the 2-D latent manifold figure).
@@ -27,18 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import ClassVar
 
-import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from lightning_gen.images import image_grid, save_png
 from lightning_gen.models.base import GenerativeModule, bits_per_dim, from_levels, to_levels
 from lightning_gen.nn.conv import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
@@ -156,6 +151,7 @@ class _LatentModel(GenerativeModule):
     """Shared parts of the autoencoder and the VAE: the networks, input scaling, mean images, the latent picture
     helpers (:meth:`encode`, :meth:`decode_mean`, :meth:`prior_transform`)."""
 
+    family: ClassVar[str] = "latent"
     def _build(self, encoder_outputs: int, decoder_channels: int, *, z_dim: int, arch: str, channels: int,
                blocks: int, hidden_sizes: Sequence[int]) -> None:
         if arch not in ARCHS:
@@ -519,138 +515,3 @@ class Autoencoder(_LatentModel):
     def test_step(self, batch, batch_idx):
         loss, _ = self._recon_loss(batch[0])
         self.log("test/recon_loss", loss, batch_size=batch[0].shape[0], sync_dist=True)
-
-
-# ---- pictures ------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def latent_pictures(model: _LatentModel, images: Tensor, *, seed: int = 0, num_samples: int = 64,
-                    num_reconstructions: int = 16, num_interpolations: int = 4, interpolation_steps: int = 8,
-                    manifold_side: int = 20) -> dict[str, np.ndarray]:
-    """uint8 grids of an autoencoder or VAE, by name:
-
-    - ``reconstructions``: rows of inputs alternating with rows of their reconstructions (mean images of the
-      posterior mean's decoding);
-    - ``samples``: ``model.sample`` (pixels drawn from ``p(x | z)``), and ``sample_means``: the mean images of the
-      same codes;
-    - ``interpolations``: one row per pair of inputs: the first input, the mean images along the straight line
-      between the two codes, the second input;
-    - ``manifold`` (``z_dim == 2`` only): mean images on a ``manifold_side`` squared grid of codes at the
-      5%..95% quantiles of the sampling distribution, as in [1], Figure 4.
-
-    ``images`` (uint8, ``(N, C, H, W)``) supplies the inputs of the reconstructions and interpolations.
-    """
-    was_training = model.training
-    model.eval()
-    device = model.device
-    x = images.to(device)
-    out: dict[str, np.ndarray] = {}
-    n_rec = min(num_reconstructions, x.shape[0])
-    if n_rec:
-        rec = model.decode_mean(model.encode(x[:n_rec]))
-        row = min(8, n_rec)
-        pairs = [t for start in range(0, n_rec, row) for t in (x[start : start + row], rec[start : start + row])]
-        out["reconstructions"] = image_grid(torch.cat(pairs), row)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    out["samples"] = image_grid(model.sample(num_samples, generator=generator))
-    eps = torch.randn(num_samples, model.z_dim, generator=generator.manual_seed(seed), device=device)
-    out["sample_means"] = image_grid(model.decode_mean(model.prior_transform(eps)))
-    n_int = min(num_interpolations, x.shape[0] // 2)
-    if n_int:
-        z = model.encode(x[: 2 * n_int])
-        t = torch.linspace(0, 1, interpolation_steps, device=device)[None, :, None]  # (1, T, 1)
-        path = z[0::2, None] * (1 - t) + z[1::2, None] * t  # (P, T, D)
-        mids = model.decode_mean(path.flatten(0, 1)).view(n_int, interpolation_steps, *x.shape[1:])
-        rows = torch.cat([x[0 : 2 * n_int : 2, None], mids, x[1 : 2 * n_int : 2, None]], 1)  # (P, T + 2, C, H, W)
-        out["interpolations"] = image_grid(rows.flatten(0, 1), interpolation_steps + 2)
-    if model.z_dim == 2:
-        q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, manifold_side, device=device))
-        # Rows run from high to low second coordinate so the picture reads like a plot with its y axis up.
-        grid = torch.stack(torch.meshgrid(q.flip(0), q, indexing="ij"), -1).flip(-1).reshape(-1, 2)
-        out["manifold"] = image_grid(model.decode_mean(model.prior_transform(grid)), manifold_side)
-    model.train(was_training)
-    return out
-
-
-def save_latent_pictures(grids: dict[str, np.ndarray], out_dir: str | Path, suffix: str = "") -> dict[str, Path]:
-    """Write each grid as ``out_dir/<name><suffix>.png``."""
-    return {name: save_png(grid, Path(out_dir) / f"{name}{suffix}.png") for name, grid in grids.items()}
-
-
-class VAEPictures(L.Callback):
-    """At each validation epoch end, saves :func:`latent_pictures` of the model (an :class:`Autoencoder` or
-    :class:`VAE`) as ``<run dir>/pictures/<name>_step_XXXXXXX.png`` and logs them to every attached logger
-    (W&B, TensorBoard). The inputs are the first images of the first validation batch; seeds are fixed so the
-    pictures compare over training. Under ``fast_dev_run`` it draws 4 of each.
-
-    Args:
-        num_samples, num_reconstructions, num_interpolations, interpolation_steps, manifold_side, seed: see
-            :func:`latent_pictures`.
-    """
-
-    def __init__(self, num_samples: int = 64, num_reconstructions: int = 16, num_interpolations: int = 4,
-                 interpolation_steps: int = 8, manifold_side: int = 20, seed: int = 0) -> None:
-        self.kwargs = dict(num_samples=num_samples, num_reconstructions=num_reconstructions,
-                           num_interpolations=num_interpolations, interpolation_steps=interpolation_steps,
-                           manifold_side=manifold_side, seed=seed)
-        self.last_paths: dict[str, Path] = {}
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.log_pictures(trainer, pl_module)
-
-    @rank_zero_only
-    def log_pictures(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Path]:
-        loaders = trainer.val_dataloaders
-        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-        images = next(iter(loader))[0]
-        kwargs = dict(self.kwargs)
-        if trainer.fast_dev_run:
-            # A fast_dev_run checks that the path works, not the picture.
-            kwargs.update(num_samples=4, num_reconstructions=4, num_interpolations=1, interpolation_steps=4,
-                          manifold_side=4)
-        grids = latent_pictures(pl_module, images, **kwargs)
-        step = trainer.global_step
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
-        self.last_paths = save_latent_pictures(grids, run_dir / "pictures", f"_step_{step:07d}")
-        for name, grid in grids.items():
-            for logger in trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    # uint8 arrays: W&B would turn a float [0, 1] grid black.
-                    logger.log_image(key=f"pictures/{name}", images=[grid[..., 0] if grid.shape[-1] == 1 else grid],
-                                     step=step)
-                elif isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(f"pictures/{name}", grid, step, dataformats="HWC")
-        return self.last_paths
-
-
-def default_data_for(model: GenerativeModule) -> tuple[str, dict]:
-    """The data module (class name, arguments) a model of this image shape was most likely trained on."""
-    shape, levels = tuple(model.image_shape), model.num_levels
-    if shape == (1, 8, 8):
-        return "Digits", {"binarize": levels == 2}
-    if shape == (1, 28, 28):
-        return ("BinarizedMNIST", {}) if levels == 2 else ("MNIST", {})
-    if shape == (3, 32, 32):
-        return "CIFAR10", {}
-    raise ValueError(f"no default data module for images of shape {shape}; name one with --data")
-
-
-def pictures_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, data: str | None = None,
-                             root: str | None = None, data_args: dict | None = None, device: str = "cpu",
-                             **picture_kwargs) -> dict[str, Path]:
-    """:func:`latent_pictures` of a checkpointed autoencoder or VAE on test images, saved as PNG in ``out_dir``."""
-    from lightning_gen.models.loading import load_model
-    from lightning_gen.probe import build_datamodule
-
-    model = load_model(checkpoint, map_location=device)
-    if not isinstance(model, _LatentModel):
-        raise TypeError(f"{type(model).__name__} is not an autoencoder or VAE of lightning_gen.models.vae")
-    name, guessed_args = default_data_for(model) if data is None else (data, {})
-    datamodule = build_datamodule(name, root=root, **{**guessed_args, **(data_args or {})})
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    test = datamodule.datasets["test"]
-    wanted = max(picture_kwargs.get("num_reconstructions", 16), 2 * picture_kwargs.get("num_interpolations", 4))
-    n = min(len(test), wanted)
-    images, _ = test.__getitems__(list(range(n)))
-    return save_latent_pictures(latent_pictures(model, images, **picture_kwargs), out_dir)

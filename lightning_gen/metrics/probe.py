@@ -5,13 +5,12 @@ the test images. The features come from any callable: a model's ``encode(x)`` (a
 means), a discriminator's ``features(x)`` (GANs), or anything else mapping a batch to ``(N, ...)`` floats. Features
 are standardised with the training split's mean and deviation before the fit.
 
-    from lightning_gen.probe import linear_probe
-    linear_probe(model.encode, datamodule)  # {"probe_acc": ..., "n_train": ..., "n_test": ...}
+    from lightning_gen.metrics.probe import linear_probe
+    linear_probe(model.encode, (train_x, train_y, test_x, test_y))  # {"probe_acc": ..., "n_train": ..., "n_test": ...}
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import numpy as np
@@ -32,25 +31,9 @@ def _features(encode_fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int,
     return torch.cat(out).numpy()
 
 
-def _splits_of(data) -> Data:
-    """``(train_x, train_y, test_x, test_y)`` from a tuple or from a data module's train and test splits."""
-    if isinstance(data, (tuple, list)):
-        if len(data) != 4:
-            raise ValueError(f"data must be (train_x, train_y, test_x, test_y), got a sequence of {len(data)}")
-        return tuple(torch.as_tensor(t) for t in data)  # type: ignore[return-value]
-    data.setup("fit")
-    out = []
-    for split in ("train", "test"):
-        dataset = data.datasets[split]
-        # Through the dataset, so a training transform (dynamic binarization) applies as in training.
-        x, y = dataset.__getitems__(list(range(len(dataset))))
-        out += [x, y]
-    return tuple(out)  # type: ignore[return-value]
-
-
 def linear_probe(
     encode_fn: Callable[[Tensor], Tensor],
-    data,
+    data: Data,
     max_train: int | None = None,
     *,
     max_test: int | None = None,
@@ -65,8 +48,7 @@ def linear_probe(
     Args:
         encode_fn: batch ``(B, ...)`` -> features ``(B, ...)`` (flattened to ``(B, D)``), called under
             ``torch.no_grad()``.
-        data: an :class:`~lightning_gen.data.base.ImageDataModule` (its train and test splits) or a tuple
-            ``(train_x, train_y, test_x, test_y)``. Labels must be class indices >= 0.
+        data: ``(train_x, train_y, test_x, test_y)``. Labels must be class indices >= 0.
         max_train, max_test: fit on / score on a random subset of this size (drawn with ``seed``); default all.
         batch_size: images per ``encode_fn`` call.
         device: where batches are moved before ``encode_fn`` (default: left where they are).
@@ -79,7 +61,9 @@ def linear_probe(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    train_x, train_y, test_x, test_y = _splits_of(data)
+    if len(data) != 4:
+        raise ValueError(f"data must be (train_x, train_y, test_x, test_y), got a sequence of {len(data)}")
+    train_x, train_y, test_x, test_y = (torch.as_tensor(t) for t in data)
     if (train_y < 0).any() or (test_y < 0).any():
         raise ValueError("the data has no class labels (y = -1): a linear probe needs labelled data, e.g. MNIST "
                          "rather than statically binarized MNIST")
@@ -96,33 +80,3 @@ def linear_probe(
     clf.fit(f_train, train_y.numpy())
     acc = float((clf.predict(f_test) == test_y.numpy()).mean())
     return {"probe_acc": acc, "n_train": int(f_train.shape[0]), "n_test": int(f_test.shape[0])}
-
-
-def feature_fn(model) -> Callable[[Tensor], Tensor]:
-    """The representation a model exposes: ``encode`` (encoders) or else ``features`` (discriminators)."""
-    for name in ("encode", "features"):
-        if callable(getattr(model, name, None)):
-            return getattr(model, name)
-    raise TypeError(f"{type(model).__name__} exposes neither encode(x) nor features(x); nothing to probe")
-
-
-def build_datamodule(name: str, **kwargs):
-    """A data module of :mod:`lightning_gen.data` by class name (``"MNIST"``) or full path (``"pkg.mod.Class"``)."""
-    module, _, cls = name.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module or "lightning_gen.data"), cls)(**kwargs)
-    except (AttributeError, ModuleNotFoundError) as e:
-        raise ValueError(f"unknown data module {name!r}: name a class of lightning_gen.data (e.g. MNIST, Digits) "
-                         "or give its full import path") from e
-
-
-def probe_checkpoint(checkpoint: str, data: str, *, root: str | None = None, data_args: dict | None = None,
-                     max_train: int | None = None, max_test: int | None = None, device: str = "cpu") -> dict:
-    """Load a checkpoint, build the data module ``data`` and run :func:`linear_probe` on the model's features."""
-    from lightning_gen.models.loading import load_model
-
-    model = load_model(checkpoint, map_location=device)
-    datamodule = build_datamodule(data, root=root, **(data_args or {}))
-    if hasattr(datamodule, "prepare_data"):
-        datamodule.prepare_data()
-    return linear_probe(feature_fn(model), datamodule, max_train, max_test=max_test, device=device)

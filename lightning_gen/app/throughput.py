@@ -1,22 +1,18 @@
-"""Training throughput and memory of the model families' default configs.
+"""Training throughput of the model families' default configs (``scripts/bench_train.py``,
+``scripts/bench_optimizer.py``).
 
-Throughput: Lightning's fit loop against a plain PyTorch loop over the same nets, batches and optimizer. Both
-sides start from the same seeded model built from a config, draw the same in-memory batches and run the model's
-own loss; the plain loop has no Trainer, no logging, no callbacks. The ratio ``lightning images/s / plain
-images/s`` is Lightning's overhead as a user pays it (1.0: none).
-
-Memory: the peak a training run adds on top of the loaded model and data (:func:`peak_memory`).
+Lightning's fit loop against a plain PyTorch loop over the same nets, batches and optimizer. Both sides start from
+the same seeded model built from a config, draw the same in-memory batches and run the model's own loss; the plain
+loop has no Trainer, no logging, no callbacks. The ratio ``lightning images/s / plain images/s`` is Lightning's
+overhead as a user pays it (1.0: none).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
-import gc
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +37,7 @@ FAMILY_CONFIGS = {
 
 def build_from_config(config: str | Path, extra: list[str] = ()) -> tuple[GenerativeModule, L.LightningDataModule]:
     """The model and data module a config describes, exactly as ``fit`` would build them (nothing is run)."""
-    from lightning_gen.cli import GenCLI
+    from lightning_gen.app.cli import GenCLI
     from lightning_gen.data.base import ImageDataModule
 
     cli = GenCLI(GenerativeModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
@@ -105,9 +101,7 @@ def plain_step(model: GenerativeModule, precision: str = "32-true") -> Callable[
 
         return step
 
-    # The GAN's manual loop, without Lightning: one D step per batch, one G step every k-th.
-    from lightning_gen.models.gan import discriminator_loss, generator_loss, gradient_penalty
-
+    # The GAN's manual loop through its public steps, without Lightning: one D step per batch, one G step every k-th.
     g_opt, d_opt = model.configure_optimizers()
     gen = torch.Generator(device=device).manual_seed(0)
 
@@ -116,29 +110,17 @@ def plain_step(model: GenerativeModule, precision: str = "32-true") -> Callable[
             x, y = batch
             real = model.to_model_space(x)
             labels = y if model.conditional else None
-            z = torch.randn(real.shape[0], model.z_dim, generator=gen, device=device)
-            with torch.no_grad():
-                fake = model.generator(z, labels)
-            d_loss = discriminator_loss(model.discriminator(real, labels), model.discriminator(fake, labels),
-                                        model.objective)
-            if model.gp_weight > 0:
-                d_loss = d_loss + model.gp_weight * gradient_penalty(model.discriminator, real, fake, labels,
-                                                                     generator=gen)
+            d_loss = model.discriminator_step(real, labels, gen)["loss"]
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
-            if (i + 1) % model.k == 0:
-                z = torch.randn(real.shape[0], model.z_dim, generator=gen, device=device)
-                for p in model.discriminator.parameters():
-                    p.requires_grad_(False)
-                g_loss = generator_loss(model.discriminator(model.generator(z, labels), labels), model.objective,
-                                        model.g_loss_kind)
+            model.clip_discriminator()
+            if (i + 1) % model.d_steps_per_g_step == 0:
+                g_loss = model.generator_step(real.shape[0], labels, gen)
                 g_opt.zero_grad(set_to_none=True)
                 g_loss.backward()
                 g_opt.step()
-                for p in model.discriminator.parameters():
-                    p.requires_grad_(True)
-                model._update_ema()
+                model.update_ema()
 
     return gan_step
 
@@ -174,7 +156,7 @@ def time_plain(model: GenerativeModule, batches, warmup: int, *, device: str = "
     return images / (time.perf_counter() - start)
 
 
-class _Replay:
+class ReplayBatches:
     """An iterable over fixed batches (a bare list would be read by Lightning as a list of data loaders)."""
 
     def __init__(self, batches) -> None:
@@ -222,7 +204,7 @@ def time_lightning(model: GenerativeModule, batches, warmup: int, log_dir: Path,
                         log_every_n_steps=log_every_n_steps, enable_checkpointing=False, enable_model_summary=False,
                         limit_val_batches=0, callbacks=callbacks, num_sanity_val_steps=0)
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
-        trainer.fit(model, train_dataloaders=_Replay(batches))
+        trainer.fit(model, train_dataloaders=ReplayBatches(batches))
     return clock.images / (clock.end - clock.start)
 
 
@@ -248,7 +230,7 @@ def flops_per_step(model: GenerativeModule, batches, *, device: str = "cpu", pre
     from torch.utils.flop_counter import FlopCounterMode
 
     model = copy.deepcopy(model).to(device).train()
-    period = 1 if model.automatic_optimization else model.k
+    period = 1 if model.automatic_optimization else model.d_steps_per_g_step
     step = plain_step(model, precision)
     with FlopCounterMode(display=False) as counter:
         for i, batch in enumerate(_to(batches[:period], torch.device(device))):
@@ -292,66 +274,3 @@ def compare(config: str | Path, *, steps: int = 20, warmup: int = 3, repeats: in
             "batch_size": batch_size, "plain_img_s": max(plain), "lightning_img_s": max(lightning),
             "ratio": max(lightning) / max(plain), "timed_steps": len(batches) - warmup, "gflops_per_step": flops / 1e9, "lightning_tflops": tflops,
             "mfu": tflops / peak if peak else None, **options}
-
-
-# ---- memory --------------------------------------------------------------------------------------------------
-def _proc_status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def _state_bytes(model: torch.nn.Module, optimizers) -> dict[str, int]:
-    """Bytes of the parameters, their gradients and the optimizers' state tensors (what lives between steps)."""
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
-    opt = sum(t.numel() * t.element_size() for o in optimizers for st in o.state.values() for t in st.values()
-              if isinstance(t, Tensor))
-    return {"param_bytes": params, "grad_bytes": grads, "optimizer_bytes": opt}
-
-
-def peak_memory(config: str | Path, extra: list[str] = (), *, steps: int = 10, accelerator: str = "cpu",
-                precision: str = "32-true") -> dict:
-    """Peak memory of ``steps`` Lightning training steps of ``config`` at its batch size.
-
-    On a GPU: ``torch.cuda.max_memory_allocated`` over the run (tensors only, as PyTorch reports it). On the CPU:
-    the growth of the process's peak resident set over the run (Linux: the peak is reset just before ``fit`` and
-    the allocator's free memory is returned first), so it counts what training adds to the loaded model and
-    batches, allocator slack included. Call it in a fresh process per config (``scripts/bench_memory.py`` does):
-    memory freed by an earlier run in the same process would be reused and hide part of the peak.
-    """
-    from lightning_gen.runtime import tune_host
-
-    tune_host()
-    model, datamodule = build_from_config(config, extra)
-    batches = fixed_batches(datamodule, steps)
-    cuda = accelerator in ("gpu", "cuda")
-    trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=1, precision=precision, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, num_sanity_val_steps=0)
-    gc.collect()
-    if cuda:
-        model.cuda()
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        if not sys.platform.startswith("linux"):
-            raise RuntimeError("CPU peak memory is read from /proc (Linux only); measure on a GPU with accelerator='gpu'")
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets the peak resident set (VmHWM) to the current one
-        base = _proc_status_kb("VmRSS") * 1024
-    trainer.fit(model, train_dataloaders=_Replay(batches))
-    if cuda:
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = _proc_status_kb("VmHWM") * 1024
-    return {"config": str(config), "model": type(model).__name__, "params": sum(p.numel() for p in model.parameters()),
-            "batch_size": batches[0][0].shape[0], "device": "cuda" if cuda else "cpu", "precision": precision,
-            "base_bytes": base, "peak_bytes": peak, "training_peak_bytes": peak - base,
-            **_state_bytes(model, trainer.optimizers)}

@@ -12,7 +12,6 @@ are linked into the model's constructor, so a config names only the model's own 
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Callable
@@ -21,17 +20,25 @@ from lightning.pytorch.cli import LightningCLI
 
 import lightning_gen.data  # noqa: F401  (registers the data modules with the CLI)
 import lightning_gen.models  # noqa: F401  (registers the models with the CLI)
+from lightning_gen.app.runtime import tune_host
+from lightning_gen.compat import cli_config_get
 from lightning_gen.data.base import ImageDataModule
 from lightning_gen.models.base import GenerativeModule
-from lightning_gen.runtime import tune_host
 
 LINKED_DATA_ATTRIBUTES = ("image_shape", "num_levels", "num_classes")
+#: Subcommands that train or evaluate over many steps, where the host tuning of :mod:`~lightning_gen.app.runtime`
+#: pays; it changes process-wide allocator settings, so nothing else gets it.
+TUNED_SUBCOMMANDS = ("fit", "validate", "test")
 
 
 class GenCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         for name in LINKED_DATA_ATTRIBUTES:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand in TUNED_SUBCOMMANDS:
+            tune_host()
 
     def instantiate_trainer(self, **kwargs):
         """The configured Trainer, with :class:`ThrottledProgressBar` as its progress bar unless the config
@@ -40,7 +47,7 @@ class GenCLI(LightningCLI):
 
         from lightning_gen.callbacks import ThrottledProgressBar
 
-        trainer = self._get(self.config_init, "trainer", default={})
+        trainer = cli_config_get(self, self.config_init, "trainer", default={})
         callbacks = trainer.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
         if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
@@ -70,26 +77,6 @@ def check_sync_batchnorm(trainer, model, sync_batchnorm: bool) -> None:
             "(each process then normalises its own batch), or train on GPUs.")
 
 
-def sample_main(argv: list[str]) -> int:
-    """``lightning_gen sample``: draw a grid from a checkpoint."""
-    import torch
-
-    from lightning_gen.images import image_grid, save_png
-    from lightning_gen.models.loading import load_model
-
-    p = argparse.ArgumentParser(prog="lightning_gen sample", description=sample_main.__doc__)
-    p.add_argument("checkpoint")
-    p.add_argument("--num-samples", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="samples.png")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args(argv)
-    model = load_model(args.checkpoint, map_location=args.device)
-    images = model.sample(args.num_samples, generator=torch.Generator(device=args.device).manual_seed(args.seed))
-    print(save_png(image_grid(images), args.out))
-    return 0
-
-
 def _lazy_main(module: str) -> Callable[[list[str]], int]:
     """``module.main``, imported only when its command runs (keeps ``fit`` start-up light)."""
     return lambda argv: importlib.import_module(module).main(argv)
@@ -97,14 +84,13 @@ def _lazy_main(module: str) -> Callable[[list[str]], int]:
 
 #: Commands beside LightningCLI's subcommands: name -> main(argv) returning an exit code.
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "sample": sample_main,
-    "benchmark": _lazy_main("lightning_gen.benchmark"),
+    "sample": _lazy_main("lightning_gen.app.sample"),
+    "benchmark": _lazy_main("lightning_gen.app.benchmark"),
     "leaderboard": _lazy_main("lightning_gen.leaderboard"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    tune_host()
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in COMMANDS:
         return COMMANDS[args[0]](args[1:])

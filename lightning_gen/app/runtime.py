@@ -1,4 +1,5 @@
-"""Process-wide settings that make training steps cheaper on the host; ``fit`` applies them at start-up.
+"""Process-wide settings that make training steps cheaper on the host; ``fit``, ``validate`` and ``test`` apply them
+at start-up (other commands leave the process alone).
 
 Two hot spots found by profiling Lightning's loop against a plain loop (``scripts/bench_train.py``):
 

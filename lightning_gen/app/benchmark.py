@@ -1,0 +1,422 @@
+"""Benchmark checkpoints: FID / IS / KID of samples, exact NLL on the test split, linear probe, speed, size.
+
+    python -m lightning_gen benchmark runs/x/lightning_logs/version_0/checkpoints/last.ckpt [more.ckpt ...]
+    python -m lightning_gen benchmark CKPT --devices 2 --strategy ddp --accelerator cpu --num-samples 10000
+
+Every number is written with the protocol that produced it (one record per checkpoint, built by
+:func:`lightning_gen.leaderboard.record.build_record`, into :class:`~lightning_gen.leaderboard.store.Store`;
+``--out`` keeps a JSON copy):
+
+- Sample metrics: ``num_samples`` images from ``model.sample`` against the *whole test split* of the run's data
+  module, through one feature extractor (``protocol.extractor`` and the sha256 of its weights). Default: the data
+  module's ``default_extractor``: ``digits-lenet`` for ``Digits``; ``mnist-lenet`` (a LeNet trained on MNIST
+  digits, also used for BinarizedMNIST and, as a stand-in only, FashionMNIST) for the 28x28 grey sets;
+  ``inception`` (2015-12-05 Inception-v3, the only one comparable with published FIDs) otherwise. How samples
+  are drawn and scored: :mod:`lightning_gen.evaluation`.
+- NLL in nats per image and bits per dimension over every test image exactly once. ``nll_estimator`` is "exact"
+  for autoregressive models and "importance-weighted k=<k>" for the VAE.
+- ``num_params``: every parameter of the checkpointed module (a GAN's discriminator included).
+- ``probe_acc``: :func:`lightning_gen.metrics.probe.linear_probe` on ``encode(x)`` (latent models) or
+  ``features(x)`` (GAN discriminators), fitted on the train split and scored on the test split, where the data
+  has labels.
+- ``family``: the model class's ``family`` attribute.
+
+The data module is the one the run's ``config.yaml`` names (``--data``, ``--data-root`` and ``--data-args``
+override it). It runs through a Lightning ``Trainer`` (``--devices``, ``--strategy``, ``--num-nodes``,
+``--accelerator``), so ``--strategy ddp`` spreads sampling and the likelihood over processes; rank 0 writes the
+records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lightning_gen.app.probe import feature_fn, probe_splits
+from lightning_gen.app.run import CheckpointError, DataConfigError, Run
+from lightning_gen.data import FashionMNIST
+from lightning_gen.data.base import DataFilesMissing, ImageDataModule
+from lightning_gen.evaluation import BenchmarkError, evaluate_model
+from lightning_gen.images import image_grid, save_png
+from lightning_gen.leaderboard.record import build_record, validate_family
+from lightning_gen.leaderboard.store import DEFAULT_DB, Store
+from lightning_gen.metrics.features import available_extractors, get_extractor
+from lightning_gen.metrics.probe import linear_probe
+from lightning_gen.metrics.stats_cache import StatsCache
+from lightning_gen.models.base import GenerativeModule, NoLikelihoodError, bits_per_dim
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_NUM_SAMPLES = 10_000
+#: Inception-v3 runs at about 6.5 images/s on a 2-core CPU: 10,000 samples would take half an hour.
+INCEPTION_CPU_NUM_SAMPLES = 500
+
+
+def model_family(model: GenerativeModule) -> str:
+    """The leaderboard family the model's class declares (its ``family`` class attribute)."""
+    family = getattr(type(model), "family", None)
+    if family is None:
+        raise BenchmarkError(f"{type(model).__name__} declares no leaderboard family: give the class a `family` "
+                             "class attribute (e.g. family = \"autoregressive\")")
+    try:
+        validate_family(family)
+    except ValueError as e:
+        raise BenchmarkError(f"{type(model).__name__}.family: {e}") from e
+    return family
+
+
+def git_commit() -> str | None:
+    """HEAD of the code doing the evaluation, ``-dirty`` when tracked files differ from it; None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO, capture_output=True, timeout=10)
+        return head.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _json_safe(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+# ---- options ---------------------------------------------------------------------------------------------------
+@dataclass
+class BenchmarkOptions:
+    """What to compute and how (see ``python -m lightning_gen benchmark --help``)."""
+
+    num_samples: int | None = None  # None: 10,000, or 500 for Inception without a GPU; 0: no sample metrics
+    extractor: str | None = None  # None: the data module's default_extractor
+    fid_weights: str | None = None
+    batch_size: int = 250
+    iw_samples: int | None = None
+    seed: int = 0
+    nll: bool | None = None  # None: where the model has a likelihood; True: required
+    probe: bool | None = None  # None: where the model has encode/features and the data has labels
+    probe_max_train: int | None = None
+    stats_cache: str | None = None
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    progress: bool = True
+
+
+def _gpu_in_use(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def resolve_extractor_name(options: BenchmarkOptions, datamodule: ImageDataModule) -> str:
+    name = options.extractor or datamodule.default_extractor
+    if name not in available_extractors():
+        raise BenchmarkError(f"unknown extractor {name!r}; expected one of {', '.join(available_extractors())}")
+    return name
+
+
+def build_extractor(name: str, fid_weights: str | None):
+    """The extractor ``name``; ``fid_weights`` is the Inception weights file (the digit classifiers ship theirs)."""
+    return get_extractor(name, weights_path=fid_weights) if name == "inception" and fid_weights else get_extractor(name)
+
+
+def resolve_num_samples(options: BenchmarkOptions, extractor_name: str) -> int:
+    if options.num_samples is not None:
+        if options.num_samples != 0 and options.num_samples < 2:
+            raise BenchmarkError(f"--num-samples must be 0 (no sample metrics) or at least 2, "
+                                 f"got {options.num_samples}")
+        return options.num_samples
+    if extractor_name == "inception" and not _gpu_in_use(options.accelerator):
+        warnings.warn(f"Inception features on the CPU run at a few images per second: using --num-samples "
+                      f"{INCEPTION_CPU_NUM_SAMPLES} instead of {DEFAULT_NUM_SAMPLES} (FID from so few samples is "
+                      "biased upwards; pass --num-samples to choose). The test split's reference statistics are "
+                      "computed once per data set and cached: the first run takes longer.", stacklevel=2)
+        return INCEPTION_CPU_NUM_SAMPLES
+    return DEFAULT_NUM_SAMPLES
+
+
+def _want(flag: bool | None, available: bool) -> bool:
+    return available if flag is None else flag
+
+
+# ---- one checkpoint --------------------------------------------------------------------------------------------
+def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions, *, data: str | None = None,
+                         data_root: str | None = None, data_args: dict | None = None, name: str | None = None,
+                         grid_dir: str | os.PathLike | None = None) -> tuple[dict | None, Tensor | None]:
+    """Evaluate one run (a :class:`Run`, a checkpoint or a run folder): ``(record, sample grid images)`` on global
+    rank 0, ``(None, None)`` elsewhere."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    model = run.model()  # CheckpointError for anything but a weights-only lightning_gen checkpoint
+    family = model_family(model)
+    datamodule = run.datamodule(data=data, root=data_root, **(data_args or {}))
+    where = run.checkpoint
+    if tuple(datamodule.image_shape) != model.image_shape or datamodule.num_levels != model.num_levels:
+        raise BenchmarkError(
+            f"{where}: {type(model).__name__} models images {model.image_shape} with {model.num_levels} levels, but "
+            f"{type(datamodule).__name__} serves {tuple(datamodule.image_shape)} with {datamodule.num_levels}; "
+            "benchmark it against the data it was trained on (--data)")
+    # Several checkpoints share one command line: k applies to those with an importance-weighted likelihood.
+    if options.iw_samples is not None and hasattr(model, "iw_samples"):
+        model.iw_samples = int(options.iw_samples)
+    if options.nll and not model.has_likelihood:
+        raise NoLikelihoodError(f"{where}: {type(model).__name__} defines no likelihood, so --nll (NLL, bits/dim) "
+                                "cannot be computed for it; drop --nll")
+    nll = _want(options.nll, model.has_likelihood)
+    has_features = callable(getattr(model, "encode", None)) or callable(getattr(model, "features", None))
+    if options.probe and not (has_features and datamodule.num_classes > 0):
+        raise BenchmarkError(f"--probe: {type(model).__name__} has neither encode(x) nor features(x) to probe"
+                             if not has_features else f"--probe: {type(datamodule).__name__} has no class labels")
+    probe = _want(options.probe, has_features and datamodule.num_classes > 0)
+
+    extractor_name, extractor, num_samples, cache = None, None, 0, None
+    if options.num_samples != 0:
+        extractor_name = resolve_extractor_name(options, datamodule)
+        extractor = build_extractor(extractor_name, options.fid_weights)  # else $LIGHTNING_GEN_FID_WEIGHTS
+        c, h, w = model.image_shape
+        if c not in extractor.channels or (not extractor.resizes and (h, w) != (extractor.input_size,) * 2):
+            raise BenchmarkError(f"extractor {extractor_name!r} takes images {extractor.expected_shape}; "
+                                 f"{type(datamodule).__name__} has {model.image_shape}: choose another --extractor")
+        num_samples = resolve_num_samples(options, extractor_name)
+        if isinstance(datamodule, FashionMNIST) and extractor_name == "mnist-lenet":
+            warnings.warn("FashionMNIST through mnist-lenet: a classifier of digits, not of clothes; its FID/IS only "
+                          "compare runs under the same extractor", stacklevel=2)
+        cache = StatsCache(options.stats_cache)  # None: $LIGHTNING_GEN_CACHE/fid_stats, never the shared data root
+
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    num_test_images = int(datamodule.datasets["test"].images.shape[0])
+    if num_samples and num_test_images < 2:
+        raise BenchmarkError(f"{type(datamodule).__name__} has fewer than 2 test images: no reference statistics for "
+                             "FID/KID (use --num-samples 0 for the NLL alone)")
+    result = evaluate_model(model, datamodule, extractor=extractor, num_samples=num_samples, nll=nll,
+                            stats_cache=cache, batch_size=options.batch_size, seed=options.seed,
+                            accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
+                            num_nodes=options.num_nodes, enable_progress_bar=options.progress)
+    if not result.is_global_zero:
+        return None, None
+    res = result.results
+    if nll and res["num_test_images"] != num_test_images:
+        raise RuntimeError(f"NLL covered {res['num_test_images']} images, the test split has {num_test_images}")
+    probe_acc = run_probe(model, datamodule, options) if probe else None
+
+    name = name or run.name
+    grid_path = None
+    if result.grid is not None and grid_dir is not None:
+        grid_path = str(save_png(image_grid(result.grid), Path(grid_dir) / f"{name}.png"))
+    nll_nats = res["nll_nats"] if nll else None
+    c, h, w = model.image_shape
+    record = build_record(
+        run_name=name, model=type(model).__name__, family=family, dataset=type(datamodule).__name__,
+        dataset_id=datamodule.dataset_id, image_shape=[c, h, w],
+        metrics={
+            "fid": res.get("fid"), "is_mean": res.get("is_mean"), "is_std": res.get("is_std"),
+            "kid_mean": res.get("kid_mean"), "kid_std": res.get("kid_std"),
+            "nll_nats": nll_nats, "nll_bpd": bits_per_dim(nll_nats, model.num_dims) if nll else None,
+            "probe_acc": probe_acc, "samples_per_s": res.get("samples_per_s"),
+            "num_params": sum(p.numel() for p in model.parameters()),
+        },
+        protocol={
+            "extractor": extractor_name,
+            "extractor_weights_sha256": extractor.weights_sha256 if extractor is not None else None,
+            "num_samples": num_samples,
+            "reference_split": "test",
+            "image_size": [h, w],
+            "nll_estimator": (f"importance-weighted k={model.iw_samples}" if hasattr(model, "iw_samples") else "exact")
+            if nll else None,
+            "num_test_images": num_test_images,
+            "devices": result.world_size,
+        },
+        checkpoint=str(run.checkpoint),
+        checkpoint_sha256=run.checkpoint_sha256,
+        config=_json_safe(run.config if run.config is not None else run.meta["hyper_parameters"]),
+        git_commit=git_commit(),
+        sample_grid=grid_path,
+        train_time_s=run.meta["train_time_s"],
+    )
+    return record, result.grid
+
+
+def run_probe(model: GenerativeModule, datamodule: ImageDataModule, options: BenchmarkOptions) -> float:
+    """Linear-probe test accuracy of the model's ``encode`` / ``features``."""
+    model.eval()
+    return float(linear_probe(feature_fn(model), probe_splits(datamodule), options.probe_max_train,
+                              device=model.device, batch_size=options.batch_size, seed=options.seed)["probe_acc"])
+
+
+# ---- output ----------------------------------------------------------------------------------------------------
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(records: list[dict]) -> str:
+    """A plain-text table of the records, each followed by the protocol its numbers were measured under."""
+    text = [("run", "run_name", 28), ("model", "model", 14), ("dataset", "dataset", 14)]
+    numbers = [("FID", "fid", ".3f", 9), ("IS", "is_mean", ".3f", 7), ("KID", "kid_mean", ".4g", 10),
+               ("NLL nats", "nll_nats", ".3f", 10), ("bits/dim", "nll_bpd", ".4f", 8), ("probe", "probe_acc", ".4f", 7),
+               ("img/s", "samples_per_s", ".1f", 9), ("params", "num_params", ",", 11)]
+    lines = ["  ".join([f"{title:<{w}}" for title, _, w in text] + [f"{title:>{w}}" for title, _, _, w in numbers])]
+    for r in records:
+        cells = [f"{str(r[key])[:w]:<{w}}" for _, key, w in text]
+        cells += [f"{_fmt(r['metrics'].get(key), fmt):>{w}}" for _, key, fmt, w in numbers]
+        lines.append("  ".join(cells))
+        p = r["protocol"]
+        sample_part = "no sample metrics"
+        if p["num_samples"]:
+            sample_part = (f"{p['num_samples']} samples vs test ({p['num_test_images']}) via {p['extractor']} "
+                           f"(weights {str(p['extractor_weights_sha256'])[:12]})")
+        lines.append(f"    protocol: {sample_part}; NLL {p['nll_estimator'] or '-'}; {p['devices']} device(s)")
+    return "\n".join(lines)
+
+
+def log_wandb(record: dict, grid: Tensor | None, *, project: str = "lightning_gen",
+              save_dir: str = "runs/wandb") -> str | None:
+    """Log the record to W&B (summary metrics, a one-row table, the sample grid); returns the run URL when online.
+
+    Uses the active run when there is one; otherwise starts one in the mode :func:`resolve_wandb_mode` picks
+    (``$WANDB_MODE``, else online with credentials, else offline) and finishes it.
+    """
+    import wandb
+
+    from lightning_gen.loggers import resolve_wandb_mode
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    own = wandb.run is None
+    if own:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        run = wandb.init(project=project, name=f"benchmark-{record['run_name']}", job_type="benchmark",
+                         dir=save_dir, mode=resolve_wandb_mode(),
+                         config={"protocol": record["protocol"], "checkpoint": record["checkpoint"],
+                                 "model": record["model"], "dataset": record["dataset"]})
+    else:
+        run = wandb.run
+    metrics = {f"benchmark/{k}": v for k, v in record["metrics"].items() if v is not None}
+    columns = ["run_name", "model", "family", "dataset", *record["metrics"], "extractor", "num_samples",
+               "nll_estimator"]
+    row = [record["run_name"], record["model"], record["family"], record["dataset"], *record["metrics"].values(),
+           record["protocol"]["extractor"], record["protocol"]["num_samples"], record["protocol"]["nll_estimator"]]
+    payload = {"benchmark/table": wandb.Table(columns=columns, data=[row])}
+    if grid is not None:
+        array = image_grid(grid)  # uint8: W&B would cast a float grid straight to uint8
+        payload["benchmark/samples"] = wandb.Image(array[..., 0] if array.shape[-1] == 1 else array,
+                                                   caption=record["run_name"])
+    run.log(payload)
+    run.summary.update(metrics)
+    url = None if run.offline else run.url
+    if own:
+        run.finish()
+    return url
+
+
+# ---- command line ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lightning_gen benchmark", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoints", nargs="+", help="checkpoints written by `python -m lightning_gen fit`, or their run "
+                                                  "folders (best, else last, else newest checkpoint)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help=f"samples for FID/IS/KID (default {DEFAULT_NUM_SAMPLES}; {INCEPTION_CPU_NUM_SAMPLES} for "
+                        "Inception without a GPU; 0 skips the sample metrics)")
+    p.add_argument("--extractor", default=None,
+                   help="feature extractor (default: the data module's default_extractor: digits-lenet for Digits, "
+                        "mnist-lenet for MNIST, BinarizedMNIST, FashionMNIST, inception otherwise)")
+    p.add_argument("--fid-weights", default=None, help="Inception weights file (default $LIGHTNING_GEN_FID_WEIGHTS)")
+    p.add_argument("--batch-size", type=int, default=250, help="sample chunk and evaluation batch size")
+    p.add_argument("--iw-samples", type=int, default=None, help="importance samples k of the NLL estimate of models that have one (the VAE); "
+                   "other models ignore it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nll", action=argparse.BooleanOptionalAction, default=None,
+                   help="compute the test NLL (default: where the model defines a likelihood; --nll makes it an "
+                        "error if it does not)")
+    p.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
+                   help="linear probe on encode(x)/features(x) (default: where the model has them and the data labels)")
+    p.add_argument("--probe-max-train", type=int, default=None, help="fit the probe on this many training images")
+    p.add_argument("--data", default=None, help="data module class (default: the run's config.yaml)")
+    p.add_argument("--data-root", default=None, help="data root (default: the run config's, else $LIGHTNING_GEN_DATA)")
+    p.add_argument("--data-args", type=json.loads, default=None,
+                   help='data module arguments as JSON, e.g. \'{"binarize": true}\'')
+    p.add_argument("--stats-cache", default=None,
+                   help="reference statistics folder (default $LIGHTNING_GEN_CACHE/fid_stats)")
+    p.add_argument("--run-name", default=None, help="record name (one checkpoint only; default from its path)")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="1")
+    p.add_argument("--strategy", default="auto")
+    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--db", default=str(DEFAULT_DB), help="results store (SQLite); grids go to <its folder>/grids/")
+    p.add_argument("--no-store", action="store_true", help="do not write to the results store")
+    p.add_argument("--out", default=None, help="also write the records to this JSON file")
+    p.add_argument("--wandb", action="store_true", help="log each record to W&B ($WANDB_MODE respected; offline "
+                                                        "without credentials)")
+    p.add_argument("--wandb-project", default="lightning_gen")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _devices(value: str) -> Any:
+    return int(value) if value.isdigit() else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``lightning_gen benchmark``: evaluate checkpoints, print a table, store one record per checkpoint."""
+    args = build_parser().parse_args(argv)
+    if args.run_name and len(args.checkpoints) > 1:
+        print("lightning_gen benchmark: error: --run-name names one checkpoint; got several", file=sys.stderr)
+        return 2
+    options = BenchmarkOptions(
+        num_samples=args.num_samples, extractor=args.extractor, fid_weights=args.fid_weights,
+        batch_size=args.batch_size, iw_samples=args.iw_samples, seed=args.seed, nll=args.nll, probe=args.probe,
+        probe_max_train=args.probe_max_train, stats_cache=args.stats_cache, accelerator=args.accelerator,
+        devices=_devices(args.devices), strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress)
+    if options.batch_size <= 0:
+        print(f"lightning_gen benchmark: error: --batch-size must be positive, got {options.batch_size}",
+              file=sys.stderr)
+        return 2
+    if args.extractor is not None:
+        if args.extractor not in available_extractors():
+            print(f"lightning_gen benchmark: error: unknown extractor {args.extractor!r}; expected one of "
+                  f"{', '.join(available_extractors())}", file=sys.stderr)
+            return 2
+    if args.no_store:
+        grid_dir = Path(args.out).parent / "grids" if args.out else None
+    else:
+        grid_dir = Path(args.db).parent / "grids"
+    records = []
+    for checkpoint in args.checkpoints:
+        try:
+            record, grid = benchmark_checkpoint(checkpoint, options, data=args.data, data_root=args.data_root,
+                                                data_args=args.data_args, name=args.run_name, grid_dir=grid_dir)
+        except (BenchmarkError, CheckpointError, DataConfigError, NoLikelihoodError, DataFilesMissing,
+                FileNotFoundError) as e:
+            print(f"lightning_gen benchmark: error: {checkpoint}: {e}" if str(checkpoint) not in str(e)
+                  else f"lightning_gen benchmark: error: {e}", file=sys.stderr)
+            return 2
+        if record is None:  # not global rank 0: rank 0 reports and stores
+            continue
+        if args.wandb:
+            record["wandb_url"] = log_wandb(record, grid, project=args.wandb_project)
+        records.append(record)
+        if not args.no_store:
+            with Store(args.db) as store:
+                store.add(record)
+    if not records:
+        return 0
+    print(format_table(records))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(records, indent=1, allow_nan=False) + "\n")
+        print(f"records written to {out}")
+    if not args.no_store:
+        print(f"{len(records)} record(s) stored in {args.db}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""A training run on disk, opened once: its folder, checkpoint, ``config.yaml`` and the data module the config names.
+
+``python -m lightning_gen fit`` writes ``<run>/config.yaml`` and ``<run>/checkpoints/*.ckpt``. :meth:`Run.open` takes
+the run folder or one of its checkpoints. The checkpoint is read once, weights-only: a file carrying pickled code
+is refused unexecuted. The model and the data module are both rebuilt the way LightningCLI built them for ``fit``,
+through jsonargparse from their class paths and arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import pickle
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import ArgumentParser
+
+from lightning_gen.compat import checkpoint_hparams_class, instantiate_class_path
+from lightning_gen.data import ImageDataModule  # the package: its data modules resolve by short name ("MNIST")
+from lightning_gen.models.base import GenerativeModule
+
+#: Preferred checkpoint names in ``<run>/checkpoints/``; otherwise the newest ``*.ckpt`` there.
+PREFERRED_CHECKPOINTS = ("best.ckpt", "last.ckpt")
+
+
+class CheckpointError(ValueError):
+    """A path that is not a loadable lightning_gen checkpoint or run folder."""
+
+
+class CheckpointNotFound(CheckpointError, FileNotFoundError):
+    """The path, or the checkpoint a run folder should hold, does not exist."""
+
+
+class DataConfigError(ValueError):
+    """The run does not say which data module it was trained on, or the data module cannot be built as asked."""
+
+
+def run_dir(checkpoint: Path) -> Path:
+    """The run folder of a checkpoint: ``<run>/checkpoints/x.ckpt`` -> ``<run>`` (where LightningCLI saves
+    config.yaml); a checkpoint elsewhere -> its own folder."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def run_name(checkpoint: Path) -> str:
+    """A short, file-name-safe name: ``<root>`` for ``<root>/lightning_logs/version_0/checkpoints/last.ckpt``,
+    ``<root>_version_N`` for later versions, ``_<stem>`` added for a checkpoint other than ``last``; a checkpoint
+    outside a ``checkpoints/`` folder is named by its stem."""
+    checkpoint = checkpoint.resolve()
+    if checkpoint.parent.name != "checkpoints":
+        name = checkpoint.stem
+    else:
+        log_dir = run_dir(checkpoint)
+        name = log_dir.name
+        if log_dir.name.startswith("version_") and log_dir.parent.name == "lightning_logs":
+            name = log_dir.parent.parent.name + ("" if log_dir.name == "version_0" else f"_{log_dir.name}")
+        if checkpoint.stem != "last":
+            name += f"_{checkpoint.stem}"
+    return "".join(c if c.isalnum() or c in "-_." else "" if c == "=" else "_" for c in name)
+
+
+def _choose_checkpoint(folder: Path) -> Path:
+    candidates = folder / "checkpoints"
+    for name in PREFERRED_CHECKPOINTS:
+        if (candidates / name).is_file():
+            return candidates / name
+    found = sorted(candidates.glob("*.ckpt"), key=lambda p: p.stat().st_mtime) if candidates.is_dir() else []
+    if not found:
+        raise CheckpointNotFound(f"run folder {folder} holds no checkpoint: expected {candidates}/best.ckpt, "
+                                 "last.ckpt or another *.ckpt (written by `python -m lightning_gen fit`)")
+    return found[-1]
+
+
+def _build_datamodule(section: dict | None, data: str | None, overrides: dict[str, Any]) -> ImageDataModule:
+    """A config's ``data:`` section (``class_path`` + ``init_args``) with ``data`` and ``overrides`` layered on top,
+    parsed and instantiated by jsonargparse as LightningCLI does for ``--config run.yaml --data X``."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(ImageDataModule, "data", fail_untyped=False)
+    layers = [section] if section else []
+    if data is not None or overrides:
+        layers.append({"init_args": overrides} | ({"class_path": data} if data is not None else {}))
+    namespace = None
+    try:
+        for layer in layers:
+            namespace = parser.parse_object({"data": layer}, namespace=namespace)
+        return parser.instantiate(namespace).data
+    except argparse.ArgumentError as e:
+        raise DataConfigError(f"cannot build data module {data or section['class_path']!r} with {overrides} (name a "
+                              f"class of lightning_gen.data such as MNIST or Digits, or a full import path): {e}") from e
+
+
+class Run:
+    """A training run on disk: its folder, checkpoint(s), config.yaml, and the data module it names."""
+
+    def __init__(self, folder: Path, checkpoint: Path) -> None:
+        self.folder, self.checkpoint = folder, checkpoint
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Run:
+        """A run folder (its checkpoint: ``best.ckpt`` > ``last.ckpt`` > the newest ``*.ckpt`` in
+        ``checkpoints/``) or a checkpoint file."""
+        path = Path(path)
+        if path.is_dir():
+            return cls(path, _choose_checkpoint(path))
+        if path.is_file():
+            return cls(run_dir(path), path)
+        raise CheckpointNotFound(f"checkpoint {path} does not exist" if path.suffix == ".ckpt" else
+                                 f"{path} does not exist: give a run folder or a .ckpt file")
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.checkpoint)!r})"
+
+    @cached_property
+    def name(self) -> str:
+        return run_name(self.checkpoint)
+
+    @cached_property
+    def config(self) -> dict | None:
+        """The run's ``config.yaml`` (in the run folder, else next to the checkpoint), or None."""
+        import yaml
+
+        for folder in (self.folder, self.checkpoint.parent):
+            path = folder / "config.yaml"
+            if path.is_file():
+                config = yaml.safe_load(path.read_text())
+                return config if isinstance(config, dict) else None
+        return None
+
+    @cached_property
+    def _contents(self) -> tuple[str, dict]:
+        """``(sha256, checkpoint dict without optimizer state)`` from one read of the file."""
+        path = self.checkpoint
+        data = path.read_bytes()
+        if not (data.startswith(b"PK\x03\x04") or data[:1] == b"\x80"):  # torch.save's zip archive, or a pickle
+            raise CheckpointError(f"{path} is not a checkpoint: not a file written by torch.save "
+                                  "(write checkpoints with `python -m lightning_gen fit`)")
+        try:
+            checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise CheckpointError(
+                f"{path} holds pickled objects other than tensors and plain data, so it was refused unexecuted "
+                "(weights-only loading). Only load checkpoints you trust with torch.load(weights_only=False). "
+                f"Detail: {e}") from e
+        except (RuntimeError, EOFError, OSError) as e:
+            raise CheckpointError(f"{path} is not a readable checkpoint (truncated, or not a torch file?): {e}") from e
+        if not isinstance(checkpoint, dict):
+            raise CheckpointError(f"{path} is not a lightning_gen checkpoint: it holds a {type(checkpoint).__name__}")
+        # Optimizer states can be as large as the weights and nothing here uses them.
+        kept = {k: v for k, v in checkpoint.items() if k not in ("optimizer_states", "lr_schedulers")}
+        return hashlib.sha256(data).hexdigest(), kept
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        return self._contents[0]
+
+    @cached_property
+    def meta(self) -> dict:
+        """What the checkpoint says about training: epoch, global step, hyperparameters, training time (s)."""
+        checkpoint = self._contents[1]
+        timer = (checkpoint.get("callbacks") or {}).get("Timer") or {}
+        train_time = (timer.get("time_elapsed") or {}).get("train")
+        return {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step"),
+                "hyper_parameters": dict(checkpoint.get("hyper_parameters") or {}),
+                "train_time_s": float(train_time) if train_time else None}
+
+    def model(self, map_location: str | torch.device = "cpu") -> GenerativeModule:
+        """A fresh copy of the checkpointed model, in eval mode on ``map_location``."""
+        checkpoint = self._contents[1]
+        class_path, init_args = checkpoint_hparams_class(self.meta["hyper_parameters"])
+        if class_path is None or "state_dict" not in checkpoint:
+            raise CheckpointError(f"{self.checkpoint} is not a lightning_gen checkpoint: it names no model class "
+                                  "(write checkpoints with `python -m lightning_gen fit`)")
+        model = instantiate_class_path(GenerativeModule, class_path, init_args)
+        model.load_state_dict(checkpoint["state_dict"])
+        return model.to(map_location).eval()
+
+    def datamodule(self, *, data: str | None = None, root: str | None = None, **init_args: Any) -> ImageDataModule:
+        """The data module the run's config.yaml names, built as LightningCLI built it for ``fit``; ``data`` (a class
+        of :mod:`lightning_gen.data` or a full import path), ``root`` and ``init_args`` override the config's. When
+        ``data`` names another class, the config's arguments that the new class accepts carry over."""
+        section = (self.config or {}).get("data")
+        if data is None and not section:
+            raise DataConfigError(f"{self.checkpoint}: no config.yaml in {self.folder} says which data the run was "
+                                  "trained on; pass --data CLASS (e.g. --data BinarizedMNIST)")
+        return _build_datamodule(section, data, {**init_args, **({"root": root} if root is not None else {})})
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> GenerativeModule:
+    """The model of a checkpoint or run folder, in eval mode (``Run.open(path).model(map_location)``)."""
+    return Run.open(path).model(map_location)

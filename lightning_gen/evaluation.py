@@ -1,0 +1,265 @@
+"""Evaluating a model on a data module's test split: sample metrics (FID / IS / KID), the exact test NLL and sampling
+speed, run by a Lightning ``Trainer`` so any strategy spreads the work (the app's benchmark orchestrates it).
+
+- Samples are drawn in chunks of ``batch_size``; chunk ``c`` uses a generator seeded from ``(seed, c)`` (and
+  class labels ``index % num_classes`` for a class-conditional model), and chunks go round-robin to the DDP
+  ranks. The union of samples, hence every sample metric, is the same for any number of processes. IS uses 10
+  splits, KID 100 subsets of ``min(1000, n_fake, n_real)``; the test split's reference statistics are cached
+  (:mod:`lightning_gen.metrics.stats_cache`, keyed on a hash of the test images themselves).
+- NLL: ``-model.log_prob`` summed in float64 over every test image exactly once (rank ``r`` of ``W`` takes images
+  ``r::W``, no padding; the sums are all-reduced).
+- ``samples_per_s``: images / wall time of the ``sample`` calls only (the slowest rank's time under DDP).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from lightning_gen.data.base import ImageDataModule
+from lightning_gen.metrics.torchmetrics_wrappers import NLLSum, SampleFeatures
+from lightning_gen.models.base import GenerativeModule, from_levels
+
+GRID_SIZE = 64
+IS_SPLITS = 10
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
+
+
+class BenchmarkError(ValueError):
+    """Bad input to the benchmark: a model, data set or option it cannot evaluate, with the reason."""
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """Seed of sample chunk ``chunk``: independent streams per (seed, chunk), whatever the number of processes."""
+    return int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def check_samples(images: Any, n: int, image_shape: tuple[int, ...], num_levels: int, *,
+                  source: str = "sample") -> Tensor:
+    """Reject what ``model.sample(n)`` returned unless it is uint8 ``(n, C, H, W)`` on the data's grey levels."""
+    expected = f"uint8 images of shape ({n}, {', '.join(map(str, image_shape))}) in 0..255"
+    if not isinstance(images, Tensor):
+        raise BenchmarkError(f"{source} returned {type(images).__name__}; expected a tensor of {expected}")
+    if images.dtype != torch.uint8:
+        hint = (" (floats: convert with (x * 255).round().clamp(0, 255).to(torch.uint8))"
+                if images.is_floating_point() else " (level indices? convert with from_levels)")
+        raise BenchmarkError(f"{source} returned dtype {images.dtype}; expected {expected}{hint}")
+    if tuple(images.shape) != (n, *image_shape):
+        raise BenchmarkError(f"{source} returned shape {tuple(images.shape)}; expected {expected}")
+    if num_levels < 256:
+        allowed = from_levels(torch.arange(num_levels), num_levels)
+        valid = torch.zeros(256, dtype=torch.bool, device=images.device)
+        valid[allowed.long().to(images.device)] = True
+        if not bool(valid[images.long()].all()):
+            bad = images[~valid[images.long()]].unique()[:5].tolist()
+            raise BenchmarkError(
+                f"{source} returned values {bad} outside the {num_levels} grey levels of the data "
+                f"({allowed.tolist() if num_levels <= 8 else f'{num_levels} levels'} on the 0..255 scale)"
+                + ("; binary images must be 0/255, not 0/1 (convert with from_levels)" if num_levels == 2 else ""))
+    return images
+
+
+def _gather_rows(t: Tensor) -> Tensor:
+    """Concatenate ``(n_r, ...)`` tensors over all processes (sizes may differ, zero included)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return t
+    if torch.distributed.get_world_size() == 1:
+        return t
+    from torchmetrics.utilities.distributed import gather_all_tensors
+
+    return torch.cat(gather_all_tensors(t))
+
+
+# ---- the evaluation, as a LightningModule so any strategy can run it -------------------------------------------
+class BenchmarkModule(L.LightningModule):
+    """Wraps a model for ``Trainer.test``: dataloader "samples" yields sample-chunk indices, dataloader "nll" the
+    test images; each rank works on its own share and ``on_test_epoch_end`` combines them exactly.
+
+    After ``trainer.test`` the combined figures are in :attr:`results` on global rank 0 (empty elsewhere).
+    """
+
+    def __init__(self, model: GenerativeModule, *, test_images: Tensor, test_labels: Tensor, num_levels: int,
+                 extractor=None, reference=None, num_samples: int = 0, chunk_size: int = 250, seed: int = 0,
+                 nll: bool = False, batch_size: int = 250, grid_size: int = GRID_SIZE) -> None:
+        super().__init__()
+        self.model = model
+        self.extractor = extractor
+        self.reference = reference  # () -> ReferenceStats, called on rank 0 only
+        self.test_images, self.test_labels = test_images, test_labels
+        self.num_levels = num_levels
+        self.num_samples, self.chunk_size, self.seed = num_samples, chunk_size, seed
+        self.nll, self.batch_size, self.grid_size = nll, batch_size, grid_size
+        self.nll_sum = NLLSum()
+        self.results: dict[str, Any] = {}
+        self.grid: Tensor | None = None
+        self._kinds: list[str] = []
+        # With fewer sample chunks (or test images) than processes a rank has nothing to do: that is fine.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
+
+    @property
+    def num_chunks(self) -> int:
+        return math.ceil(self.num_samples / self.chunk_size) if self.num_samples else 0
+
+    def test_dataloader(self):
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        loaders, self._kinds = [], []
+        if self.num_samples:
+            # Round-robin chunks: the samples themselves do not depend on the number of processes.
+            loaders.append(DataLoader(list(range(self.num_chunks))[rank::world], batch_size=None))
+            self._kinds.append("samples")
+        if self.nll:
+            # Rank r takes images r::world, every image exactly once (a DistributedSampler would pad with repeats).
+            idx = torch.arange(self.test_images.shape[0])[rank::world]
+            batches = [(self.test_images[b], self.test_labels[b]) for b in idx.split(self.batch_size)]
+            loaders.append(DataLoader(batches, batch_size=None))
+            self._kinds.append("nll")
+        return loaders
+
+    def on_test_start(self) -> None:
+        # Any randomness outside the seeded sample chunks (importance samples of a VAE) is seeded per rank.
+        torch.manual_seed(self.seed + self.global_rank)
+        self._sample_seconds = 0.0
+        self._index, self._features, self._logits, self._grid = [], [], [], []
+        if self.num_samples:
+            # Shapes of the extractor's output, for a rank that draws no chunk (fewer chunks than processes).
+            blank = self.extractor(torch.zeros(1, *self.model.image_shape, dtype=torch.uint8, device=self.device))
+            self._feature_dim = blank.features.shape[1]
+            self._num_logits = None if blank.logits is None else blank.logits.shape[1]
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self._kinds[dataloader_idx] == "nll":
+            x, y = batch
+            labels = y if self.model.conditional else None
+            logp = self.model.log_prob(x, labels)
+            if logp.shape != (x.shape[0],) or not bool(torch.isfinite(logp).all()):
+                raise BenchmarkError(f"{type(self.model).__name__}.log_prob returned shape {tuple(logp.shape)}"
+                                     f"{' with non-finite values' if logp.numel() else ''}; expected "
+                                     f"({x.shape[0]},) finite values")
+            self.nll_sum.update(-logp)
+            return
+        chunk = int(batch)
+        start = chunk * self.chunk_size
+        n = min(self.chunk_size, self.num_samples - start)
+        index = torch.arange(start, start + n, device=self.device)
+        labels = index % self.model.num_classes if self.model.conditional else None
+        seed = chunk_seed(self.seed, chunk)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)  # for samplers that also draw from the global generator
+            self._sync()
+            t0 = time.perf_counter()
+            images = self.model.sample(n, generator=generator, labels=labels)
+            self._sync()
+            self._sample_seconds += time.perf_counter() - t0
+        images = check_samples(images, n, self.model.image_shape, self.num_levels,
+                               source=f"{type(self.model).__name__}.sample({n})")
+        out = self.extractor(images.to(self.device))
+        self._index.append(index)
+        self._features.append(out.features.double())
+        if out.logits is not None:
+            self._logits.append(out.logits.double())
+        keep = index < self.grid_size
+        if keep.any():
+            self._grid.append((index[keep], images[keep]))
+
+    def on_test_epoch_end(self) -> None:
+        strategy = self.trainer.strategy
+        results: dict[str, Any] = {}
+        if self.nll:
+            nll = self.nll_sum.compute()  # float64 sums and counts, all-reduced over the ranks
+            results["nll_nats"] = float(nll["nll_nats"])
+            results["num_test_images"] = int(nll["num_images"])
+        if self.num_samples:
+            results.update(self._sample_metrics(strategy))
+        if self.trainer.is_global_zero:
+            self.results = results
+
+    def _sample_metrics(self, strategy) -> dict[str, Any]:
+        device = self.device
+
+        def rows(parts: list[Tensor], *shape: int, dtype=torch.float64) -> Tensor:
+            local = torch.cat(parts) if parts else torch.zeros(0, *shape, dtype=dtype, device=device)
+            return _gather_rows(local.to(device))
+
+        index = rows(self._index, dtype=torch.long)
+        feats = rows(self._features, self._feature_dim)
+        logits = None if self._num_logits is None else rows(self._logits, self._num_logits)
+        grid_index = rows([i for i, _ in self._grid], dtype=torch.long)
+        grid_images = rows([g for _, g in self._grid], *self.model.image_shape, dtype=torch.uint8)
+        seconds = float(strategy.reduce(torch.tensor(self._sample_seconds, dtype=torch.float64, device=device),
+                                        reduce_op="max"))
+        if not self.trainer.is_global_zero:
+            return {}
+        order = index.argsort()  # sample order, not rank order: IS splits and KID subsets must not depend on ranks
+        if not torch.equal(index[order].cpu(), torch.arange(self.num_samples)):
+            raise RuntimeError(f"gathered sample indices are not 0..{self.num_samples - 1}: "
+                               "a chunk was lost or repeated")
+        self.grid = grid_images[grid_index.argsort()].cpu()
+        # Scores on this rank alone (the union is already here): no further sync.
+        metric = SampleFeatures(reference=self.reference(), is_splits=IS_SPLITS, kid_subsets=KID_SUBSETS,
+                                kid_subset_size=KID_SUBSET_SIZE, seed=self.seed, sync_on_compute=False)
+        metric.update(features=feats[order], logits=None if logits is None else logits[order])
+        out = {k: float(v) for k, v in metric.compute().items() if k != "num_samples"}
+        out["samples_per_s"] = self.num_samples / seconds if seconds > 0 else None
+        return out
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_model` found; ``results`` is filled on global rank 0 only."""
+
+    results: dict[str, Any]
+    grid: Tensor | None
+    is_global_zero: bool
+    world_size: int
+
+
+def evaluate_model(model: GenerativeModule, datamodule: ImageDataModule, *, extractor=None, num_samples: int = 0,
+                   nll: bool = False, stats_cache=None, batch_size: int = 250, seed: int = 0,
+                   **trainer_kwargs: Any) -> Evaluation:
+    """Sample metrics and the NLL of ``model`` on ``datamodule``'s test split (set up by the caller), through a
+    Lightning ``Trainer`` built with ``trainer_kwargs`` (accelerator, devices, strategy, num_nodes,
+    enable_progress_bar). ``stats_cache`` (a :class:`~lightning_gen.metrics.stats_cache.StatsCache`) keeps the
+    test split's reference statistics under ``extractor``."""
+    from lightning_gen.metrics.stats_cache import ReferenceStats, StatsKey
+
+    test_x, test_y = datamodule.datasets["test"].images, datamodule.datasets["test"].labels
+    dataset_key = f"{type(datamodule).__name__}-{hashlib.sha256(test_x.numpy().tobytes()).hexdigest()[:12]}"
+
+    def reference() -> ReferenceStats:
+        from lightning_gen.metrics.functional import compute_features
+
+        key = StatsKey.for_extractor(extractor, dataset=dataset_key, split="test", image_shape=test_x.shape[1:],
+                                     num_samples=test_x.shape[0])
+
+        def compute() -> ReferenceStats:
+            features, _ = compute_features(extractor, test_x, batch_size=batch_size)
+            return ReferenceStats.from_features(features, keep_features=True)
+
+        return stats_cache.get_or_compute(key, compute, need_features=True)
+
+    module = BenchmarkModule(model, test_images=test_x, test_labels=test_y, num_levels=datamodule.num_levels,
+                             extractor=extractor, reference=reference, num_samples=num_samples,
+                             chunk_size=batch_size, seed=seed, nll=nll, batch_size=batch_size)
+    trainer = L.Trainer(**{"logger": False, "enable_checkpointing": False, "enable_model_summary": False,
+                           "use_distributed_sampler": False, **trainer_kwargs})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*`test_dataloader` with a `DistributedSampler`.*")
+        trainer.test(module, verbose=False)
+    return Evaluation(module.results, module.grid, trainer.is_global_zero, trainer.world_size)

@@ -1,0 +1,219 @@
+"""NADE and MADE: exact likelihoods, the autoregressive property, the mask ensemble, samplers, the repro configs.
+
+The generic contract (every model class) is tested elsewhere; these are the properties specific to the two models.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from helpers import REPO
+from lightning_gen.app.cli import main
+from lightning_gen.data import BinarizedMNIST
+from lightning_gen.data.base import DATA_ENV
+from lightning_gen.models.made import MADE
+from lightning_gen.models.nade import NADE, _NADELogits
+
+SHAPE = (1, 2, 3)  # D = 6: 64 binary images, small enough to enumerate
+
+
+def all_binary_images(shape=SHAPE) -> torch.Tensor:
+    d = math.prod(shape)
+    bits = torch.tensor(list(itertools.product([0, 1], repeat=d)), dtype=torch.uint8)  # (2^D, D), raster order
+    c, h, w = shape
+    return (bits * 255).view(-1, h, w, c).permute(0, 3, 1, 2).contiguous()  # (2^D, D) -> (2^D, C, H, W)
+
+
+def scrambled(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The model in float64 with large random weights, so its distribution is far from uniform."""
+    torch.manual_seed(seed)
+    model = model.double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 1.5)
+    return model.eval()
+
+
+MODELS = {
+    "nade": lambda: NADE(SHAPE, hidden_size=5),
+    "made_1mask": lambda: MADE(SHAPE, hidden_sizes=[7]),
+    "made_8masks_order_agnostic": lambda: MADE(SHAPE, hidden_sizes=[7, 9], num_masks=8, order_agnostic=True),
+    "made_4masks_connectivity": lambda: MADE(SHAPE, hidden_sizes=[7], num_masks=4),
+}
+
+
+def orderings(model) -> list[torch.Tensor]:
+    """Each mask's ordering: position in the sampling order of every raster pixel."""
+    if isinstance(model, NADE):
+        return [torch.arange(model.num_dims)]
+    return [degrees - 1 for degrees in model.input_degrees]
+
+
+def logits_fn(model, k: int):
+    return model.logits if isinstance(model, NADE) else (lambda inputs: model.logits(inputs, k))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_probabilities_of_all_images_sum_to_one(name):
+    model = scrambled(MODELS[name]())
+    with torch.no_grad():
+        log_p = model.log_prob(all_binary_images())
+    assert log_p.shape == (64,)
+    assert abs(log_p.exp().sum().item() - 1.0) < 1e-6
+    assert log_p.max() - log_p.min() > 3.0  # not the uniform distribution, where normalisation is trivial
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_conditional_depends_only_on_earlier_pixels(name):
+    model = scrambled(MODELS[name]())
+    for k, order in enumerate(orderings(model)):
+        inputs = torch.randint(0, 2, (3, model.num_dims), dtype=torch.float64, requires_grad=True)
+        logits = logits_fn(model, k)(inputs)
+        earlier_seen = 0.0
+        for d in range(model.num_dims):
+            (grad,) = torch.autograd.grad(logits[:, d].sum(), inputs, retain_graph=True)
+            later = order >= order[d]  # itself and every pixel after it in this mask's ordering
+            assert (grad[:, later] == 0).all(), f"mask {k}: logit of pixel {d} sees pixels {later.nonzero().tolist()}"
+            earlier_seen += grad[:, ~later].abs().sum().item()
+        assert earlier_seen > 0  # the conditionals do depend on earlier pixels: the test is not vacuous
+
+
+def test_nade_backward_pass_matches_autograd_of_the_plain_formula():
+    torch.manual_seed(0)
+    b, d, h = 4, 7, 5
+    args = [torch.randint(0, 2, (b, d)).double().requires_grad_(), torch.randn(d, h, dtype=torch.float64),
+            torch.randn(d, h, dtype=torch.float64), torch.randn(d, dtype=torch.float64),
+            torch.randn(h, dtype=torch.float64)]
+    args = [args[0]] + [a.requires_grad_() for a in args[1:]]
+
+    def reference(x, W, V, b, c):  # a_d = c + sum_{j<d} x_j W_j as an explicit exclusive cumulative sum
+        a = F.pad(torch.cumsum(x[:, :, None] * W[None], 1)[:, :-1], (0, 0, 1, 0)) + c
+        return (torch.sigmoid(a) * V).sum(-1) + b
+
+    torch.testing.assert_close(_NADELogits.apply(*args), reference(*args))
+    assert torch.autograd.gradcheck(_NADELogits.apply, args)
+
+
+def test_made_ensemble_log_prob_is_the_log_mean_exp_over_its_masks():
+    model = scrambled(MODELS["made_8masks_order_agnostic"]())
+    x = all_binary_images()[::5]
+    bits = (x > 0).permute(0, 2, 3, 1).reshape(x.shape[0], -1).double()  # (N, C, H, W) -> (N, D), raster
+    per_mask = []
+    for k in range(model.num_masks):
+        logits = model.logits(bits, k)  # Bernoulli log-likelihood by hand; log(1 - sigmoid(l)) = logsigmoid(-l)
+        per_mask.append((bits * F.logsigmoid(logits) + (1 - bits) * F.logsigmoid(-logits)).sum(1))
+    per_mask = torch.stack(per_mask)  # (K, N)
+    by_hand = (per_mask.exp().mean(0)).log()
+    with torch.no_grad():
+        torch.testing.assert_close(model.log_prob(x), by_hand)
+    assert (per_mask.std(0) > 0.1).all()  # the masks are different models, so the average is not trivial
+    assert len({tuple(o.tolist()) for o in model.input_degrees}) == model.num_masks  # distinct orderings
+
+
+def test_made_training_step_t_trains_mask_t_mod_k():
+    model = scrambled(MODELS["made_4masks_connectivity"]()).train()
+    x = all_binary_images()[:16]
+    bits = (x > 0).permute(0, 2, 3, 1).reshape(x.shape[0], -1).double()
+    losses = []
+    for step in range(6):
+        # Just what training_step reads of a Trainer: the step count, and "not a logging step".
+        model.trainer = SimpleNamespace(global_step=step, fast_dev_run=False,
+                                        _logger_connector=SimpleNamespace(should_update_logs=False))
+        losses.append(model.training_step((x, torch.full((16,), -1)), step))
+        nll = F.binary_cross_entropy_with_logits(model.logits(bits, step % 4), bits, reduction="none").sum(1)
+        torch.testing.assert_close(losses[-1], nll.mean() / model.num_dims)
+    torch.testing.assert_close(losses[4], losses[0])
+    assert len({round(loss.item(), 6) for loss in losses[:4]}) == 4  # four different masks were used
+    with torch.no_grad():  # none of them is the ensemble that log_prob evaluates
+        assert not any(torch.isclose(loss * model.num_dims, -model.log_prob(x).mean()) for loss in losses)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_samples_are_binary_uint8_and_reproducible(name):
+    model = scrambled(MODELS[name]())
+    draw = lambda seed: model.sample(40, generator=torch.Generator().manual_seed(seed))  # noqa: E731
+    a, b, c = draw(0), draw(0), draw(1)
+    assert a.dtype == torch.uint8 and a.shape == (40, *SHAPE)
+    assert set(a.unique().tolist()) <= {0, 255}
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    with pytest.raises(ValueError, match="not class-conditional"):
+        model.sample(2, labels=torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_samples_follow_the_model_distribution(name):
+    """Sampler and log_prob describe the same distribution (for MADE's ensemble: the mixture over masks)."""
+    model = scrambled(MODELS[name]())
+    n = 20000
+    samples = model.sample(n, generator=torch.Generator().manual_seed(0))
+    bits = (samples > 0).permute(0, 2, 3, 1).reshape(n, -1).long()
+    index = (bits * (2 ** torch.arange(model.num_dims - 1, -1, -1))).sum(1)  # raster bits -> enumeration index
+    empirical = torch.bincount(index, minlength=64).double() / n
+    with torch.no_grad():
+        p = model.log_prob(all_binary_images()).exp()
+    total_variation = 0.5 * (empirical - p).abs().sum().item()
+    assert total_variation < 0.03  # sampling noise alone gives about 0.01 at this n
+
+
+@pytest.mark.parametrize("cls", [NADE, MADE])
+def test_multi_level_data_is_refused_with_the_fix(cls):
+    with pytest.raises(ValueError, match="binarize: true"):
+        cls((1, 8, 8), num_levels=256)
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "repro").glob("*.yaml")), ids=lambda p: p.stem)
+def test_repro_config_fast_dev_run(config: Path, fake_data_root, tmp_path, monkeypatch):
+    """The one-core reproduction recipes train and validate one batch (configs/*.yaml are swept elsewhere)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_ENV, str(fake_data_root))
+    main(["fit", "--config", str(config), "--trainer.fast_dev_run", "true", "--trainer.default_root_dir",
+          str(tmp_path)])
+
+
+def test_reproduce_script_matches_lightning_test_and_resumes_at_a_new_learning_rate(fake_data_root, tmp_path):
+    """scripts/reproduce.py: the per-image mean over the whole split is Lightning's test NLL; set-lr rewrites only
+    the learning rate a training checkpoint resumes at."""
+    torch.manual_seed(0)
+    data = BinarizedMNIST(str(fake_data_root), batch_size=7)  # 32 test images: the last batch is partial
+    model = NADE(data.image_shape, hidden_size=16)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=data)
+    ckpt = tmp_path / "nade.ckpt"
+    trainer.save_checkpoint(ckpt)
+    (expected,) = trainer.test(model, datamodule=data, verbose=False)
+    config = tmp_path / "nade.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"class_path": "lightning_gen.models.nade.NADE", "init_args": {"hidden_size": 16}},
+        "data": {"class_path": "lightning_gen.data.BinarizedMNIST", "init_args": {"batch_size": 7}}}))
+
+    def script(*args: str) -> str:
+        proc = subprocess.run([sys.executable, str(REPO / "scripts" / "reproduce.py"), *args], text=True,
+                              capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().splitlines()[-1]
+
+    last = dict(kv.split("=") for kv in script("--config", str(config), "--ckpt", str(ckpt), "--data-root",
+                                               str(fake_data_root), "--batch-size", "5").split())
+    assert float(last["nll_nats"]) == pytest.approx(expected["test/nll_nats"], abs=1e-3)
+    assert 0 < float(last["se"]) < float(last["nll_nats"])
+
+    script("set-lr", "--ckpt", str(ckpt), "--lr", "0.000125", "--out", str(tmp_path / "stage.ckpt"))
+    before, after = (torch.load(p, map_location="cpu", weights_only=False) for p in (ckpt, tmp_path / "stage.ckpt"))
+    assert after["optimizer_states"][0]["param_groups"][0]["lr"] == 0.000125
+    assert before["optimizer_states"][0]["param_groups"][0]["lr"] != 0.000125
+    for key, value in before["state_dict"].items():
+        assert torch.equal(after["state_dict"][key], value)
