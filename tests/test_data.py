@@ -428,7 +428,8 @@ COMPARABLE = [
 def test_dataset_id_changes_with_what_changes_the_numbers(tmp_path, cls, a, b):
     import lightning_gen.data as data
 
-    assert getattr(data, cls)(root=str(tmp_path), **a).dataset_id != getattr(data, cls)(root=str(tmp_path), **b).dataset_id
+    first, second = (getattr(data, cls)(root=str(tmp_path), **args) for args in (a, b))
+    assert first.dataset_id != second.dataset_id
 
 
 @pytest.mark.parametrize("cls, a, b", COMPARABLE)

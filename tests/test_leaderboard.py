@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import math
 import os
@@ -42,7 +43,10 @@ from lightning_gen.leaderboard.record import (
     OPTIONAL_KEYS,
     RECORD_SCHEMA,
     build_record,
+    legacy_dataset_id,
     record_id,
+    upgrade_record,
+    validate_dataset_id,
     validate_family,
     validate_record,
 )
@@ -73,11 +77,12 @@ def make_grid(path: Path, seed: int, channels: int = 1, tiles: int = 4, size: in
 
 def make_record(run_name: str = "gated_pixelcnn_bmnist", **overrides) -> dict:
     record = {
-        "schema": 1,
+        "schema": 2,
         "run_name": run_name,
         "model": "GatedPixelCNN",
         "family": "autoregressive",
         "dataset": "BinarizedMNIST",
+        "dataset_id": "binarized-mnist-static",
         "image_shape": [1, 28, 28],
         "metrics": {"fid": None, "is_mean": None, "is_std": None, "kid_mean": None, "kid_std": None,
                     "nll_nats": 82.41, "nll_bpd": 0.15166, "probe_acc": None, "samples_per_s": 3.7,
@@ -108,7 +113,8 @@ def gan_record(run_name: str, fid: float, **overrides) -> dict:
                "nll_bpd": None, "samples_per_s": 5000.0, **overrides.pop("metrics", {})}
     protocol = {"extractor": "inception-v3-compat", "num_samples": 10000, "nll_estimator": None,
                 "image_size": [299, 299], **overrides.pop("protocol", {})}
-    fields = {"model": "DCGAN", "family": "gan", "dataset": "CIFAR10", "image_shape": [3, 32, 32], **overrides}
+    fields = {"model": "DCGAN", "family": "gan", "dataset": "CIFAR10", "dataset_id": "cifar10",
+              "image_shape": [3, 32, 32], **overrides}
     return make_record(run_name, metrics=metrics, protocol=protocol, **fields)
 
 
@@ -157,8 +163,10 @@ def test_missing_required_key_is_named(tmp_path, key):
     ("created_at", "yesterday", "created_at"),
     ("metrics", {"fid": float("nan")}, "metrics.fid"),
     ("metrics", {"nll_bpd": "0.15"}, "metrics.nll_bpd"),
-    ("schema", 2, "schema"),
+    ("schema", 3, "schema"),
     ("run_name", "", "run_name"),
+    ("dataset_id", "Binarized MNIST", "dataset_id"),
+    ("dataset_id", "", "dataset_id"),
 ])
 def test_invalid_values_are_refused(tmp_path, key, value, named):
     rec = make_record(**{key: value})
@@ -183,14 +191,15 @@ def test_family_spelling_is_checked(family):
 
 def _built(**overrides) -> dict:
     fields = {"run_name": "r", "model": "GatedPixelCNN", "family": "autoregressive", "dataset": "BinarizedMNIST",
-              "image_shape": (1, 28, 28), "metrics": {"nll_nats": 82.41}, "protocol": {"nll_estimator": "exact"}}
+              "dataset_id": "binarized-mnist-static", "image_shape": (1, 28, 28), "metrics": {"nll_nats": 82.41},
+              "protocol": {"nll_estimator": "exact"}}
     return build_record(**{**fields, **overrides})
 
 
 def test_build_record_is_what_the_store_stores(tmp_path):
     rec = _built(created_at="2026-05-09T07:35:25+00:00", checkpoint="runs/r/last.ckpt", wandb_url=None,
                  config={"trainer": {"max_epochs": 3}}, train_time_s=12.5)
-    assert rec["schema"] == RECORD_SCHEMA == 1
+    assert rec["schema"] == RECORD_SCHEMA == 2 and rec["dataset_id"] == "binarized-mnist-static"
     assert rec["image_shape"] == [1, 28, 28] and rec["created_at"] == "2026-05-09T07:35:25+00:00"
     assert set(OPTIONAL_KEYS) <= set(rec) and rec["wandb_url"] is None and rec["sample_grid"] is None
     assert rec["metrics"]["fid"] is None and rec["protocol"]["devices"] is None  # known keys filled in
@@ -215,6 +224,12 @@ def test_build_record_refuses_unknown_and_invalid_keys():
     assert all(key in str(err.value) for key in OPTIONAL_KEYS)
     with pytest.raises(ValueError, match="'schema'"):
         _built(schema=2)  # not an optional key: the builder sets it
+    with pytest.raises(ValueError, match="'dataset_id'"):
+        _built(dataset_id="BinarizedMNIST")  # the data module's id, not its class name
+    fields = {k: v for k, v in _built().items() if k in ("run_name", "model", "family", "dataset", "image_shape",
+                                                         "metrics", "protocol")}
+    with pytest.raises(TypeError, match="dataset_id"):
+        build_record(**fields)  # required: a record without it could not be ranked with the right numbers
     with pytest.raises(ValueError, match="'family'"):
         _built(family="GAN")
     with pytest.raises(ValueError, match="'metrics.nll_nats'"):
@@ -332,6 +347,171 @@ def test_migrates_an_empty_database_file(tmp_path):
         assert len(store) == 1
 
 
+# The table layout of database version 1, as lightning_gen wrote it before records had a dataset id.
+_SCHEMA_1_TABLE = """
+    CREATE TABLE records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL UNIQUE, run_name TEXT NOT NULL,
+        model TEXT NOT NULL, family TEXT NOT NULL, dataset TEXT NOT NULL, created_at TEXT NOT NULL,
+        fid REAL, is_mean REAL, kid_mean REAL, nll_nats REAL, nll_bpd REAL, probe_acc REAL, samples_per_s REAL,
+        num_params REAL, record_json TEXT NOT NULL)"""
+_SCHEMA_1_METRICS = ("fid", "is_mean", "kid_mean", "nll_nats", "nll_bpd", "probe_acc", "samples_per_s", "num_params")
+
+
+def schema_1_record(run_name: str, dataset: str, config: dict | None, **overrides) -> dict:
+    """A record as schema 1 wrote it: the data module's class name, no dataset id."""
+    rec = make_record(run_name, dataset=dataset, config=config, **overrides)
+    rec["schema"] = 1
+    del rec["dataset_id"]
+    return rec
+
+
+def write_schema_1_database(path: Path, records: list[dict]) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    conn.execute(_SCHEMA_1_TABLE)
+    for rec in records:
+        text = json.dumps(rec, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        conn.execute("INSERT INTO records (record_id, run_name, model, family, dataset, created_at, "
+                     + ", ".join(_SCHEMA_1_METRICS) + ", record_json) VALUES (" + ", ".join("?" * 15) + ")",
+                     (hashlib.sha256(text.encode()).hexdigest(), rec["run_name"], rec["model"], rec["family"],
+                      rec["dataset"], rec["created_at"], *(rec["metrics"][k] for k in _SCHEMA_1_METRICS), text))
+    conn.commit()
+    conn.close()
+
+
+def _cli_data(cls: str, **init_args) -> dict:
+    """A run's config.yaml as LightningCLI saves it, as far as the data module goes."""
+    return {"data": {"class_path": f"lightning_gen.data.{cls}", "init_args": init_args},
+            "trainer": {"max_epochs": 1}}
+
+
+#: Schema-1 records (class, config, image_shape) and the dataset id they are upgraded to.
+LEGACY_IDS = [
+    ("BinarizedMNIST", _cli_data("BinarizedMNIST", binarization="static", batch_size=100), [1, 28, 28],
+     "binarized-mnist-static"),
+    ("BinarizedMNIST", _cli_data("BinarizedMNIST", binarization="dynamic", batch_size=100), [1, 28, 28],
+     "binarized-mnist-dynamic"),
+    ("BinarizedMNIST", {"data": {"binarization": "dynamic"}}, [1, 28, 28], "binarized-mnist-dynamic"),
+    ("BinarizedMNIST", None, [1, 28, 28], "binarized-mnist-static"),  # static was the default
+    ("BinarizedMNIST", {"z_dim": 50, "num_levels": 2}, [1, 28, 28], "binarized-mnist-static"),  # model hparams
+    ("Digits", _cli_data("Digits", binarize=True), [1, 8, 8], "digits-binary"),
+    ("Digits", {"model": {"init_args": {"num_levels": 2}}}, [1, 8, 8], "digits-binary"),
+    ("Digits", {"num_levels": 2, "z_dim": 2}, [1, 8, 8], "digits-binary"),
+    ("Digits", _cli_data("Digits", binarize=False, batch_size=64), [1, 8, 8], "digits-8bit"),
+    ("Digits", _cli_data("Digits", test_size=300, split_seed=1), [1, 8, 8], "digits-8bit-test300-seed1"),
+    ("Digits", None, [1, 8, 8], "digits-8bit"),
+    ("MNIST", None, [1, 28, 28], "mnist"),
+    ("FashionMNIST", _cli_data("FashionMNIST", val_size=1000), [1, 28, 28], "fashion-mnist"),
+    ("CIFAR10", None, [3, 32, 32], "cifar10"),
+    ("ImageFolder", _cli_data("ImageFolder", folder="celeba/img_align_celeba", size=64), [3, 64, 64],
+     "imagefolder-img-align-celeba-64"),
+    ("ImageFolder", None, [1, 32, 32], "imagefolder-unknown-32-grey"),
+    ("RingOfGaussians", _cli_data("RingOfGaussians", num_modes=25, std=0.05), [1, 1, 2], "ring-25modes-r2-std0.05"),
+    ("MyFaces", None, [3, 64, 64], "my-faces-unknown"),  # a class the upgrade cannot vouch for: its own section
+]
+
+
+@pytest.mark.parametrize("dataset, config, shape, expected", LEGACY_IDS)
+def test_schema_1_records_get_the_dataset_id_their_config_implies(dataset, config, shape, expected):
+    old = schema_1_record("r", dataset, config, image_shape=shape)
+    assert legacy_dataset_id(old) == expected
+    new = upgrade_record(old)
+    assert new["schema"] == RECORD_SCHEMA and new["dataset_id"] == expected and old["schema"] == 1  # a copy
+    assert {k: v for k, v in new.items() if k not in ("schema", "dataset_id")} == \
+        {k: v for k, v in old.items() if k != "schema"}
+    validate_record(new)
+
+
+@pytest.mark.parametrize("cls, init_args", [
+    ("BinarizedMNIST", {}), ("BinarizedMNIST", {"binarization": "dynamic", "binarization_seed": 3}),
+    ("Digits", {}), ("Digits", {"binarize": True}), ("Digits", {"test_size": 500, "split_seed": 2}),
+    ("MNIST", {"val_size": 100}), ("FashionMNIST", {}), ("CIFAR10", {}),
+    ("ImageFolder", {"folder": "celeba/img_align_celeba"}),
+    ("ImageFolder", {"folder": "faces/", "size": 32, "channels": 1, "test_size": 100}),
+    ("RingOfGaussians", {}), ("RingOfGaussians", {"num_modes": 25, "radius": 1.5, "std": 0.05}),
+])
+def test_upgraded_ids_are_the_ids_the_data_modules_state(tmp_path, cls, init_args):
+    """An old record and a new evaluation of the same run land in one section."""
+    import lightning_gen.data as data
+
+    module = getattr(data, cls)(root=str(tmp_path), **init_args)
+    old = schema_1_record("r", cls, _cli_data(cls, **init_args), image_shape=list(module.image_shape))
+    assert legacy_dataset_id(old) == module.dataset_id
+
+
+def test_schema_1_database_is_migrated_on_open(tmp_path):
+    old = [schema_1_record(f"run{i}", dataset, config, image_shape=shape, metrics={"nll_nats": 80.0 + i})
+           for i, (dataset, config, shape, _) in enumerate(LEGACY_IDS)]
+    expected = {f"run{i}": dataset_id for i, (*_, dataset_id) in enumerate(LEGACY_IDS)}
+    db = tmp_path / "old.sqlite"
+    write_schema_1_database(db, old)
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        got = {r["run_name"]: r for r in store.records()}
+        assert {name: r["dataset_id"] for name, r in got.items()} == expected
+        for rec in old:  # nothing else changed
+            new = got[rec["run_name"]]
+            assert new["schema"] == RECORD_SCHEMA
+            assert {k: v for k, v in new.items() if k not in ("schema", "dataset_id")} == \
+                {k: v for k, v in rec.items() if k != "schema"}
+        assert store.dataset_ids() == sorted(set(expected.values()))
+        assert [r["run_name"] for r in store.records(dataset_id="binarized-mnist-dynamic")] == ["run1", "run2"]
+        # the stored hash is the upgraded record's: the old record, or its upgrade, is not stored twice
+        assert not store.add(old[0]) and not store.add(got["run0"]) and len(store) == len(old)
+        store.add(make_record("new", metrics={"nll_nats": 79.0}))
+    with Store(db) as store:  # opening it again changes nothing
+        assert len(store) == len(old) + 1 and store.records()[0] == got["run0"]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert dict(conn.execute("SELECT run_name, dataset_id FROM records")) == {**expected,
+                                                                            "new": "binarized-mnist-static"}
+    conn.close()
+
+
+def _schema_1_csv(path: Path, records: list[dict]) -> None:
+    """A CSV export as schema 1 wrote it: no dataset_id column."""
+    import csv
+
+    top = ("schema", "run_name", "model", "family", "dataset", "image_shape", "created_at", "train_time_s",
+           "checkpoint", "checkpoint_sha256", "git_commit", "wandb_url", "sample_grid", "config")
+    columns = [*top, *(f"metrics.{k}" for k in records[0]["metrics"]),
+               *(f"protocol.{k}" for k in records[0]["protocol"])]
+
+    def cell(value):
+        if value is None:
+            return ""
+        return value if isinstance(value, str) else repr(value) if isinstance(value, float) else json.dumps(value)
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for rec in records:
+            writer.writerow([cell(rec[c.partition(".")[0]][c.partition(".")[2]] if "." in c else rec[c])
+                             for c in columns])
+
+
+def test_schema_1_json_and_csv_imports_are_upgraded(tmp_path):
+    old = [schema_1_record(f"run{i}", dataset, config, image_shape=shape)
+           for i, (dataset, config, shape, _) in enumerate(LEGACY_IDS[:9])]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "old.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    _schema_1_csv(tmp_path / "old.csv", old)
+    for name in ("old.json", "old.jsonl", "old.csv"):
+        assert [r["dataset_id"] for r in read_records(tmp_path / name)] == [e[-1] for e in LEGACY_IDS[:9]], name
+    with Store(tmp_path / "lb.sqlite") as store:
+        assert store.import_file(tmp_path / "old.csv") == len(old)
+        assert store.import_file(tmp_path / "old.json") == 0  # the same records, whichever file they came from
+        assert store.import_file(tmp_path / "old.jsonl") == 0
+        assert store.records() == [normalize_record(upgrade_record(r)) for r in old]
+    # the command line's --import too: the old runs land in the sections of their data sets
+    assert main(["--db", str(tmp_path / "lb2.sqlite"), "--out", str(tmp_path / "i.html"), "--import",
+                 str(tmp_path / "old.csv")]) == 0
+    sections = _sections((tmp_path / "i.html").read_text())
+    assert {run for _, run, _ in sections["binarized-mnist-dynamic"].rows} >= {"run1", "run2"}
+    assert {run for _, run, _ in sections["digits-8bit"].rows} == {"run8"}
+
+
 def test_missing_database_not_created_on_request(tmp_path):
     with pytest.raises(FileNotFoundError):
         Store(tmp_path / "none.sqlite", create=False)
@@ -414,9 +594,36 @@ def test_references_are_well_formed():
 
 
 def test_published_entries_group_one_source():
-    dcgan = [e for e in published_entries("CIFAR10")
+    dcgan = [e for e in published_entries("cifar10")
              if e["model"] == "DCGAN" and e["source"] == "PyTorch-StudioGAN benchmark"]
     assert len(dcgan) == 1 and dcgan[0]["metrics"] == {"is_mean": 6.11, "fid": 48.29}
+
+
+def test_binarized_mnist_references_name_their_binarization():
+    """Static and dynamic binarization are two data sets (REFERENCE.md): every row says which, in id and label."""
+    from lightning_gen.data import CIFAR10, BinarizedMNIST
+
+    ids = {BinarizedMNIST(binarization=b).dataset_id: b for b in ("static", "dynamic")}
+    for ref in PUBLISHED:
+        validate_dataset_id(ref.dataset_id)
+        if ref.dataset == "BinarizedMNIST":
+            assert ref.dataset_id in ids and f"{ids[ref.dataset_id]} binarization" in ref.protocol, ref
+        else:
+            assert ref.dataset == "CIFAR10" and ref.dataset_id == CIFAR10.dataset_id, ref
+    by_number = {(r.model, r.value): r.dataset_id for r in PUBLISHED if r.dataset == "BinarizedMNIST"}
+    static, dynamic = "binarized-mnist-static", "binarized-mnist-dynamic"
+    assert by_number[("VAE (1 layer, k=1 training)", 88.71)] == static
+    assert by_number[("VAE (1 stochastic layer)", 86.76)] == dynamic
+    assert by_number[("Gated PixelCNN", 81.50)] == dynamic
+    assert by_number[("PixelRNN (Diagonal BiLSTM, 7 layers, h=16)", 79.20)] == static
+    for model, value in (("FVSBN", 97.45), ("NADE (fixed order)", 88.86), ("MADE (1 hidden layer, 1 mask)", 88.40),
+                         ("MADE (1 hidden layer, 32 masks)", 86.64)):
+        assert by_number[(model, value)] == static
+    for model, value in (("FVSBN", 96.58), ("NADE", 85.65), ("MADE", 84.87), ("PixelCNN", 81.45), ("VAE", 86.77),
+                         ("VD-VAE", 80.72)):  # pytorch-generative's own runs
+        assert by_number[(model, value)] == dynamic
+    assert {e["dataset_id"] for e in published_entries(static)} == {static}
+    assert {e["model"] for e in published_entries(dynamic)} >= {"VAE (1 stochastic layer)", "Gated PixelCNN"}
 
 
 class _Page(HTMLParser):
@@ -480,7 +687,8 @@ def test_published_rows_on_the_board_and_marked():
 @pytest.mark.parametrize("metric", list(METRICS))
 def test_rank_follows_metric_direction(metric):
     values = [3.0, 1.0, None, 2.0, 1.0]
-    entries = [Entry(model=f"m{i}", family="gan", dataset="D", metrics={metric: v}) for i, v in enumerate(values)]
+    entries = [Entry(model=f"m{i}", family="gan", dataset="D", dataset_id="d", metrics={metric: v})
+               for i, v in enumerate(values)]
     ranked = rank(entries, metric)
     got = [e.metrics[metric] for _, e in ranked]
     expect = [1.0, 1.0, 2.0, 3.0] if METRICS[metric].lower_is_better else [3.0, 2.0, 1.0, 1.0]
@@ -490,14 +698,111 @@ def test_rank_follows_metric_direction(metric):
 
 
 def test_choose_metric():
-    e = lambda **m: Entry(model="m", family="gan", dataset="D", metrics=m)  # noqa: E731
-    assert choose_metric([e(fid=1.0, is_mean=2.0), e(nll_bpd=3.0)]) == "fid"
+    e = lambda **m: Entry(model="m", family="gan", dataset="D", dataset_id="d", metrics=m)  # noqa: E731
+    assert choose_metric([e(fid=1.0, is_mean=2.0), e(nll_bpd=3.0)]) == "nll_bpd"  # any likelihood ranks first
+    assert choose_metric([e(fid=1.0, is_mean=2.0), e(is_mean=3.0)]) == "fid"  # FID where none has one
     assert choose_metric([e(fid=1.0), e(nll_bpd=3.0)], "nll_bpd") == "nll_bpd"
     assert choose_metric([e(nll_bpd=3.0)], "fid") == "nll_bpd"  # preferred absent: fall back
     assert choose_metric([e(nll_nats=80.0), e(nll_nats=81.0), e(nll_bpd=0.15)]) == "nll_nats"
     assert choose_metric([e()]) is None
     with pytest.raises(ValueError, match="unknown metric"):
         choose_metric([e()], "accuracy")
+
+
+class _Sections(HTMLParser):
+    """Per board section (``data-dataset``): the ranked-by sentence and each row's (rank, run or model, text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, SimpleNamespace] = {}
+        self._section: SimpleNamespace | None = None
+        self._row: list | None = None
+        self._ranked_by = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self._section = self.sections[attrs["data-dataset"]] = SimpleNamespace(heading="", ranked_by="", rows=[])
+        elif tag == "p" and attrs.get("class") == "ranked-by":
+            self._ranked_by = True
+        elif tag == "tr" and "entry" in attrs.get("class", "").split():
+            self._row = [None, attrs["data-run"], ""]
+        elif tag == "td" and attrs.get("class") == "rank" and self._row is not None:
+            self._row[0] = int(attrs["data-sort"]) if attrs["data-sort"] else None
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            self._section.rows.append(tuple(self._row))
+            self._row = None
+        if tag == "p":
+            self._ranked_by = False
+
+    def handle_data(self, data):
+        if self._ranked_by:
+            self._section.ranked_by += data
+        if self._row is not None:
+            self._row[2] += data + " "
+
+
+def _sections(page_html: str) -> dict[str, SimpleNamespace]:
+    parser = _Sections()
+    parser.feed(page_html)
+    return parser.sections
+
+
+def test_a_data_set_with_any_likelihood_is_ranked_by_it():
+    # Measured on main: a 1-epoch VAE at 191 nats came first by its FID, the published 79-89-nat rows unranked.
+    vae = make_record("vae_1epoch", model="VAE", family="latent",
+                      metrics={"nll_nats": 191.0, "nll_bpd": 0.3515, "fid": 12.3, "samples_per_s": 9e4},
+                      protocol={"nll_estimator": "importance-weighted k=5000"})
+    sections = _sections(render_dashboard(build_entries([vae])))
+    static = sections["binarized-mnist-static"]
+    assert static.ranked_by.startswith("1 run, 10 published. Ranked by NLL (nats) (lower is better; the likelihood")
+    published = [(r, text) for r, run, text in static.rows if run != "vae_1epoch"]
+    (run_rank,) = [r for r, run, _ in static.rows if run == "vae_1epoch"]
+    assert all(r is not None and r < run_rank for r, _ in published) and run_rank == len(published) + 1
+    assert next(text for r, text in published if r == 1).startswith("1 PixelRNN (Diagonal BiLSTM")
+    # only statically binarized numbers share its table
+    assert not any("86.76" in text or "81.50" in text for _, _, text in static.rows)
+    assert any("86.76" in text for _, _, text in sections["binarized-mnist-dynamic"].rows)
+
+
+def test_fid_ranks_a_data_set_without_likelihoods():
+    celeba = {"dataset": "ImageFolder", "dataset_id": "imagefolder-img-align-celeba-64", "image_shape": [3, 64, 64]}
+    records = [gan_record("dcgan_celeba", 41.0, **celeba), gan_record("wgan_celeba", 30.5, **celeba),
+               gan_record("dcgan_cifar", 35.0)]
+    sections = _sections(render_dashboard(build_entries(records)))
+    celeba_section = sections["imagefolder-img-align-celeba-64"]
+    assert "Ranked by FID (lower is better; no entry reports a likelihood)" in celeba_section.ranked_by
+    assert [(r, run) for r, run, _ in celeba_section.rows] == [(1, "wgan_celeba"), (2, "dcgan_celeba")]
+    # CIFAR-10's published table has likelihoods: bits/dim ranks it, the GAN stays sortable by FID on a click
+    cifar = sections["cifar10"]
+    assert "Ranked by NLL (bits/dim)" in cifar.ranked_by
+    assert [r for r, run, _ in cifar.rows if run == "dcgan_cifar"] == [None]
+    page = _parse(render_dashboard(build_entries(records)))
+    fid_headers = [a for t, a in page.tags if t == "th" and a.get("title") == "lower is better"
+                   and "sortable" in a.get("class", "")]
+    assert fid_headers  # every metric column sorts on click
+
+
+def test_static_and_dynamic_binarization_are_separate_sections():
+    runs = [make_record("ours_static", metrics={"nll_nats": 85.0}),
+            make_record("ours_dynamic", dataset_id="binarized-mnist-dynamic", metrics={"nll_nats": 85.0})]
+    entries = build_entries(runs)
+    sections = _sections(render_dashboard(entries))
+    assert {"binarized-mnist-static", "binarized-mnist-dynamic"} <= set(sections)
+    static = {run: r for r, run, _ in sections["binarized-mnist-static"].rows}
+    dynamic = {run: r for r, run, _ in sections["binarized-mnist-dynamic"].rows}
+    assert "ours_dynamic" not in static and "ours_static" not in dynamic
+    assert static["ours_static"] == 4  # after 79.20, 80.54, 81.30; before 86.64 and the rest
+    assert dynamic["ours_dynamic"] == 6  # after 80.72, 81.45, 81.50, 84.78, 84.87; before 85.65
+    # the W&B table ranks the same way and names the data set
+    rows = {row[WANDB_COLUMNS.index("run_name")]: row for row in wandb_table_rows(entries)}
+    assert rows["ours_static"][WANDB_COLUMNS.index("rank")] == 4
+    assert rows["ours_dynamic"][WANDB_COLUMNS.index("dataset_id")] == "binarized-mnist-dynamic"
+    assert rows["ours_dynamic"][WANDB_COLUMNS.index("rank")] == 6
+    heading = _parse(render_dashboard(entries))
+    assert "BinarizedMNIST" in heading.text  # the class name is shown under the id
 
 
 def test_dashboard_ranks_runs_among_published(tmp_path):

@@ -10,6 +10,7 @@ from lightning_gen.leaderboard.dashboard import main
 from lightning_gen.leaderboard.html import render_dashboard
 from lightning_gen.leaderboard.ranking import METRICS, build_entries, rank
 from lightning_gen.leaderboard.record import (
+    DATASET_ID_PATTERN,
     FAMILY_PATTERN,
     METRIC_KEYS,
     OPTIONAL_KEYS,
@@ -19,6 +20,7 @@ from lightning_gen.leaderboard.record import (
     build_record,
     normalize_record,
     record_id,
+    upgrade_record,
     validate_family,
     validate_record,
 )
@@ -27,6 +29,7 @@ from lightning_gen.leaderboard.store import DEFAULT_DB, SCHEMA_VERSION, SchemaVe
 from lightning_gen.leaderboard.wandb_table import log_to_wandb
 
 __all__ = [
+    "DATASET_ID_PATTERN",
     "DEFAULT_DB",
     "FAMILY_PATTERN",
     "METRICS",
@@ -50,6 +53,7 @@ __all__ = [
     "read_records",
     "record_id",
     "render_dashboard",
+    "upgrade_record",
     "validate_family",
     "validate_record",
 ]

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", type=Path, default=DEFAULT_DB, help="SQLite results database (default: %(default)s)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="HTML file to write (default: %(default)s)")
     p.add_argument("--metric", choices=tuple(METRICS), default=None,
-                   help="metric to rank by where a dataset has it (default: FID, else NLL, else IS/KID, ...)")
+                   help="metric to rank by where a data set has it (default: NLL wherever an entry has one, "
+                        "else FID, else KID/IS, ...)")
     p.add_argument("--import", dest="imports", type=Path, nargs="+", default=[], metavar="FILE",
                    help="add records from .json / .jsonl / .csv files to the database first")
     p.add_argument("--export", type=Path, default=None, metavar="FILE",

@@ -1,8 +1,10 @@
 """The leaderboard page: one self-contained HTML file (inline CSS, JS, SVG plots and sample grids; no network).
 
-Per dataset, a table ranked by one metric with the evaluation protocol printed beside every number, the published
-numbers from :mod:`~lightning_gen.leaderboard.references` marked as such, each run's sample grid embedded as a
-data URI and a link to its W&B run, followed by the scatter plots of :mod:`~lightning_gen.leaderboard.plots`.
+Per dataset id, a table ranked by its primary metric (the likelihood wherever an entry has one, else FID; see
+:func:`~lightning_gen.leaderboard.ranking.choose_metric`) with the evaluation protocol printed beside every number,
+the published numbers from :mod:`~lightning_gen.leaderboard.references` marked as such, each run's sample grid
+embedded as a data URI and a link to its W&B run, followed by the scatter plots of
+:mod:`~lightning_gen.leaderboard.plots`.
 A run's sample cell shows the first row of its grid at three times (or more) its native size, pixels kept sharp,
 so a digit can be read without a click; a click shows the whole grid. Under each run, a full-width row holds the
 samples over training (a few of the grids the run saved while it trained, with their steps) and the details
@@ -294,7 +296,24 @@ def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key:
             f'<td colspan="{len(cells) - 1}">{_strip(entry)}{_details(entry)}</td></tr>')
 
 
-def _dataset_section(dataset: str, entries: Sequence[Entry], preferred: str | None) -> str:
+def _ranked_by(ranked_key: str | None, preferred: str | None) -> str:
+    """The sentence under a section's heading: the metric it is ranked by, and why that one."""
+    if not ranked_key:
+        return "No metric to rank by yet."
+    m = METRICS[ranked_key]
+    if ranked_key == preferred:
+        why = "the metric asked for"
+    elif m.kind == "likelihood":
+        why = "the likelihood, which ranks first wherever an entry reports one"
+    elif m.kind == "quality":
+        why = "no entry reports a likelihood"
+    else:
+        why = "no entry reports a likelihood or a sample-quality score"
+    return (f"Ranked by <b>{esc(m.label)}</b> ({'lower' if m.lower_is_better else 'higher'} is better; {why}); "
+            f"rows without it are listed last. Click a column header to sort.")
+
+
+def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str | None) -> str:
     ranked_key = choose_metric(entries, preferred)
     ordered = rank(entries, ranked_key) if ranked_key else [(None, e) for e in entries]
     metric_cols = [m for m in METRICS.values() if any(e.value(m.key) is not None for e in entries)]
@@ -325,12 +344,7 @@ def _dataset_section(dataset: str, entries: Sequence[Entry], preferred: str | No
     head.append("<th>Samples</th><th>W&amp;B</th>")
 
     rows = [_row(r, e, metric_cols, ranked_key or "", show_params, show_time) for r, e in ordered]
-    if ranked_key:
-        m = METRICS[ranked_key]
-        by = (f"Ranked by <b>{esc(m.label)}</b> ({'lower' if m.lower_is_better else 'higher'} is better); "
-              f"rows without it are listed last. Click a column header to sort.")
-    else:
-        by = "No metric to rank by yet."
+    by = _ranked_by(ranked_key, preferred)
     n_runs = sum(not e.published for e in entries)
     n_pub = len(entries) - n_runs
 
@@ -347,8 +361,9 @@ def _dataset_section(dataset: str, entries: Sequence[Entry], preferred: str | No
               if plots else "")
     plots_html = f'<div class="plots">{"".join(plots)}</div>{legend}' if plots else ""
 
-    return (f'<section class="dataset" data-dataset="{esc(dataset)}" id="ds-{esc(dataset)}">'
-            f"<h2>{esc(dataset)}</h2>"
+    classes = ", ".join(sorted({e.dataset for e in entries}))
+    return (f'<section class="dataset" data-dataset="{esc(dataset_id)}" id="ds-{esc(dataset_id)}">'
+            f'<h2>{esc(dataset_id)}<span class="ds-class">{esc(classes)}</span></h2>'
             f'<p class="ranked-by">{n_runs} run{"s" if n_runs != 1 else ""}, {n_pub} published. {by}</p>'
             f'<div class="table-wrap"><table class="board"><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>{plots_html}</section>')
@@ -360,14 +375,15 @@ def _dataset_section(dataset: str, entries: Sequence[Entry], preferred: str | No
 
 def render_dashboard(entries: Sequence[Entry], *, metric: str | None = None, title: str = "lightning_gen leaderboard",
                      source: str | None = None, generated_at: datetime | None = None) -> str:
-    """The whole page as one HTML string; ``metric`` ranks every dataset that has it (see :func:`choose_metric`)."""
+    """The whole page as one HTML string, one section per dataset id; ``metric`` ranks every section that has it
+    (see :func:`choose_metric`)."""
     if metric is not None and metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {tuple(METRICS)}")
     generated_at = generated_at or datetime.now(timezone.utc)
-    # Datasets with our own runs first (alphabetical), then those with only published numbers.
-    datasets = sorted({e.dataset for e in entries}, key=lambda d: (all(e.published for e in entries
-                                                                        if e.dataset == d), d))
-    sections = [_dataset_section(d, [e for e in entries if e.dataset == d], metric) for d in datasets]
+    # Data sets with our own runs first (alphabetical), then those with only published numbers.
+    datasets = sorted({e.dataset_id for e in entries}, key=lambda d: (all(e.published for e in entries
+                                                                           if e.dataset_id == d), d))
+    sections = [_dataset_section(d, [e for e in entries if e.dataset_id == d], metric) for d in datasets]
     families = sorted({e.family for e in entries})
     n_runs = sum(not e.published for e in entries)
     ds_opts = "".join(f'<option value="{esc(d)}">{esc(d)}</option>' for d in datasets)

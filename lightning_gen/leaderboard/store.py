@@ -1,12 +1,15 @@
 """SQLite store for benchmark records: one row per evaluated run, safe for several writers at once.
 
-A record is the JSON-able dict described in :mod:`~lightning_gen.leaderboard.record` (``schema`` 1), which owns
+A record is the JSON-able dict described in :mod:`~lightning_gen.leaderboard.record` (``schema`` 2), which owns
 its schema, validation and normalisation.
 
-The database keeps the full record as JSON next to indexed columns (dataset, model, family, the headline
-metrics) that queries filter and order on. Two version numbers are in play and are not the same thing: the
-*record* schema (``record["schema"]``, what the benchmark writes) and the *database* schema
-(``meta.schema_version``, the table layout, moved forward by :data:`MIGRATIONS`).
+The database keeps the full record as JSON next to indexed columns (dataset, dataset id, model, family, the
+headline metrics) that queries filter and order on. Two version numbers are in play and are not the same thing:
+the *record* schema (``record["schema"]``, what the benchmark writes) and the *database* schema
+(``meta.schema_version``, the table layout, moved forward by :data:`MIGRATIONS`). Database version 2 is the first
+to hold schema-2 records: its migration upgrades every stored schema-1 record (adding ``dataset_id``, see
+:func:`~lightning_gen.leaderboard.record.upgrade_record`), and records added or imported with an older schema are
+upgraded on the way in.
 
 Concurrency: the database runs in WAL mode with a busy timeout, every write takes the write lock up front
 (``BEGIN IMMEDIATE``, so a reader never has to upgrade to a writer mid-transaction, which SQLite answers with an
@@ -41,6 +44,7 @@ from lightning_gen.leaderboard.record import (
     canonical_json,
     normalize_record,
     record_id,
+    upgrade_record,
     validate_record,
 )
 
@@ -66,7 +70,7 @@ __all__ = [
 DEFAULT_DB = Path("results/leaderboard.sqlite")
 
 #: Version of the database layout this code writes; see :data:`MIGRATIONS`.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Metrics that get their own indexed column (the ones the dashboard ranks and filters on).
 INDEXED_METRICS = ("fid", "is_mean", "kid_mean", "nll_nats", "nll_bpd", "probe_acc", "samples_per_s",
@@ -109,8 +113,20 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(f"CREATE INDEX idx_records_{column} ON records ({column})")  # identifiers, not values
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Records gain ``dataset_id`` (record schema 2), as JSON and as an indexed column; their hash changes."""
+    conn.execute("ALTER TABLE records ADD COLUMN dataset_id TEXT NOT NULL DEFAULT ''")
+    rows = conn.execute("SELECT id, record_json FROM records").fetchall()
+    for row_id, text in rows:
+        record = normalize_record(upgrade_record(json.loads(text)))
+        new_text = canonical_json(record)
+        conn.execute("UPDATE records SET record_id = ?, dataset_id = ?, record_json = ? WHERE id = ?",
+                     (hashlib.sha256(new_text.encode()).hexdigest(), record["dataset_id"], new_text, row_id))
+    conn.execute("CREATE INDEX idx_records_dataset_id ON records (dataset_id)")
+
+
 #: ``MIGRATIONS[v]`` moves a database from schema version ``v`` to ``v + 1``; version 0 is an empty file.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 assert sorted(MIGRATIONS) == list(range(SCHEMA_VERSION)), "one migration per version step"
 
 
@@ -232,14 +248,18 @@ class Store:
         return self.add_many([record]) == 1
 
     def add_many(self, records: Iterable[dict[str, Any]]) -> int:
-        """Insert records in one transaction (all or none); return how many were new."""
-        rows = [self._row(normalize_record(r)) for r in records]  # validate everything before writing
+        """Insert records in one transaction (all or none); return how many were new.
+
+        A record of an older schema is upgraded first (:func:`~lightning_gen.leaderboard.record.upgrade_record`).
+        """
+        # validate everything before writing
+        rows = [self._row(normalize_record(upgrade_record(r))) for r in records]
         with self._write() as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO records (record_id, run_name, model, family, dataset, created_at, "
-                + ", ".join(INDEXED_METRICS) + ", record_json) VALUES ("
-                + ", ".join("?" * (7 + len(INDEXED_METRICS))) + ")",
+                "INSERT OR IGNORE INTO records (record_id, run_name, model, family, dataset, dataset_id, "
+                "created_at, " + ", ".join(INDEXED_METRICS) + ", record_json) VALUES ("
+                + ", ".join("?" * (8 + len(INDEXED_METRICS))) + ")",
                 rows)
             return conn.total_changes - before
 
@@ -247,20 +267,22 @@ class Store:
     def _row(record: dict[str, Any]) -> tuple[Any, ...]:
         text = canonical_json(record)
         return (hashlib.sha256(text.encode()).hexdigest(), record["run_name"], record["model"], record["family"],
-                record["dataset"], record["created_at"],
+                record["dataset"], record["dataset_id"], record["created_at"],
                 *(record["metrics"].get(k) for k in INDEXED_METRICS), text)
 
     # -- reading --------------------------------------------------------------------------------------------
 
-    def records(self, *, dataset: str | None = None, model: str | None = None, family: str | None = None,
-                latest_only: bool = False) -> list[dict[str, Any]]:
-        """Stored records in insertion order, optionally filtered.
+    def records(self, *, dataset: str | None = None, dataset_id: str | None = None, model: str | None = None,
+                family: str | None = None, latest_only: bool = False) -> list[dict[str, Any]]:
+        """Stored records in insertion order, optionally filtered (``dataset`` is the class name, ``dataset_id``
+        the data set).
 
-        ``latest_only`` keeps the newest record (by ``created_at``) per run, dataset and protocol, so that
+        ``latest_only`` keeps the newest record (by ``created_at``) per run, dataset id and protocol, so that
         re-evaluating a run under the same protocol replaces its row on the board instead of adding one.
         """
         where, params = [], []
-        for column, value in (("dataset", dataset), ("model", model), ("family", family)):
+        for column, value in (("dataset", dataset), ("dataset_id", dataset_id), ("model", model),
+                              ("family", family)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
@@ -272,7 +294,7 @@ class Store:
         if latest_only:
             newest: dict[tuple[str, str, str], dict[str, Any]] = {}
             for rec in out:
-                key = (rec["run_name"], rec["dataset"], canonical_json(rec["protocol"]))
+                key = (rec["run_name"], rec["dataset_id"], canonical_json(rec["protocol"]))
                 if key not in newest or _created(rec) >= _created(newest[key]):
                     newest[key] = rec
             keep = {id(r) for r in newest.values()}
@@ -283,7 +305,12 @@ class Store:
         return self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
 
     def datasets(self) -> list[str]:
+        """The data module classes of the stored records, sorted."""
         return [d for (d,) in self._conn.execute("SELECT DISTINCT dataset FROM records ORDER BY dataset")]
+
+    def dataset_ids(self) -> list[str]:
+        """The dataset ids of the stored records, sorted: one board section each."""
+        return [d for (d,) in self._conn.execute("SELECT DISTINCT dataset_id FROM records ORDER BY dataset_id")]
 
     # -- import / export ------------------------------------------------------------------------------------
 
@@ -306,17 +333,19 @@ class Store:
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records from a ``.json`` file (a record or a list of them), a ``.jsonl`` file, or a ``.csv`` export."""
+    """Records from a ``.json`` file (a record or a list of them), a ``.jsonl`` file, or a ``.csv`` export; records
+    of an older schema come back upgraded to the current one."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
             return records_from_csv(f)
     if suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [upgrade_record(json.loads(line))
+                for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, list) else [data]
+        return [upgrade_record(r) for r in (data if isinstance(data, list) else [data])]
     raise ValueError(f"unknown record file type {path.suffix!r} for {path}; expected .json, .jsonl or .csv")
 
 
@@ -324,8 +353,8 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 # CSV: one column per top-level key, ``metrics.<k>`` and ``protocol.<k>`` flattened; an empty cell is null,
 # numbers are written with repr (exact for floats), lists and dicts as JSON.
 
-_TOP_COLUMNS = ("schema", "run_name", "model", "family", "dataset", "image_shape", "created_at", "train_time_s",
-                "checkpoint", "checkpoint_sha256", "git_commit", "wandb_url", "sample_grid", "config")
+_TOP_COLUMNS = ("schema", "run_name", "model", "family", "dataset", "dataset_id", "image_shape", "created_at",
+                "train_time_s", "checkpoint", "checkpoint_sha256", "git_commit", "wandb_url", "sample_grid", "config")
 _FLATTENED = ("metrics", "protocol")
 # Columns read back as strings even when they look like numbers (a run called "2024" stays a string).
 _STRING_COLUMNS = {*STRING_KEYS, *NULLABLE_STRING_KEYS, "family", "protocol.extractor",
@@ -384,7 +413,8 @@ def records_to_csv(records: Sequence[dict[str, Any]], f: Any) -> None:
 
 
 def records_from_csv(f: Any) -> list[dict[str, Any]]:
-    """Read records written by :func:`records_to_csv` from the text file ``f``."""
+    """Read records written by :func:`records_to_csv` from the text file ``f`` (a schema-1 export, without the
+    ``dataset_id`` column, comes back upgraded)."""
     records = []
     for row in csv.DictReader(f):
         rec: dict[str, Any] = {"metrics": {}, "protocol": {}}
@@ -396,5 +426,5 @@ def records_from_csv(f: Any) -> list[dict[str, Any]]:
                     rec[section][key] = value
             elif value is not None or column in _TOP_COLUMNS:
                 rec[column] = value
-        records.append(normalize_record(rec))
+        records.append(normalize_record(upgrade_record(rec)))
     return records
