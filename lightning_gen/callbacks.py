@@ -1,5 +1,5 @@
-"""Callbacks: sample grids, latent-space pictures, preemption checkpoints, compilation, memory format and a
-throttled progress bar."""
+"""Callbacks: sample grids, latent-space pictures, preemption checkpoints, compilation, memory format, a
+throttled progress bar and the reason training stopped."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from lightning_gen.images import image_grid, save_png
 from lightning_gen.pictures import latent_pictures, save_latent_pictures
@@ -43,12 +43,8 @@ class SampleGrid(L.Callback):
 
     @staticmethod
     def run_dir(trainer: L.Trainer) -> Path:
-        """The run's own folder: the CSV/TensorBoard version folder, or ``<root>/wandb-<run id>`` under W&B
-        (whose log_dir is shared by every run)."""
-        logger = trainer.logger
-        if isinstance(logger, WandbLogger):
-            return Path(trainer.default_root_dir) / f"wandb-{logger.version}"
-        return Path(trainer.log_dir or trainer.default_root_dir)
+        """The run's own folder (:func:`run_folder`)."""
+        return run_folder(trainer)
 
     @rank_zero_only
     def log_grid(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
@@ -112,8 +108,7 @@ class VAEPictures(L.Callback):
                           manifold_side=4)
         grids = latent_pictures(pl_module, images, **kwargs)
         step = trainer.global_step
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
-        self.last_paths = save_latent_pictures(grids, run_dir / "pictures", f"_step_{step:07d}")
+        self.last_paths = save_latent_pictures(grids, run_folder(trainer) / "pictures", f"_step_{step:07d}")
         for name, grid in grids.items():
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
@@ -320,3 +315,204 @@ class ThrottledProgressBar(TQDMProgressBar):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._due(batch_idx + 1, self.val_progress_bar.total):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+
+class StopReason(L.Callback):
+    """Say why ``fit`` stopped before its ``max_epochs`` / ``max_steps`` budget, and how to resume.
+
+    Lightning stops quietly on ``--trainer.max_time`` (its Timer's note is drawn over by the progress bar) and on a
+    ``should_stop`` set by a callback; this prints one line at the end of ``fit`` naming the cause, the epoch and
+    step reached and the checkpoint to resume from. ``lightning_gen fit`` adds it to every run. Resuming after
+    ``max_time`` needs a larger ``max_time``: the time already spent is restored with the checkpoint and counts.
+    """
+
+    def __init__(self) -> None:
+        self.message: str | None = None
+
+    @staticmethod
+    def reason(trainer: L.Trainer) -> str | None:
+        """Why training stopped early, or None where it ran its budget (or was not stopped by a callback)."""
+        from lightning.pytorch.callbacks import Timer
+
+        if not trainer.should_stop:
+            return None
+        if any(isinstance(c, PreemptionCheckpoint) and (c.signalled or c.requeue_requested) for c in trainer.callbacks):
+            return None  # PreemptionCheckpoint has said so, with its own checkpoint to resume from
+        for timer in (c for c in trainer.callbacks if isinstance(c, Timer)):
+            remaining = timer.time_remaining()
+            if remaining is not None and remaining <= 0:
+                total = int(round(timer.time_elapsed() + remaining))
+                days, rest = divmod(total, 86400)
+                limit = f"{days:02d}:{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+                return f"reached --trainer.max_time {limit}"
+        for stopper in trainer.early_stopping_callbacks:
+            if stopper.stopped_epoch or stopper.stopping_reason_message:
+                return f"early stopping ({stopper.stopping_reason_message or stopper.monitor})".replace("\n", " ")
+        return "trainer.should_stop was set by the model or a callback"
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        reason = self.reason(trainer)
+        if reason is None:
+            return
+        checkpoint = trainer.checkpoint_callback
+        saved = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint is not None else ""
+        resume = ""
+        if saved:
+            resume = f"; resume with --ckpt_path {saved}"
+            if reason.startswith("reached --trainer.max_time"):
+                resume += " and a larger --trainer.max_time (the time already spent counts)"
+        self.message = (f"Training stopped: {reason} after {trainer.current_epoch} epochs "
+                        f"({trainer.global_step:,} steps){resume}")
+        rank_zero_info(self.message)
+
+
+def run_folder(trainer: L.Trainer) -> Path:
+    """The run folder everything of a training run goes to (``lightning_gen fit`` makes it one folder whatever the
+    loggers: :func:`lightning_gen.app.cli.place_run`): the first logger's ``log_dir`` (CSV, TensorBoard) or
+    ``save_dir`` (W&B), else ``default_root_dir``. Unlike ``trainer.log_dir`` it does not broadcast, so rank-0-only
+    code may ask."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    first = trainer.loggers[0]
+    folder = first.log_dir if isinstance(first, (TensorBoardLogger, CSVLogger)) else first.save_dir
+    return Path(folder or trainer.default_root_dir)
+
+
+class SampleMetrics(L.Callback):
+    """FID and KID (and IS where the extractor has logits) of ``num_samples`` fresh samples against the data
+    module's ``split`` (validation by default: choosing checkpoints by test-set FID would leak the test set), at the
+    end of every ``every_n_epochs``-th validation epoch, logged as ``val/fid``, ``val/kid`` and ``val/is``, so a
+    ModelCheckpoint can keep the best checkpoint by sample quality (``monitor: val/fid``) and every logger draws the
+    curve.
+
+    Samples are drawn the way the benchmark draws them (:mod:`lightning_gen.evaluation`): chunk ``c`` from a
+    generator seeded with ``chunk_seed(seed, c)``, class labels ``index % num_classes`` for a conditional model,
+    chunks dealt round-robin to the ranks, features gathered and put back in sample order, so 1 or N processes give
+    the same numbers. The reference statistics of the split are cached (:mod:`lightning_gen.metrics.stats_cache`)
+    under a key holding a hash of the split's images. The numbers are for following training and picking a
+    checkpoint; ``lightning-gen benchmark`` (10,000 samples against the test split) is the one to report, as FID
+    from fewer samples is biased upwards.
+
+    Args:
+        num_samples: samples per measurement (4 under ``fast_dev_run``).
+        every_n_epochs: measure at the validation epochs ``e`` with ``(e + 1) % every_n_epochs == 0``. A
+            ModelCheckpoint that monitors ``val/fid`` needs it at every validation it sees: give it the same
+            ``every_n_epochs``, or leave this at 1 and set ``trainer.check_val_every_n_epoch``.
+        extractor: a registered feature extractor (default: the data module's ``default_extractor``).
+        split: the data split of the reference statistics.
+        chunk_size: samples drawn per ``sample`` call.
+        seed: seed of the samples and of the KID subsets (the same samples every time, so the curve shows the
+            model changing, not the draw).
+        kid_subsets, kid_subset_size: KID's subsets (the size is capped at the smaller sample count).
+    """
+
+    def __init__(self, num_samples: int = 1000, every_n_epochs: int = 1, extractor: str | None = None, *,
+                 split: str = "val", chunk_size: int = 250, seed: int = 0, kid_subsets: int = 100,
+                 kid_subset_size: int = 1000) -> None:
+        if num_samples < 2:
+            raise ValueError(f"num_samples must be at least 2 (FID needs a covariance), got {num_samples}")
+        if every_n_epochs < 1 or chunk_size < 1:
+            raise ValueError(f"every_n_epochs and chunk_size must be >= 1, got {every_n_epochs} and {chunk_size}")
+        self.num_samples, self.every_n_epochs, self.extractor_name = num_samples, every_n_epochs, extractor
+        self.split, self.chunk_size, self.seed = split, chunk_size, seed
+        self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+        self.extractor = None
+        self._reference = None
+        self.last: dict[str, float] = {}
+        self.seconds = 0.0  # wall time of all measurements so far (this process)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        from lightning_gen.metrics.features import get_extractor
+
+        datamodule = trainer.datamodule
+        name = self.extractor_name or getattr(datamodule, "default_extractor", None)
+        if name is None:
+            raise ValueError("SampleMetrics: name an extractor (the data module has no default_extractor)")
+        self.extractor = get_extractor(name).eval()
+
+    def due(self, trainer: L.Trainer) -> bool:
+        return (not trainer.sanity_checking) and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.due(trainer):
+            return
+        start = time.perf_counter()
+        n = min(self.num_samples, 4) if trainer.fast_dev_run else self.num_samples
+        results = self.measure(trainer, pl_module, n)
+        results = trainer.strategy.broadcast(results)  # rank 0 scored them; every rank logs the same values
+        for name, value in results.items():
+            pl_module.log(f"val/{name}", value, on_epoch=True, sync_dist=False)
+        self.last = results
+        self.seconds += time.perf_counter() - start
+
+    def reference(self, datamodule):
+        """The split's reference statistics (features kept, for KID), through the stats cache."""
+        import hashlib
+
+        from lightning_gen.metrics.stats_cache import reference_stats
+
+        if self._reference is None:
+            images = datamodule.datasets[self.split].images
+            digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:12]
+            self._reference = reference_stats(self.extractor, images, dataset=f"{type(datamodule).__name__}-{digest}",
+                                              split=self.split, keep_features=True, batch_size=self.chunk_size)
+        return self._reference
+
+    @torch.no_grad()
+    def measure(self, trainer: L.Trainer, pl_module: L.LightningModule, n: int) -> dict[str, float]:
+        """Draw this rank's chunks of the ``n`` samples, gather their features; FID/KID/IS on rank 0 (an empty
+        dict elsewhere)."""
+        import math
+
+        from lightning_gen.evaluation import chunk_seed
+        from lightning_gen.metrics.torchmetrics_wrappers import SampleFeatures
+
+        device = pl_module.device
+        self.extractor.to(device)
+        was_training = pl_module.training
+        pl_module.eval()
+        indices, features, logits = [], [], []
+        rank, world = trainer.global_rank, trainer.world_size
+        for chunk in range(math.ceil(n / self.chunk_size))[rank::world]:
+            index = torch.arange(chunk * self.chunk_size, min((chunk + 1) * self.chunk_size, n), device=device)
+            labels = index % pl_module.num_classes if getattr(pl_module, "conditional", False) else None
+            seed = chunk_seed(self.seed, chunk)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed)  # for samplers that also draw from the global generator
+                generator = torch.Generator(device=device).manual_seed(seed)
+                images = pl_module.sample(len(index), generator=generator, labels=labels)
+            out = self.extractor(images.to(device))
+            indices.append(index)
+            features.append(out.features.double())
+            if out.logits is not None:
+                logits.append(out.logits.double())
+        pl_module.train(was_training)
+        blank = self.extractor(torch.zeros(1, *pl_module.image_shape, dtype=torch.uint8, device=device))
+        index = _gather_rows(indices, (), torch.long, device)
+        feats = _gather_rows(features, blank.features.shape[1:], torch.float64, device)
+        logits = None if blank.logits is None else _gather_rows(logits, blank.logits.shape[1:], torch.float64, device)
+        if not trainer.is_global_zero:
+            return {}
+        order = index.argsort()  # sample order: KID subsets and IS splits must not depend on the number of ranks
+        metric = SampleFeatures(reference=self.reference(trainer.datamodule), kid_subsets=self.kid_subsets,
+                                kid_subset_size=self.kid_subset_size, seed=self.seed, prdc_k=0, sync_on_compute=False,
+                                is_splits=10 if n >= 100 else 1)
+        metric.update(features=feats[order].cpu(), logits=None if logits is None else logits[order].cpu())
+        scores = metric.compute()
+        out = {"fid": float(scores["fid"]), "kid": float(scores["kid_mean"])}
+        if "is_mean" in scores:
+            out["is"] = float(scores["is_mean"])
+        return out
+
+
+def _gather_rows(parts: list[torch.Tensor], shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """This rank's ``parts`` concatenated, then concatenated over all processes (row counts may differ)."""
+    local = torch.cat(parts) if parts else torch.zeros(0, *shape, dtype=dtype, device=device)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+            or torch.distributed.get_world_size() == 1:
+        return local
+    from torchmetrics.utilities.distributed import gather_all_tensors
+
+    return torch.cat(gather_all_tensors(local))

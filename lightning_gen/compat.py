@@ -116,3 +116,19 @@ def instantiate_class_path(base: type, class_path: str, init_args: Mapping[str, 
     ``lightning.pytorch.cli.instantiate_module`` selects subclass mode by the private ``_class_path`` key.
     """
     return instantiate_module(base, {"_class_path": class_path, **init_args})
+
+
+def wandb_logger_place(logger: Any, save_dir: str, name: str | None = None) -> None:
+    """Point a ``WandbLogger`` that has not started its run at ``save_dir`` (and give the run the display name
+    ``name`` where the config set none).
+
+    ``WandbLogger._save_dir`` and ``WandbLogger._wandb_init``: both are fixed at construction, where the CLI does not
+    know the run folder yet (it depends on the trainer's ``default_root_dir``, ``--run_name`` and the other loggers);
+    no public setter exists. Raises RuntimeError once the run has started (its files are already elsewhere).
+    """
+    if logger._experiment is not None:
+        raise RuntimeError("the W&B run has started already; its folder cannot move")
+    logger._save_dir = save_dir
+    logger._wandb_init["dir"] = save_dir
+    if name is not None and not logger._wandb_init.get("name"):
+        logger._wandb_init["name"] = logger._name = name

@@ -1,13 +1,23 @@
-"""Evaluating a model on a data module's test split: sample metrics (FID / IS / KID), the exact test NLL and sampling
-speed, run by a Lightning ``Trainer`` so any strategy spreads the work (the app's benchmark orchestrates it).
+"""Evaluating a model on a data module's test split: sample metrics (FID / IS / KID, precision / recall, density /
+coverage), the exact test NLL with its standard error and sampling speed, run by a Lightning ``Trainer`` so any
+strategy spreads the work (the app's benchmark orchestrates it).
 
-- Samples are drawn in chunks of ``batch_size``; chunk ``c`` uses a generator seeded from ``(seed, c)`` (and
-  class labels ``index % num_classes`` for a class-conditional model), and chunks go round-robin to the DDP
-  ranks. The union of samples, hence every sample metric, is the same for any number of processes. IS uses 10
-  splits, KID 100 subsets of ``min(1000, n_fake, n_real)``; the test split's reference statistics are cached
-  (:mod:`lightning_gen.metrics.stats_cache`, keyed on a hash of the test images themselves).
+- Samples are drawn in chunks of ``batch_size``; chunk ``c`` of draw ``r`` uses a generator seeded from
+  ``(seed, c)`` for the first draw and ``(seed, c, r)`` for the others (and class labels ``index % num_classes``
+  for a class-conditional model), and chunks go round-robin to the DDP ranks. The union of samples, hence every
+  sample metric, is the same for any number of processes. IS uses 10 splits, KID 100 subsets of
+  ``min(1000, n_fake, n_real)``, precision/recall and density/coverage k = 5 neighbours, all on the features FID
+  uses; the test split's reference statistics are cached (:mod:`lightning_gen.metrics.stats_cache`, keyed on a
+  hash of the test images themselves).
+- Spread: with ``repeats = R >= 2`` the samples are drawn ``R`` times independently, each draw is scored on its own,
+  and every sample metric is the mean over the draws, with ``fid_std``, ``is_mean_std`` and ``kid_mean_std`` their
+  standard deviations over the draws (R times the sampling cost). With one draw (the default) ``fid_std`` comes
+  from :data:`FID_BOOTSTRAP` resamples of the draw's features (:func:`~lightning_gen.metrics.functional.fid_bootstrap`,
+  a few eigendecompositions: seconds), and IS and KID keep their within-draw spreads ``is_std`` and ``kid_std``.
 - NLL: ``-model.log_prob`` summed in float64 over every test image exactly once (rank ``r`` of ``W`` takes images
-  ``r::W``, no padding; the sums are all-reduced).
+  ``r::W``, no padding; the sums are all-reduced), with ``nll_nats_se``, the standard error of the mean over the
+  test images. A model whose ``log_prob`` is an estimate (``estimates_log_prob``, the VAE) is given ``seed``: each
+  image's estimate depends on the seed and the image only, not on the rank, batch or number of processes.
 - ``samples_per_s``: images / wall time of the ``sample`` calls only (the slowest rank's time under DDP).
 """
 
@@ -33,15 +43,20 @@ from lightning_gen.models.base import GenerativeModule, from_levels
 GRID_SIZE = 64
 IS_SPLITS = 10
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
+PRDC_K = 5
+#: Bootstrap resamples behind ``fid_std`` when the samples are drawn once.
+FID_BOOTSTRAP = 10
 
 
 class BenchmarkError(ValueError):
     """Bad input to the benchmark: a model, data set or option it cannot evaluate, with the reason."""
 
 
-def chunk_seed(seed: int, chunk: int) -> int:
-    """Seed of sample chunk ``chunk``: independent streams per (seed, chunk), whatever the number of processes."""
-    return int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def chunk_seed(seed: int, chunk: int, draw: int = 0) -> int:
+    """Seed of sample chunk ``chunk`` of draw ``draw``: independent streams per (seed, chunk, draw), whatever the
+    number of processes; draw 0 keeps the streams of a single draw."""
+    entropy = [int(seed), int(chunk)] + ([int(draw)] if draw else [])  # [s, c] and [s, c, 0] would collide
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def check_samples(images: Any, n: int, image_shape: tuple[int, ...], num_levels: int, *,
@@ -90,15 +105,17 @@ class BenchmarkModule(L.LightningModule):
 
     def __init__(self, model: GenerativeModule, *, test_images: Tensor, test_labels: Tensor, num_levels: int,
                  extractor=None, reference=None, num_samples: int = 0, chunk_size: int = 250, seed: int = 0,
-                 nll: bool = False, batch_size: int = 250, grid_size: int = GRID_SIZE) -> None:
+                 nll: bool = False, batch_size: int = 250, grid_size: int = GRID_SIZE, repeats: int = 1) -> None:
         super().__init__()
+        if repeats < 1:
+            raise BenchmarkError(f"repeats must be at least 1, got {repeats}")
         self.model = model
         self.extractor = extractor
         self.reference = reference  # () -> ReferenceStats, called on rank 0 only
         self.test_images, self.test_labels = test_images, test_labels
         self.num_levels = num_levels
         self.num_samples, self.chunk_size, self.seed = num_samples, chunk_size, seed
-        self.nll, self.batch_size, self.grid_size = nll, batch_size, grid_size
+        self.nll, self.batch_size, self.grid_size, self.repeats = nll, batch_size, grid_size, repeats
         self.nll_sum = NLLSum()
         self.results: dict[str, Any] = {}
         self.grid: Tensor | None = None
@@ -114,8 +131,8 @@ class BenchmarkModule(L.LightningModule):
         rank, world = self.trainer.global_rank, self.trainer.world_size
         loaders, self._kinds = [], []
         if self.num_samples:
-            # Round-robin chunks: the samples themselves do not depend on the number of processes.
-            loaders.append(DataLoader(list(range(self.num_chunks))[rank::world], batch_size=None))
+            # Round-robin chunks (all draws): the samples themselves do not depend on the number of processes.
+            loaders.append(DataLoader(list(range(self.num_chunks * self.repeats))[rank::world], batch_size=None))
             self._kinds.append("samples")
         if self.nll:
             # Rank r takes images r::world, every image exactly once (a DistributedSampler would pad with repeats).
@@ -126,7 +143,7 @@ class BenchmarkModule(L.LightningModule):
         return loaders
 
     def on_test_start(self) -> None:
-        # Any randomness outside the seeded sample chunks (importance samples of a VAE) is seeded per rank.
+        # Randomness outside the seeded sample chunks and estimates (a model's own use of the global RNG).
         torch.manual_seed(self.seed + self.global_rank)
         self._sample_seconds = 0.0
         self._index, self._features, self._logits, self._grid = [], [], [], []
@@ -144,19 +161,22 @@ class BenchmarkModule(L.LightningModule):
         if self._kinds[dataloader_idx] == "nll":
             x, y = batch
             labels = y if self.model.conditional else None
-            logp = self.model.log_prob(x, labels)
+            if getattr(self.model, "estimates_log_prob", False):
+                logp = self.model.log_prob(x, labels, seed=self.seed)
+            else:
+                logp = self.model.log_prob(x, labels)
             if logp.shape != (x.shape[0],) or not bool(torch.isfinite(logp).all()):
                 raise BenchmarkError(f"{type(self.model).__name__}.log_prob returned shape {tuple(logp.shape)}"
                                      f"{' with non-finite values' if logp.numel() else ''}; expected "
                                      f"({x.shape[0]},) finite values")
             self.nll_sum.update(-logp)
             return
-        chunk = int(batch)
+        draw, chunk = divmod(int(batch), self.num_chunks)
         start = chunk * self.chunk_size
         n = min(self.chunk_size, self.num_samples - start)
         index = torch.arange(start, start + n, device=self.device)
         labels = index % self.model.num_classes if self.model.conditional else None
-        seed = chunk_seed(self.seed, chunk)
+        seed = chunk_seed(self.seed, chunk, draw)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -169,11 +189,11 @@ class BenchmarkModule(L.LightningModule):
         images = check_samples(images, n, self.model.image_shape, self.num_levels,
                                source=f"{type(self.model).__name__}.sample({n})")
         out = self.extractor(images.to(self.device))
-        self._index.append(index)
+        self._index.append(index + draw * self.num_samples)  # draws one after the other
         self._features.append(out.features.double())
         if out.logits is not None:
             self._logits.append(out.logits.double())
-        keep = index < self.grid_size
+        keep = index < self.grid_size if draw == 0 else torch.zeros_like(index, dtype=torch.bool)
         if keep.any():
             self._grid.append((index[keep], images[keep]))
 
@@ -183,6 +203,7 @@ class BenchmarkModule(L.LightningModule):
         if self.nll:
             nll = self.nll_sum.compute()  # float64 sums and counts, all-reduced over the ranks
             results["nll_nats"] = float(nll["nll_nats"])
+            results["nll_nats_se"] = float(nll["nll_nats_se"])
             results["num_test_images"] = int(nll["num_images"])
         if self.num_samples:
             results.update(self._sample_metrics(strategy))
@@ -206,16 +227,28 @@ class BenchmarkModule(L.LightningModule):
         if not self.trainer.is_global_zero:
             return {}
         order = index.argsort()  # sample order, not rank order: IS splits and KID subsets must not depend on ranks
-        if not torch.equal(index[order].cpu(), torch.arange(self.num_samples)):
-            raise RuntimeError(f"gathered sample indices are not 0..{self.num_samples - 1}: "
-                               "a chunk was lost or repeated")
+        total = self.num_samples * self.repeats
+        if not torch.equal(index[order].cpu(), torch.arange(total)):
+            raise RuntimeError(f"gathered sample indices are not 0..{total - 1}: a chunk was lost or repeated")
         self.grid = grid_images[grid_index.argsort()].cpu()
-        # Scores on this rank alone (the union is already here): no further sync.
-        metric = SampleFeatures(reference=self.reference(), is_splits=IS_SPLITS, kid_subsets=KID_SUBSETS,
-                                kid_subset_size=KID_SUBSET_SIZE, seed=self.seed, sync_on_compute=False)
-        metric.update(features=feats[order], logits=None if logits is None else logits[order])
-        out = {k: float(v) for k, v in metric.compute().items() if k != "num_samples"}
-        out["samples_per_s"] = self.num_samples / seconds if seconds > 0 else None
+        feats = feats[order]
+        logits = None if logits is None else logits[order]
+        reference = self.reference()
+        draws = []
+        for r in range(self.repeats):
+            # Scores on this rank alone (the union is already here): no further sync.
+            metric = SampleFeatures(reference=reference, is_splits=IS_SPLITS, kid_subsets=KID_SUBSETS,
+                                    kid_subset_size=KID_SUBSET_SIZE, seed=self.seed, prdc_k=PRDC_K,
+                                    fid_bootstrap=FID_BOOTSTRAP if self.repeats == 1 else 0, sync_on_compute=False)
+            part = slice(r * self.num_samples, (r + 1) * self.num_samples)
+            metric.update(features=feats[part], logits=None if logits is None else logits[part])
+            draws.append({k: float(v) for k, v in metric.compute().items() if k != "num_samples"})
+        out = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
+        if self.repeats > 1:
+            for key, spread in (("fid", "fid_std"), ("is_mean", "is_mean_std"), ("kid_mean", "kid_mean_std")):
+                if key in out:
+                    out[spread] = float(np.std([d[key] for d in draws], ddof=1))
+        out["samples_per_s"] = total / seconds if seconds > 0 else None
         return out
 
 
@@ -230,12 +263,13 @@ class Evaluation:
 
 
 def evaluate_model(model: GenerativeModule, datamodule: ImageDataModule, *, extractor=None, num_samples: int = 0,
-                   nll: bool = False, stats_cache=None, batch_size: int = 250, seed: int = 0,
+                   nll: bool = False, stats_cache=None, batch_size: int = 250, seed: int = 0, repeats: int = 1,
                    **trainer_kwargs: Any) -> Evaluation:
     """Sample metrics and the NLL of ``model`` on ``datamodule``'s test split (set up by the caller), through a
     Lightning ``Trainer`` built with ``trainer_kwargs`` (accelerator, devices, strategy, num_nodes,
     enable_progress_bar). ``stats_cache`` (a :class:`~lightning_gen.metrics.stats_cache.StatsCache`) keeps the
-    test split's reference statistics under ``extractor``."""
+    test split's reference statistics under ``extractor``; ``repeats`` independent draws of ``num_samples``
+    samples give the sample metrics' spread (see the module docstring)."""
     from lightning_gen.metrics.stats_cache import ReferenceStats, StatsKey
 
     test_x, test_y = datamodule.datasets["test"].images, datamodule.datasets["test"].labels
@@ -255,7 +289,7 @@ def evaluate_model(model: GenerativeModule, datamodule: ImageDataModule, *, extr
 
     module = BenchmarkModule(model, test_images=test_x, test_labels=test_y, num_levels=datamodule.num_levels,
                              extractor=extractor, reference=reference, num_samples=num_samples,
-                             chunk_size=batch_size, seed=seed, nll=nll, batch_size=batch_size)
+                             chunk_size=batch_size, seed=seed, nll=nll, batch_size=batch_size, repeats=repeats)
     trainer = L.Trainer(**{"logger": False, "enable_checkpointing": False, "enable_model_summary": False,
                            "use_distributed_sampler": False, **trainer_kwargs})
     with warnings.catch_warnings():

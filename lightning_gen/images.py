@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from lightning_gen.files import atomic_write
 
 
 def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 128) -> np.ndarray:
@@ -31,18 +32,12 @@ def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2, pad_va
 
 
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write a uint8 ``(H, W, C)`` array as PNG atomically (a crash never leaves half a file)."""
+    """Write a uint8 ``(H, W, C)`` array as PNG atomically (a crash never leaves half a file), with the user's
+    umask (:func:`lightning_gen.files.atomic_write`)."""
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        img.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path) as f:
+        img.save(f, format="PNG")
     return path

@@ -9,7 +9,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_gen.compat import wandb_run_if_started
+from lightning_gen.compat import wandb_logger_place, wandb_run_if_started
 
 
 def _has_wandb_credentials() -> bool:
@@ -49,8 +49,61 @@ class WandbLogger(_WandbLogger):
         super().__init__(*args, **kwargs)
         self._mode = kwargs["mode"]
 
+    def place(self, run_folder: str | os.PathLike, name: str | None = None) -> None:
+        """Write the W&B files into ``run_folder`` (``<run folder>/wandb/``) and the run's identity into
+        ``<run folder>/wandb_run.json`` once it starts; ``name`` is the display name unless the config gave one.
+        The CLI calls this before training, so checkpoints, config.yaml, samples and W&B share one folder."""
+        # Absolute: W&B's service process, which writes the files, may have another working directory.
+        wandb_logger_place(self, str(Path(run_folder).resolve()), name)
+
+    @property
+    def experiment(self):
+        run = super().experiment
+        if not getattr(self, "_run_file_written", False) and isinstance(getattr(run, "id", None), str):
+            self._run_file_written = True
+            write_wandb_run_file(Path(self.save_dir), run, self._mode)
+        return run
+
     def finalize(self, status: str) -> None:
         super().finalize(status)
         run = wandb_run_if_started(self)
         if self._mode == "offline" and run is not None:
             rank_zero_info(f"W&B run saved offline in {run.dir}; upload it with:\n  wandb sync {Path(run.dir).parent}")
+
+
+#: ``<run folder>/wandb_run.json``: which W&B run holds this run folder's logs (read by ``benchmark --wandb``).
+WANDB_RUN_FILE = "wandb_run.json"
+
+
+def write_wandb_run_file(run_folder: Path, run, mode: str) -> Path:
+    """Record ``run``'s id, project, entity, mode, offline folder and URL in ``run_folder/wandb_run.json``."""
+    import json
+
+    info = {"id": run.id, "project": run.project, "entity": run.entity or None, "name": run.name, "mode": mode,
+            "dir": _relative_to(Path(run.dir).parent, run_folder), "url": None if mode == "offline" else run.url}
+    path = run_folder / WANDB_RUN_FILE
+    run_folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=1) + "\n")
+    return path
+
+
+def _relative_to(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` where it lies inside (the run folder can then move), else absolute."""
+    try:
+        return str(path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def read_wandb_run_file(run_folder: str | os.PathLike) -> dict | None:
+    """What :func:`write_wandb_run_file` recorded for ``run_folder``, or None where it logged no W&B run."""
+    import json
+
+    path = Path(run_folder) / WANDB_RUN_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def sync_command(run_folder: Path) -> str:
+    """The command that uploads every offline piece of the run folder's W&B run (training and any resumed
+    benchmark): W&B syncs pieces with one run id in order of their start time."""
+    return f"wandb sync {run_folder / 'wandb' / 'offline-run-*'}"

@@ -1,7 +1,7 @@
 """Linear-probe accuracy of a checkpointed model's representation (``encode(x)``, else ``features(x)``): a logistic
 regression fitted on the training split's features, scored on the test split.
 
-    python scripts/probe.py runs/ae_mnist/.../checkpoints/last.ckpt --data MNIST --root /work/shared/data
+    python scripts/probe.py runs/ae_mnist/.../checkpoints/last.ckpt --data MNIST --data-root ../shared/data
     python scripts/probe.py CKPT --data Digits --data-arg binarize=true --max-train 1000
 """
 
@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
                                                      "(default: the run's config.yaml)")
     parser.add_argument("--data-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="data module argument, value parsed as YAML (repeatable)")
-    parser.add_argument("--root", default=None, help="data root (default $LIGHTNING_GEN_DATA)")
+    parser.add_argument("--data-root", "--root", dest="root", default=None,
+                        help="data root (default $LIGHTNING_GEN_DATA), as benchmark's --data-root")
     parser.add_argument("--max-train", type=int, default=None, help="fit on a random subset of this size")
     parser.add_argument("--max-test", type=int, default=None, help="score on a random subset of this size")
     parser.add_argument("--device", default="cpu")

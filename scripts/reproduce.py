@@ -122,7 +122,9 @@ def curve_main(argv: list[str]) -> int:
     if args.test is not None:
         e = min(points, key=lambda ev: ev[1])[0]
         draw.ellipse([sx(e) - 4, sy(args.test) - 4, sx(e) + 4, sy(args.test) + 4], fill=(20, 140, 60))
-        draw.text((sx(e) + 8, sy(args.test) + 4), f"our test NLL {args.test:.2f} (best epoch)", fill=(20, 140, 60))
+        label = f"our test NLL {args.test:.2f} (best epoch)"
+        lx = sx(e) + 8 if sx(e) < width * 0.6 else sx(e) - 8 - draw.textlength(label)
+        draw.text((lx, sy(args.test) + 4), label, fill=(20, 140, 60))
     img.save(args.out)
     print(f"{len(points)} epochs, best {best:.3f}, last {points[-1][1]:.3f} -> {args.out}")
     return 0
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--k", type=int, default=None, help="importance samples, for models whose log_prob takes k")
     p.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (to time a large --k)")
     args = p.parse_args(argv)
 
     with open(args.config) as f:
@@ -154,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         data_args["root"] = args.data_root
     data = import_class(config["data"]["class_path"])(**data_args)
     images, labels = data.splits()[args.split]
+    images, labels = images[: args.limit], labels[: args.limit]
 
     kwargs = {}
     if "k" in inspect.signature(model.log_prob).parameters:

@@ -3,7 +3,7 @@ samples from the prior (drawn and mean images), interpolations between test imag
 the latent manifold. Written as PNG files into --out.
 
     python scripts/vae_pictures.py runs/vae_binarized_mnist/.../checkpoints/last.ckpt --out runs/pictures \\
-        --root /work/shared/data
+        --data-root ../shared/data
     python scripts/vae_pictures.py CKPT --out DIR --data Digits --data-arg binarize=true
 """
 
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=None, help="data module of the test images (default: the run's config.yaml)")
     parser.add_argument("--data-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="data module argument, value parsed as YAML (repeatable)")
-    parser.add_argument("--root", default=None, help="data root (default $LIGHTNING_GEN_DATA)")
+    parser.add_argument("--data-root", "--root", dest="root", default=None,
+                        help="data root (default $LIGHTNING_GEN_DATA), as benchmark's --data-root")
     parser.add_argument("--num-samples", type=int, default=64)
     parser.add_argument("--manifold-side", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
@@ -17,13 +19,14 @@ from lightning.pytorch.cli import instantiate_module
 
 from contracts import model_classes
 from helpers import CONFIGS, REPO, run_cli
-from lightning_gen.app.benchmark import main, model_family
-from lightning_gen.app.run import load_model
+from lightning_gen.app.benchmark import main, model_family, offline_location
+from lightning_gen.app.run import load_model, run_dir
 from lightning_gen.data import Digits
 from lightning_gen.evaluation import BenchmarkError, check_samples
 from lightning_gen.leaderboard.store import METRIC_KEYS, PROTOCOL_KEYS, Store
 from lightning_gen.models.base import GenerativeModule
 from lightning_gen.models.fvsbn import FVSBN
+from lightning_gen.models.vae import VAE
 
 SCRIPT = REPO / "scripts" / "benchmark.py"
 
@@ -50,12 +53,19 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
-def direct_test_nll(checkpoint: Path, **digits_args) -> float:
-    """Mean of ``-model.log_prob`` over the Digits test split, computed here without the benchmark."""
+def direct_test_nll_per_image(checkpoint: Path, **digits_args) -> torch.Tensor:
+    """``-model.log_prob`` of each Digits test image (float64), computed here without the benchmark; an estimate
+    (the VAE's) with the benchmark's default seed."""
     model = load_model(checkpoint)
     x, _ = Digits(**digits_args).splits()["test"]
+    kwargs = {"seed": 0} if model.estimates_log_prob else {}
     with torch.no_grad():
-        return float(-model.log_prob(x).double().mean())
+        return -model.log_prob(x, **kwargs).double()
+
+
+def direct_test_nll(checkpoint: Path, **digits_args) -> float:
+    """Mean of ``-model.log_prob`` over the Digits test split, computed here without the benchmark."""
+    return float(direct_test_nll_per_image(checkpoint, **digits_args).mean())
 
 
 # ---- samples are validated ---------------------------------------------------------------------------------
@@ -172,6 +182,14 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     assert record["metrics"]["nll_nats"] == pytest.approx(expected, rel=1e-6)
     assert record["metrics"]["nll_bpd"] == pytest.approx(expected / (64 * math.log(2)), rel=1e-6)
     assert record["metrics"]["fid"] > 0 and record["metrics"]["is_mean"] >= 1
+    per_image = direct_test_nll_per_image(fvsbn_ckpt).numpy()
+    se = per_image.std(ddof=1) / math.sqrt(300)
+    assert record["metrics"]["nll_nats_se"] == pytest.approx(se, rel=1e-6)
+    assert record["metrics"]["nll_bpd_se"] == pytest.approx(se / (64 * math.log(2)), rel=1e-6)
+    assert record["metrics"]["fid_std"] > 0  # bootstrap spread of a single draw
+    assert record["metrics"]["is_mean_std"] is None and record["metrics"]["kid_mean_std"] is None
+    assert all(0 <= record["metrics"][k] <= 1 for k in ("precision", "recall", "coverage"))
+    assert record["metrics"]["density"] >= 0
     assert record["metrics"]["samples_per_s"] > 0 and record["metrics"]["probe_acc"] is None
     assert Path(record["sample_grid"]) == db.parent / "grids" / "fvsbn.png" and Path(record["sample_grid"]).is_file()
     assert "FVSBN" in stdout and "digits-lenet" in stdout
@@ -186,6 +204,25 @@ def test_same_seed_same_samples_other_seed_other_samples(fvsbn_ckpt, tmp_path, c
         return json.loads(out.read_text())[0]["metrics"]["fid"]
 
     assert fid(0) == fid(0) != fid(1)
+
+
+def test_repeats_reproduce_with_the_seed_and_report_the_spread_over_draws(fvsbn_ckpt, tmp_path, capsys):
+    """--repeats 2: draw 0 is the single draw's samples, the metrics are the means of the two draws and fid_std is
+    their standard deviation; the same seed gives the same numbers."""
+    def metrics(*extra):
+        out = tmp_path / "records.json"
+        code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 30, "--no-nll", "--no-store",
+                                "--out", out, "--stats-cache", tmp_path / "cache", "--no-progress", *extra)
+        assert code == 0, err
+        return json.loads(out.read_text())[0]["metrics"]
+
+    one, two, again = metrics(), metrics("--repeats", 2), metrics("--repeats", 2)
+    two.pop("samples_per_s"), again.pop("samples_per_s")  # wall time
+    assert again == two
+    # std (ddof 1) of two values a, b is |a - b| / sqrt(2); their mean m = (a + b) / 2, so it is sqrt(2) |m - a|.
+    assert two["fid_std"] == pytest.approx(math.sqrt(2) * abs(two["fid"] - one["fid"]), rel=1e-9)
+    assert two["is_mean_std"] == pytest.approx(math.sqrt(2) * abs(two["is_mean"] - one["is_mean"]), rel=1e-9)
+    assert two["kid_mean_std"] > 0 and two["fid"] != one["fid"]
 
 
 def test_run_folder_benchmarks_against_the_data_its_config_names(tmp_path, capsys):
@@ -233,6 +270,28 @@ def test_latent_and_gan_records(class_path, extra, family, estimator, tmp_path, 
     assert 0 <= record["metrics"]["probe_acc"] <= 1
 
 
+# ---- the training-time likelihood is the benchmark's ---------------------------------------------------------
+@pytest.mark.parametrize("cls, options", [
+    (FVSBN, {}), (VAE, {"likelihood": "logistic", "z_dim": 4, "channels": 8, "iw_samples": 8})], ids=["FVSBN", "VAE"])
+def test_test_step_nll_under_bf16_autocast_is_the_float32_benchmark_number(cls, options, tmp_path):
+    """Under ``bf16-mixed`` the test step still scores in float32: its test/nll_nats is the mean of the per-image
+    float32 log-likelihoods (the VAE's with the benchmark's seed), where scoring under the autocast would be off."""
+    torch.manual_seed(0)
+    model = cls((1, 8, 8), 256, 10, **options)
+    data = Digits(batch_size=64, test_size=151)
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    logged = float(trainer.test(model, data, verbose=False)[0]["test/nll_nats"])
+    x, _ = Digits(test_size=151).splits()["test"]
+    kwargs = {"seed": 0} if model.estimates_log_prob else {}
+    with torch.no_grad():
+        exact = float(-model.log_prob(x, **kwargs).double().mean())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = float(-model.log_prob(x, **kwargs).double().mean())
+    assert logged == pytest.approx(exact, rel=1e-6)
+    assert abs(mixed - exact) > 1e-4 * abs(exact)  # the autocast would have moved the number
+
+
 # ---- trained checkpoint, end to end, and DDP -------------------------------------------------------------------
 def run_script(args: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO), **(env or {})}
@@ -255,45 +314,90 @@ def test_end_to_end_on_trained_checkpoint(trained_fvsbn, tmp_path):
     assert record["metrics"]["nll_nats"] == pytest.approx(direct_test_nll(trained_fvsbn), rel=1e-6)
     assert record["checkpoint_sha256"] == hashlib.sha256(trained_fvsbn.read_bytes()).hexdigest()
     assert Path(record["sample_grid"]).is_file() and record["created_at"]
-    # W&B offline without credentials: a local run is written, and there is no URL to record.
-    assert record["wandb_url"] is None
-    assert list((tmp_path / "runs" / "wandb").glob("wandb/offline-run-*"))
+    # W&B offline without credentials: a local run is written into the run folder, and the record says where and
+    # how to upload it.
+    (offline,) = run_dir(trained_fvsbn).glob("wandb/offline-run-*")
+    assert record["wandb_url"] == offline_location(offline, run_dir(trained_fvsbn))
     assert "Testing DataLoader" in proc.stdout  # the progress bar while sampling and evaluating
 
 
+#: The runs the DDP checks benchmark: the config, its extra arguments (a small k for the VAE) and the fixture that
+#: trains it.
+DDP_RUNS = {"fvsbn": ("fvsbn_digits.yaml", [], "trained_fvsbn"),
+            "vae": ("vae_digits.yaml", ["--model.init_args.iw_samples", "32"], "trained_vae")}
+
+
 @pytest.fixture(scope="module")
-def one_and_two_processes(trained_fvsbn, tmp_path_factory) -> tuple[dict, dict]:
+def trained_vae(tmp_path_factory) -> Path:
+    """One epoch of configs/vae_digits.yaml (k = 32), as a user trains it; returns its ``last.ckpt``."""
+    tmp = tmp_path_factory.mktemp("vae_run")
+    proc = run_cli(["fit", "--config", str(CONFIGS / "vae_digits.yaml"), *DDP_RUNS["vae"][1], "--trainer.max_epochs",
+                    "1", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir",
+                    str(tmp / "vae_digits")], cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (checkpoint,) = (tmp / "vae_digits").glob("lightning_logs/version_0/checkpoints/last.ckpt")
+    return checkpoint
+
+
+@pytest.fixture(scope="module", params=sorted(DDP_RUNS))
+def one_and_two_processes(request, tmp_path_factory) -> tuple[str, Path, dict, dict]:
     """The same benchmark on 1 and on 2 CPU processes (DDP, gloo): an odd test split (301 images) and a sample
-    count that splits unevenly over chunks and ranks (300 samples in chunks of 64: 3 chunks on rank 0, 2 on 1)."""
-    tmp = tmp_path_factory.mktemp("ddp_bench")
+    count that splits unevenly over chunks and ranks (300 samples in chunks of 64: 3 chunks on rank 0, 2 on 1).
+    Returns the run's name, its checkpoint and the two records."""
+    checkpoint = request.getfixturevalue(DDP_RUNS[request.param][2])
+    tmp = tmp_path_factory.mktemp(f"ddp_bench_{request.param}")
     records = []
     for devices in (1, 2):
         out = tmp / f"devices{devices}.json"
-        proc = run_script([trained_fvsbn, "--data-args", '{"test_size": 301}', "--num-samples", 300,
+        proc = run_script([checkpoint, "--data-args", '{"test_size": 301}', "--num-samples", 300,
                            "--batch-size", 64, "--accelerator", "cpu", "--devices", devices, "--strategy",
                            "ddp" if devices > 1 else "auto", "--out", out, "--db", tmp / f"db{devices}" / "lb.sqlite",
                            "--stats-cache", tmp / "cache", "--no-progress"], cwd=tmp)
         assert proc.returncode == 0, proc.stderr[-3000:]
         [record] = json.loads(out.read_text())
         records.append(record)
-    return records[0], records[1]
+    return request.param, checkpoint, records[0], records[1]
 
 
 @pytest.mark.slow
-def test_ddp_nll_counts_every_test_image_once(one_and_two_processes, trained_fvsbn):
-    one, two = one_and_two_processes
+def test_ddp_nll_counts_every_test_image_once(one_and_two_processes):
+    """Every image once, and (the VAE) each image's importance-weighted estimate independent of the rank and
+    batch it lands in: 1 and 2 processes agree, and equal -log_prob of the whole split in one batch."""
+    _, checkpoint, one, two = one_and_two_processes
     assert one["protocol"]["devices"] == 1 and two["protocol"]["devices"] == 2
     assert one["protocol"]["num_test_images"] == two["protocol"]["num_test_images"] == 301
     total_one = one["metrics"]["nll_nats"] * 301
     total_two = two["metrics"]["nll_nats"] * 301
     assert total_two == pytest.approx(total_one, rel=1e-6)
-    assert one["metrics"]["nll_nats"] == pytest.approx(direct_test_nll(trained_fvsbn, test_size=301), rel=1e-6)
+    assert two["metrics"]["nll_nats_se"] == pytest.approx(one["metrics"]["nll_nats_se"], rel=1e-6)
+    assert one["metrics"]["nll_nats"] == pytest.approx(direct_test_nll(checkpoint, test_size=301), rel=1e-6)
 
 
 @pytest.mark.slow
 def test_ddp_sample_metrics_equal_single_process(one_and_two_processes):
-    one, two = one_and_two_processes
-    for key in ("fid", "is_mean", "is_std", "kid_mean", "kid_std"):
+    _, _, one, two = one_and_two_processes
+    for key in ("fid", "fid_std", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall", "density",
+                "coverage"):
         assert two["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-6), key
     # The same samples, not merely the same scores: the grids of the first 64 samples are identical.
     assert Path(one["sample_grid"]).read_bytes() == Path(two["sample_grid"]).read_bytes()
+
+
+@pytest.mark.slow
+def test_ddp_bf16_test_step_nll_is_the_benchmarks(one_and_two_processes, tmp_path):
+    """``lightning_gen test`` on 2 CPU processes under bf16-mixed, on the odd split: the logged test/nll_nats is the
+    benchmark's number (float32 scoring, the sampler's padded repeat left out, sums over ranks, not a mean of
+    per-rank means)."""
+    name, checkpoint, one, _ = one_and_two_processes
+    config, extra, _ = DDP_RUNS[name]
+    proc = run_cli(["test", "--config", str(CONFIGS / config), *extra, "--ckpt_path", str(checkpoint),
+                    "--data.init_args.test_size", "301", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                    "--trainer.strategy", "ddp", "--trainer.precision", "bf16-mixed", "--trainer.logger",
+                    "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path / "logs"),
+                    "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)],
+                   cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (metrics_csv,) = (tmp_path / "logs").glob("**/metrics.csv")
+    with open(metrics_csv) as f:
+        logged = [float(row["test/nll_nats"]) for row in csv.DictReader(f) if row.get("test/nll_nats")]
+    assert logged == [pytest.approx(one["metrics"]["nll_nats"], rel=1e-5)]

@@ -21,8 +21,8 @@ from lightning_gen.app.run import load_model
 from lightning_gen.data import Digits
 from lightning_gen.data.toy import RingOfGaussians, mode_statistics, ring_centers
 from lightning_gen.models.base import NoLikelihoodError
-from lightning_gen.models.gan import (_D_STREAM, _G_STREAM, GAN, NonFiniteLossError, discriminator_loss,
-                                      generator_loss, gradient_penalty_loss)
+from lightning_gen.models.gan import (_D_STREAM, _G_STREAM, _STANDING_STREAM, GAN, NonFiniteLossError, _derive_seed,
+                                      discriminator_loss, generator_loss, gradient_penalty_loss)
 from lightning_gen.nn.gan import DCGANDiscriminator, DCGANGenerator, dcgan_plan
 
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
@@ -175,6 +175,44 @@ def test_ema_generator_is_in_the_state_dict_and_is_what_sample_uses():
     z = torch.randn(4, 8)
     torch.testing.assert_close(model.generate(z), model.generator_ema.eval()(z))
     assert not torch.allclose(model.generate(z), model.generator.eval()(z))
+
+
+def test_ema_generator_batchnorm_statistics_are_standing_statistics_of_its_own_weights(tmp_path):
+    """After training, the EMA generator's BatchNorm statistics (in the model and in the checkpoint) are what
+    StudioGAN's procedure gives for the EMA weights (reset, momentum None, train mode over the noise batches), not
+    the live generator's; samples drawn with them are reproducible, also from the checkpoint."""
+    L.seed_everything(0)
+    options = dict(ema_decay=0.9, conditional=True, standing_batches=3, standing_batch_size=32)
+    model = small_gan((1, 8, 8), **options)
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    L.Trainer(accelerator="cpu", max_steps=12, limit_val_batches=0, logger=False, enable_progress_bar=False,
+              enable_model_summary=False, callbacks=[checkpoints]).fit(model, Digits(batch_size=32))
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)["state_dict"]
+
+    by_hand = copy.deepcopy(model.generator_ema)
+    norms = [m for m in by_hand.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    assert norms
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    by_hand.train()
+    gen = torch.Generator().manual_seed(_derive_seed(int(model.noise_seed), _STANDING_STREAM))
+    with torch.no_grad():
+        for _ in range(3):
+            by_hand(torch.randn(32, 8, generator=gen), torch.arange(32) % 10)
+    expected = {k: v for k, v in by_hand.state_dict().items() if "running_" in k or "num_batches" in k}
+    live = model.generator.state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(saved[f"generator_ema.{key}"], value, rtol=1e-5, atol=1e-6, msg=key)
+        if "running_" in key:
+            assert not torch.allclose(value, live[key], rtol=1e-3, atol=1e-3), key
+    first = model.sample(20, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(first, model.sample(20, generator=torch.Generator().manual_seed(3)))
+    for key, value in expected.items():
+        torch.testing.assert_close(model.generator_ema.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    restored = small_gan((1, 8, 8), **options)
+    restored.load_state_dict(saved)
+    assert torch.equal(restored.sample(20, generator=torch.Generator().manual_seed(3)), first)
 
 
 # ---- the training loop --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from lightning_gen.leaderboard.plots import (
 )
 from lightning_gen.leaderboard.record import (
     FAMILY_PATTERN,
+    METRIC_KEYS,
     OPTIONAL_KEYS,
     RECORD_SCHEMA,
     build_record,
@@ -84,8 +85,7 @@ def make_record(run_name: str = "gated_pixelcnn_bmnist", **overrides) -> dict:
         "dataset": "BinarizedMNIST",
         "dataset_id": "binarized-mnist-static",
         "image_shape": [1, 28, 28],
-        "metrics": {"fid": None, "is_mean": None, "is_std": None, "kid_mean": None, "kid_std": None,
-                    "nll_nats": 82.41, "nll_bpd": 0.15166, "probe_acc": None, "samples_per_s": 3.7,
+        "metrics": {**dict.fromkeys(METRIC_KEYS), "nll_nats": 82.41, "nll_bpd": 0.15166, "samples_per_s": 3.7,
                     "num_params": 1_204_737},
         "protocol": {"extractor": "mnist-lenet", "extractor_weights_sha256": "ab" * 32, "num_samples": 10000,
                      "reference_split": "test", "image_size": [28, 28], "nll_estimator": "exact",
@@ -1059,8 +1059,9 @@ def _train_grids(run: Path, steps) -> list[Path]:
     from lightning_gen.callbacks import SampleGrid
 
     callback = SampleGrid(num_samples=16)
+    # no loggers: the run folder is default_root_dir, as on a real Trainer (callbacks.run_folder)
     trainer = SimpleNamespace(global_step=0, fast_dev_run=False, logger=None, log_dir=str(run),
-                              default_root_dir=str(run.parent), loggers=[])
+                              default_root_dir=str(run), loggers=[])
     paths = []
     for step in steps:
         trainer.global_step = step

@@ -22,11 +22,13 @@ from lightning_gen.metrics import (
     StatsKey,
     compute_features,
     feature_stats,
+    fid_bootstrap,
     fid_from_features,
     fid_from_stats,
     get_extractor,
     inception_score,
     kid,
+    prdc,
     reference_stats,
 )
 from lightning_gen.metrics import features as features_module
@@ -168,6 +170,57 @@ def test_kid_rejects_a_subset_larger_than_the_sets():
 
 
 # ---- feature extractors ----------------------------------------------------------------------------------------
+# ---- FID spread, precision/recall, density/coverage ----------------------------------------------------------------
+def test_fid_bootstrap_uses_the_fid_formula_and_its_spread_tracks_the_sample_size():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(2000, 6))
+    mu_ref, sigma_ref = feature_stats(ref)
+    small, large = rng.normal(0.3, 1.0, size=(200, 6)), rng.normal(0.3, 1.0, size=(3200, 6))
+    # The eigenvalue form of the trace term agrees with the matrix square root on the same statistics.
+    identity = fid_bootstrap(small, mu_ref, sigma_ref, 1, seed=0)
+    rs = np.random.RandomState(0)
+    resampled = small[rs.randint(200, size=200)]
+    assert identity[0] == pytest.approx(fid_from_stats(*feature_stats(resampled), mu_ref, sigma_ref), rel=1e-8)
+    fids = fid_bootstrap(small, mu_ref, sigma_ref, 30, seed=1)
+    assert np.array_equal(fids, fid_bootstrap(small, mu_ref, sigma_ref, 30, seed=1))  # seeded
+    # The FID's standard deviation over draws falls like 1/sqrt(n): 16x the samples, about a quarter the spread.
+    ratio = fids.std(ddof=1) / fid_bootstrap(large, mu_ref, sigma_ref, 30, seed=1).std(ddof=1)
+    assert 2.5 < ratio < 6.5, ratio
+
+
+def test_prdc_of_points_on_a_line_by_hand():
+    """k = 1 on a line. Real 0, 1, 3, 7: radii 1, 1, 2, 4, balls [-1, 1], [0, 2], [1, 5], [3, 11]. Generated 0.5,
+    2, 20, 21: radii 1.5, 1.5, 1, 1, balls [-1, 2], [0.5, 3.5], [19, 21], [20, 22].
+    precision: 0.5 and 2 lie in real balls, 20 and 21 do not: 2/4. recall: 0, 1, 3 lie in generated balls, 7 does
+    not: 3/4. density: 0.5 lies in 2 real balls, 2 in 2 (on the edge of [0, 2]: balls are closed), so 4 / (1 * 4).
+    coverage: the balls of 0, 1, 3 hold a generated point, that of 7 none: 3/4."""
+    real, fake = np.array([[0.0], [1.0], [3.0], [7.0]]), np.array([[0.5], [2.0], [20.0], [21.0]])
+    assert prdc(real, fake, k=1) == {"precision": 0.5, "recall": 0.75, "density": 1.0, "coverage": 0.75}
+    # k = 2: real radii 3, 2, 3, 6, balls [-3, 3], [-1, 3], [0, 6], [1, 13]; 20 and 21 still lie outside all.
+    assert prdc(real, fake, k=2)["precision"] == 0.5
+    itself = prdc(real, real[::-1], k=1)  # each point lies in its own ball
+    assert (itself["precision"], itself["recall"], itself["coverage"]) == (1.0, 1.0, 1.0)
+
+
+def test_prdc_precision_and_recall_equal_torch_fidelity_and_the_blocks_change_nothing():
+    from torch_fidelity.metric_prc import calculate_precision_recall_part
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 8, generator=g, dtype=torch.float64)
+    fake = torch.randn(200, 8, generator=g, dtype=torch.float64) * 1.3 + 0.4
+    ours = prdc(real, fake, k=5)
+    precision, recall = calculate_precision_recall_part(fake, real, neighborhood=5)
+    assert (ours["precision"], ours["recall"]) == pytest.approx((precision, recall), abs=1e-6)  # theirs: float32
+    assert prdc(real, fake, k=5, batch_size=7) == ours
+    assert 0 < ours["precision"] < 1 and 0 < ours["recall"] < 1 and 0 < ours["coverage"] < 1
+    same = prdc(real, torch.randn(300, 8, generator=g, dtype=torch.float64), k=5)
+    assert 0.8 < same["density"] < 1.2 and same["coverage"] > 0.9  # one distribution: density about 1
+    far = prdc(real, fake + 100, k=5)
+    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    with pytest.raises(ValueError, match="k must be in 1..199"):
+        prdc(real, fake, k=200)
+
+
 def test_unknown_extractor_names_the_known_ones():
     with pytest.raises(ValueError, match="unknown extractor 'incepton'.*digits-lenet.*inception.*mnist-lenet"):
         get_extractor("incepton")
@@ -396,6 +449,12 @@ def test_sample_features_metric_equals_the_pure_functions():
     assert float(scores["fid"]) == pytest.approx(fid_from_features(features, ref_features), rel=1e-9)
     assert float(scores["is_mean"]) == pytest.approx(inception_score(logits)["is_mean"], rel=1e-9)
     assert float(scores["kid_mean"]) == pytest.approx(kid(features, ref_features, 10, 100)["kid_mean"], rel=1e-9)
+    assert {k: float(scores[k]) for k in ("precision", "recall", "density", "coverage")} == prdc(ref_features, features)
+    assert "fid_std" not in scores
+    with_spread = SampleFeatures(reference=reference, kid_subsets=10, kid_subset_size=100, fid_bootstrap=5)
+    with_spread.update(features=features)
+    spread = with_spread.compute()["fid_std"]
+    assert float(spread) == pytest.approx(fid_bootstrap(features, reference.mu, reference.sigma, 5).std(ddof=1))
     assert not any(k.startswith("extractor") for k in metric.state_dict())  # no network weights in checkpoints
 
 
@@ -408,6 +467,10 @@ def test_nll_sum_is_the_exact_mean():
     assert float(out["nll_nats"]) == pytest.approx(float(nll.float().double().mean()), rel=1e-12)
     assert float(out["num_images"]) == 100
     assert float(out["nll_bpd"]) == pytest.approx(float(out["nll_nats"]) / (784 * np.log(2)), rel=1e-12)
+    per_image = nll.float().double().numpy()
+    se = per_image.std(ddof=1) / np.sqrt(100)
+    assert float(out["nll_nats_se"]) == pytest.approx(se, rel=1e-9)
+    assert float(out["nll_bpd_se"]) == pytest.approx(se / (784 * np.log(2)), rel=1e-9)
 
 
 def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str, data: dict) -> None:
@@ -442,9 +505,10 @@ def test_ddp_gathered_scores_equal_single_process_scores(tmp_path):
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert float(got["num_samples"]) == 300 and float(got["num_images"]) == 300
-        for name in ("fid", "is_mean", "is_std", "kid_mean", "kid_std"):
+        for name in ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
             assert float(got[name]) == pytest.approx(float(expected[name]), rel=1e-9), name
         assert float(got["nll_nats"]) == pytest.approx(float(data["nll"].mean()), rel=1e-12)
+        assert float(got["nll_nats_se"]) == pytest.approx(float(data["nll"].std() / 300**0.5), rel=1e-9)
 
 
 # ---- the linear probe ---------------------------------------------------------------------------------------------

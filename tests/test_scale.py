@@ -448,3 +448,33 @@ def test_speed_and_memory_scripts_end_with_their_headline(script, args, last_lin
                            *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.fullmatch(last_line, proc.stdout.strip().splitlines()[-1]), proc.stdout[-2000:]
+
+
+def _validation_metrics(folder: Path) -> dict[str, float]:
+    """The last logged value of each ``val/`` column of the CSV log under ``folder``."""
+    import csv
+
+    (path,) = folder.glob("lightning_logs/version_*/metrics.csv")
+    out = {}
+    for row in csv.DictReader(path.open()):
+        out |= {k: float(v) for k, v in row.items() if k.startswith("val/") and v}
+    return out
+
+
+@pytest.mark.slow
+def test_sample_metrics_are_the_same_on_one_and_two_cpu_processes(tmp_path):
+    """SampleMetrics under DDP: seeded chunks dealt to the ranks, features gathered in sample order, so
+    ``val/fid``, ``val/kid`` and ``val/is`` of the same (seeded, untrained) DCGAN equal those of one process."""
+    base = ["validate", "--config", str(REPO / "configs/dcgan_digits.yaml"), "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false"]  # the config's SampleMetrics: 1000 samples, 4 chunks
+    one = run_cli([*base, "--trainer.default_root_dir", str(tmp_path / "one")], cwd=tmp_path,
+                  env={"OMP_NUM_THREADS": "1"})
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_cli([*base, "--trainer.default_root_dir", str(tmp_path / "two"), "--trainer.devices", "2",
+                   "--trainer.strategy", "ddp", "--trainer.sync_batchnorm", "false"], cwd=tmp_path,
+                  env={"OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    single, double = _validation_metrics(tmp_path / "one"), _validation_metrics(tmp_path / "two")
+    assert {"val/fid", "val/kid", "val/is"} <= single.keys()
+    for key in ("val/fid", "val/kid", "val/is"):
+        assert double[key] == pytest.approx(single[key], rel=1e-6), key

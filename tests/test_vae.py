@@ -19,8 +19,9 @@ from contracts import all_levels, assert_sample_contract
 from helpers import CONFIGS, REPO, ddp_fit_states, run_cli
 
 from lightning_gen.models.base import NoLikelihoodError
-from lightning_gen.models.vae import (VAE, Autoencoder, diagonal_gaussian_log_prob, discretized_logistic_log_prob,
-                                      gaussian_kl_to_standard, iw_log_likelihood, standard_normal_log_prob)
+from lightning_gen.models.vae import (VAE, Autoencoder, KeyedNormal, diagonal_gaussian_log_prob,
+                                      discretized_logistic_log_prob, gaussian_kl_to_standard, image_keys,
+                                      iw_log_likelihood, standard_normal_log_prob)
 from lightning_gen.pictures import latent_pictures
 
 MY_CONFIGS = ["ae_digits", "ae_mnist", "vae_binarized_mnist", "vae_cifar10", "vae_digits", "vae_mnist"]
@@ -124,16 +125,17 @@ class LinearGaussian:
         lik = torch.distributions.Normal(z @ self.W.T + self.b, self.s).log_prob(self.x).sum(-1)
         return lik + standard_normal_log_prob(z)
 
-    def q_sample(self, g):
-        return self.q_mean + torch.exp(0.5 * self.q_logvar) * torch.randn(self.q_mean.shape, generator=g,
-                                                                           dtype=torch.float64)
-
     def q_log_prob(self, z):
         return diagonal_gaussian_log_prob(z, self.q_mean, self.q_logvar)
 
     def estimate(self, k, seed=0, chunk_size=None):
-        return iw_log_likelihood(self.log_joint, self.q_sample, self.q_log_prob, k, chunk_size=chunk_size,
-                                 generator=torch.Generator().manual_seed(seed))
+        n, dz = self.q_mean.shape
+        noise = KeyedNormal([seed * n + i for i in range(n)], dz, dtype=torch.float64)
+
+        def q_sample(start, m):  # (m, N, dz)
+            return self.q_mean + torch.exp(0.5 * self.q_logvar) * noise(start, m)
+
+        return iw_log_likelihood(self.log_joint, q_sample, self.q_log_prob, k, chunk_size=chunk_size)
 
 
 def test_elbo_is_below_and_iw_estimate_reaches_the_exact_log_likelihood():
@@ -151,6 +153,26 @@ def test_chunked_and_unchunked_estimates_agree():
     whole = model.estimate(300, seed=3)
     for chunk in (1, 7, 64, 299, 1000):
         torch.testing.assert_close(model.estimate(300, seed=3, chunk_size=chunk), whole, atol=1e-10, rtol=0)
+
+
+def test_keyed_noise_of_an_item_depends_on_its_key_and_draw_index_only():
+    """Draw j of an item is the same whatever the other items, the chunks it is drawn in, or the number drawn."""
+    together = KeyedNormal([11, 12, 13], 3)(0, 300)  # (300, 3 items, 3)
+    alone = KeyedNormal([13], 3)
+    chunks = torch.cat([alone(start, min(13, 300 - start)) for start in range(0, 300, 13)])
+    assert torch.equal(chunks[:, 0], together[:, 2])
+    assert torch.equal(KeyedNormal([12], 3)(0, 50)[:, 0], together[:50, 1])  # k = 50: the first 50 of k = 300
+    assert not torch.allclose(together[:, 0], together[:, 1])
+    flat = together.flatten()
+    assert abs(flat.mean()) < 0.1 and abs(flat.std() - 1) < 0.05
+
+
+def test_image_keys_name_the_seed_and_the_image_not_its_position():
+    x = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    keys = image_keys(x, seed=0)
+    assert image_keys(x.flip(0), seed=0) == keys[::-1] and len(set(keys)) == 4
+    assert image_keys(x, seed=1) != keys
+    assert all(0 <= key < 2**63 for key in keys)
 
 
 def test_estimate_does_not_decrease_with_k_on_average():
@@ -182,8 +204,8 @@ def test_vae_log_prob_bounds_and_chunking():
     torch.manual_seed(0)
     model = VAE((1, 8, 8), 256, likelihood="logistic", z_dim=4, channels=8).eval()
     x = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
-    small = model.log_prob(x, k=50, chunk_size=20, generator=torch.Generator().manual_seed(1))
-    large = model.log_prob(x, k=50, chunk_size=100_000, generator=torch.Generator().manual_seed(1))
+    small = model.log_prob(x, k=50, chunk_size=20, seed=1)
+    large = model.log_prob(x, k=50, chunk_size=100_000, seed=1)
     assert small.shape == (6,) and small.dtype == torch.float64
     torch.testing.assert_close(small, large, atol=1e-3, rtol=0)  # float32 decoder, different batch sizes
     with torch.no_grad():
@@ -191,6 +213,26 @@ def test_vae_log_prob_bounds_and_chunking():
         elbo = -(recon + kl).view(200, 6).mean(0)
     assert (small - elbo).mean() > 0  # the 50-sample bound is above the ELBO on average
     assert model.has_likelihood and model.iw_samples == 5000
+
+
+def test_an_images_importance_weighted_estimate_does_not_depend_on_its_batch_or_chunks():
+    """Each image of a batch of 250 scores exactly what it scores alone (float64 weights, so only the noise could
+    make them differ), and whatever the chunk size; another seed gives other estimates."""
+    torch.manual_seed(0)
+    model = VAE((1, 8, 8), 2, z_dim=4, channels=4).double().eval()
+    x = torch.randint(0, 2, (250, 1, 8, 8), dtype=torch.uint8) * 255
+    batch = model.log_prob(x, k=20, seed=0)
+    alone = torch.cat([model.log_prob(x[i:i + 1], k=20, chunk_size=3, seed=0) for i in range(250)])
+    torch.testing.assert_close(alone, batch, atol=1e-9, rtol=0)
+    flipped = model.log_prob(x.flip(0), k=20, chunk_size=1000, seed=0).flip(0)
+    torch.testing.assert_close(flipped, batch, atol=1e-9, rtol=0)
+    assert (model.log_prob(x, k=20, seed=1) - batch).abs().mean() > 1e-3
+    # Without a seed the global RNG picks one: a fresh estimate per call.
+    torch.manual_seed(0)
+    first = model.log_prob(x[:5], k=20)
+    assert not torch.equal(first, model.log_prob(x[:5], k=20))
+    torch.manual_seed(0)
+    assert torch.equal(first, model.log_prob(x[:5], k=20))
 
 
 def test_kl_warmup_weight_rises_linearly_to_beta():

@@ -1,7 +1,7 @@
 """Benchmark checkpoints: FID / IS / KID of samples, exact NLL on the test split, linear probe, speed, size.
 
-    python -m lightning_gen benchmark runs/x/lightning_logs/version_0/checkpoints/last.ckpt [more.ckpt ...]
-    python -m lightning_gen benchmark CKPT --devices 2 --strategy ddp --accelerator cpu --num-samples 10000
+    lightning-gen benchmark runs/x/lightning_logs/version_0/checkpoints/last.ckpt [more.ckpt ...]
+    lightning-gen benchmark CKPT --devices 2 --strategy ddp --accelerator cpu --num-samples 10000
 
 Every number is written with the protocol that produced it (one record per checkpoint, built by
 :func:`lightning_gen.leaderboard.record.build_record`, into :class:`~lightning_gen.leaderboard.store.Store`;
@@ -11,10 +11,14 @@ Every number is written with the protocol that produced it (one record per check
   module, through one feature extractor (``protocol.extractor`` and the sha256 of its weights). Default: the data
   module's ``default_extractor``: ``digits-lenet`` for ``Digits``; ``mnist-lenet`` (a LeNet trained on MNIST
   digits, also used for BinarizedMNIST and, as a stand-in only, FashionMNIST) for the 28x28 grey sets;
-  ``inception`` (2015-12-05 Inception-v3, the only one comparable with published FIDs) otherwise. How samples
-  are drawn and scored: :mod:`lightning_gen.evaluation`.
-- NLL in nats per image and bits per dimension over every test image exactly once. ``nll_estimator`` is "exact"
-  for autoregressive models and "importance-weighted k=<k>" for the VAE.
+  ``inception`` (2015-12-05 Inception-v3, the only one comparable with published FIDs) otherwise. FID, IS, KID,
+  precision/recall and density/coverage (k = 5). Spread: ``fid_std`` from a 10-resample bootstrap of the drawn
+  samples' features (seconds); ``--repeats R`` draws the samples R times (R times the sampling cost) and reports
+  the means with ``fid_std``, ``is_mean_std``, ``kid_mean_std`` over the draws. How samples are drawn and scored:
+  :mod:`lightning_gen.evaluation`.
+- NLL in nats per image and bits per dimension over every test image exactly once, with its standard error over
+  the test images (``nll_nats_se``, ``nll_bpd_se``). ``nll_estimator`` is "exact" for autoregressive models and
+  "importance-weighted k=<k>" for the VAE, whose estimate of each image depends on ``--seed`` and the image only.
 - ``num_params``: every parameter of the checkpointed module (a GAN's discriminator included).
 - ``probe_acc``: :func:`lightning_gen.metrics.probe.linear_probe` on ``encode(x)`` (latent models) or
   ``features(x)`` (GAN discriminators), fitted on the train split and scored on the test split, where the data
@@ -25,15 +29,21 @@ The data module is the one the run's ``config.yaml`` names (``--data``, ``--data
 override it). It runs through a Lightning ``Trainer`` (``--devices``, ``--strategy``, ``--num-nodes``,
 ``--accelerator``), so ``--strategy ddp`` spreads sampling and the likelihood over processes; rank 0 writes the
 records.
+
+On the CPU, a step expected to take over a minute (the importance-weighted NLL with a large k, sampling from a slow
+sampler, Inception features) is announced before it starts, with its estimated time, measured on a small chunk of
+the step itself, and the option that shortens it (:func:`step_estimates`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +52,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_gen.app.cli import PROG, data_files_missing_message, debug_requested
 from lightning_gen.app.probe import feature_fn, probe_splits
 from lightning_gen.app.run import CheckpointError, DataConfigError, Run
 from lightning_gen.data import FashionMNIST
@@ -93,7 +104,7 @@ def _json_safe(obj: Any) -> Any:
 # ---- options ---------------------------------------------------------------------------------------------------
 @dataclass
 class BenchmarkOptions:
-    """What to compute and how (see ``python -m lightning_gen benchmark --help``)."""
+    """What to compute and how (see ``lightning-gen benchmark --help``)."""
 
     num_samples: int | None = None  # None: 10,000, or 500 for Inception without a GPU; 0: no sample metrics
     extractor: str | None = None  # None: the data module's default_extractor
@@ -101,6 +112,7 @@ class BenchmarkOptions:
     batch_size: int = 250
     iw_samples: int | None = None
     seed: int = 0
+    repeats: int = 1  # independent sample draws; >= 2 gives the spread of FID/IS/KID over draws
     nll: bool | None = None  # None: where the model has a likelihood; True: required
     probe: bool | None = None  # None: where the model has encode/features and the data has labels
     probe_max_train: int | None = None
@@ -145,6 +157,117 @@ def resolve_num_samples(options: BenchmarkOptions, extractor_name: str) -> int:
 
 def _want(flag: bool | None, available: bool) -> bool:
     return available if flag is None else flag
+
+
+# ---- up-front estimates ----------------------------------------------------------------------------------------
+#: A step expected to run longer than this (seconds) is announced first, with its estimated time and the option that
+#: shortens it; ``$LIGHTNING_GEN_ESTIMATE_AFTER_S`` overrides (0 announces every step).
+ESTIMATE_AFTER_S = 60.0
+ESTIMATE_ENV = "LIGHTNING_GEN_ESTIMATE_AFTER_S"
+#: A timing probe grows its chunk (1, 4, 16, ... items) until one call takes this long, so it measures work rather
+#: than per-call overhead without costing more than a few seconds.
+PROBE_SECONDS = 0.25
+#: The shorter setting an announcement suggests is the largest round one expected to take at most this many times
+#: the announcement threshold.
+SUGGESTED_BUDGET = 1.5
+
+
+def seconds_per_item(fn, max_items: int) -> float:
+    """Wall seconds per item of ``fn(n)``, from the first chunk ``n`` (1, 4, 16, ... up to ``max_items``) whose call
+    takes :data:`PROBE_SECONDS`; the smaller calls before it pay the warm-up."""
+    n = 1
+    while True:
+        start = time.perf_counter()
+        with torch.no_grad():
+            fn(n)
+        seconds = time.perf_counter() - start
+        if seconds >= PROBE_SECONDS or n >= max_items:
+            return seconds / n
+        n = min(max_items, 4 * n)
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.2g} min" if seconds < 600 else f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _fitting(value: int, cost_per_unit: float, budget: float, least: int = 1) -> int:
+    """The largest 1-2-5 round number up to ``value`` whose cost stays within ``budget`` (at least ``least``)."""
+    best = least
+    for exponent in range(int(math.log10(max(value, 1))) + 1):
+        for mantissa in (1, 2, 5):
+            candidate = mantissa * 10 ** exponent
+            if candidate <= value and candidate * cost_per_unit <= budget:
+                best = max(best, candidate)
+    return best
+
+
+def step_estimates(model: GenerativeModule, test_images: Tensor, *, nll: bool, num_samples: int, extractor,
+                   batch_size: int, seed: int, processes: int, after_s: float) -> list[str]:
+    """One line for each step of the benchmark expected to take longer than ``after_s`` seconds on this CPU: its
+    estimated time, from a timed small chunk of the step itself, and the option that shortens it."""
+    lines = []
+    n_test = int(test_images.shape[0])
+    if nll:
+        seeded = {"seed": seed} if getattr(model, "estimates_log_prob", False) else {}
+        labels = torch.zeros(batch_size, dtype=torch.long) if model.conditional else None
+        per_image = seconds_per_item(
+            lambda n: model.log_prob(test_images[:n], None if labels is None else labels[:n], **seeded),
+            min(batch_size, n_test))
+        total = per_image * n_test / processes
+        if total > after_s:
+            k = getattr(model, "iw_samples", None)
+            if k is not None:
+                shorter = _fitting(k, total / k, SUGGESTED_BUDGET * after_s)
+                lines.append(f"importance-weighted NLL: k={k:,} × {n_test:,} images ≈ {format_duration(total)} on "
+                             f"this CPU; --iw-samples {shorter:,} takes ≈ {format_duration(total * shorter / k)}")
+            else:
+                lines.append(f"test NLL: {n_test:,} images ≈ {format_duration(total)} on this CPU; --no-nll skips it")
+    if num_samples:
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.arange(batch_size) % model.num_classes if model.conditional else None
+        per_sample = seconds_per_item(
+            lambda n: model.sample(n, generator=generator, labels=None if labels is None else labels[:n]),
+            min(batch_size, num_samples))
+        blank = torch.zeros(min(batch_size, num_samples), *model.image_shape, dtype=torch.uint8)
+        per_feature = seconds_per_item(lambda n: extractor(blank[:n]), blank.shape[0])
+        per_image = per_sample + per_feature
+        total = per_image * num_samples / processes
+        if total > after_s:
+            shorter = _fitting(num_samples, per_image / processes, SUGGESTED_BUDGET * after_s, least=2)
+            lines.append(f"samples: {num_samples:,} × ({type(model).__name__}.sample {per_sample:.2g} s + features "
+                         f"{per_feature:.2g} s) ≈ {format_duration(total)} on this CPU; --num-samples {shorter:,} "
+                         f"takes ≈ {format_duration(per_image * shorter / processes)}")
+        reference = per_feature * n_test
+        if reference > after_s:
+            lines.append(f"reference features of the {n_test:,} test images ≈ {format_duration(reference)} on this "
+                         "CPU, unless an earlier run cached them (--stats-cache)")
+    return lines
+
+
+def announce_estimates(model: GenerativeModule, datamodule: ImageDataModule, options: BenchmarkOptions, *,
+                       nll: bool, num_samples: int, extractor) -> list[str]:
+    """Print :func:`step_estimates` (on the CPU, from global rank 0) before the evaluation starts; returns them."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if _gpu_in_use(options.accelerator) or rank_zero_only.rank != 0:
+        return []
+    devices = options.devices if isinstance(options.devices, int) and options.devices > 0 else 1
+    after_s = float(os.environ.get(ESTIMATE_ENV, ESTIMATE_AFTER_S))
+    was_training = model.training
+    model.eval()
+    try:
+        lines = step_estimates(model, datamodule.datasets["test"].images, nll=nll, num_samples=num_samples,
+                               extractor=extractor, batch_size=options.batch_size, seed=options.seed,
+                               processes=devices * options.num_nodes, after_s=after_s)
+    finally:
+        model.train(was_training)
+    for line in lines:
+        print(f"estimate: {line}", file=sys.stderr, flush=True)
+    return lines
 
 
 # ---- one checkpoint --------------------------------------------------------------------------------------------
@@ -196,9 +319,11 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
     if num_samples and num_test_images < 2:
         raise BenchmarkError(f"{type(datamodule).__name__} has fewer than 2 test images: no reference statistics for "
                              "FID/KID (use --num-samples 0 for the NLL alone)")
+    announce_estimates(model, datamodule, options, nll=nll, num_samples=num_samples * options.repeats,
+                       extractor=extractor)
     result = evaluate_model(model, datamodule, extractor=extractor, num_samples=num_samples, nll=nll,
                             stats_cache=cache, batch_size=options.batch_size, seed=options.seed,
-                            accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
+                            repeats=options.repeats, accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
                             num_nodes=options.num_nodes, enable_progress_bar=options.progress)
     if not result.is_global_zero:
         return None, None
@@ -212,14 +337,17 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
     if result.grid is not None and grid_dir is not None:
         grid_path = str(save_png(image_grid(result.grid), Path(grid_dir) / f"{name}.png"))
     nll_nats = res["nll_nats"] if nll else None
+    nll_se = res["nll_nats_se"] if nll and math.isfinite(res["nll_nats_se"]) else None  # NaN for one test image
     c, h, w = model.image_shape
     record = build_record(
         run_name=name, model=type(model).__name__, family=family, dataset=type(datamodule).__name__,
         dataset_id=datamodule.dataset_id, image_shape=[c, h, w],
         metrics={
-            "fid": res.get("fid"), "is_mean": res.get("is_mean"), "is_std": res.get("is_std"),
-            "kid_mean": res.get("kid_mean"), "kid_std": res.get("kid_std"),
+            **{key: res.get(key) for key in ("fid", "fid_std", "is_mean", "is_std", "is_mean_std", "kid_mean",
+                                              "kid_std", "kid_mean_std", "precision", "recall", "density",
+                                              "coverage")},
             "nll_nats": nll_nats, "nll_bpd": bits_per_dim(nll_nats, model.num_dims) if nll else None,
+            "nll_nats_se": nll_se, "nll_bpd_se": None if nll_se is None else bits_per_dim(nll_se, model.num_dims),
             "probe_acc": probe_acc, "samples_per_s": res.get("samples_per_s"),
             "num_params": sum(p.numel() for p in model.parameters()),
         },
@@ -277,49 +405,67 @@ def format_table(records: list[dict]) -> str:
 
 
 def log_wandb(record: dict, grid: Tensor | None, *, project: str = "lightning_gen",
-              save_dir: str = "runs/wandb") -> str | None:
-    """Log the record to W&B (summary metrics, a one-row table, the sample grid); returns the run URL when online.
+              run_folder: str | os.PathLike | None = None) -> str | None:
+    """Add the record to the W&B run of the training run it measured: ``benchmark/<metric>`` in the run's summary,
+    the record as a one-row table (``benchmark/table``) and the sample grid (``benchmark/samples``), also in the
+    summary (an offline resume cannot know the run's last step, and history rows below it are dropped on sync).
 
-    Uses the active run when there is one; otherwise starts one in the mode :func:`resolve_wandb_mode` picks
-    (``$WANDB_MODE``, else online with credentials, else offline) and finishes it.
+    The run is the one ``<run folder>/wandb_run.json`` names (written by ``fit`` under W&B), resumed with
+    ``resume="allow"`` and its files in the run folder, in the mode :func:`resolve_wandb_mode` picks; a run trained
+    without W&B gets a new W&B run named after it. ``run_folder`` defaults to the checkpoint's. Uses the active
+    run when there is one. Returns where to see it: the run's URL online; offline, :func:`offline_location`.
     """
     import wandb
 
-    from lightning_gen.loggers import resolve_wandb_mode
+    from lightning_gen.app.run import run_dir
+    from lightning_gen.loggers import read_wandb_run_file, resolve_wandb_mode
 
     os.environ.setdefault("WANDB_SILENT", "true")
+    folder = Path(run_folder) if run_folder is not None else run_dir(Path(record["checkpoint"]))
     own = wandb.run is None
     if own:
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
-        run = wandb.init(project=project, name=f"benchmark-{record['run_name']}", job_type="benchmark",
-                         dir=save_dir, mode=resolve_wandb_mode(),
-                         config={"protocol": record["protocol"], "checkpoint": record["checkpoint"],
-                                 "model": record["model"], "dataset": record["dataset"]})
+        folder.mkdir(parents=True, exist_ok=True)
+        trained = read_wandb_run_file(folder)
+        where = ({"id": trained["id"], "project": trained["project"], "entity": trained.get("entity"),
+                  "resume": "allow"} if trained else {"project": project, "name": record["run_name"]})
+        run = wandb.init(dir=str(folder.resolve()), mode=resolve_wandb_mode(), **where)
     else:
         run = wandb.run
-    metrics = {f"benchmark/{k}": v for k, v in record["metrics"].items() if v is not None}
+    run.config.update({"benchmark": {"protocol": record["protocol"], "checkpoint": record["checkpoint"]}},
+                      allow_val_change=True)
     columns = ["run_name", "model", "family", "dataset", *record["metrics"], "extractor", "num_samples",
                "nll_estimator"]
     row = [record["run_name"], record["model"], record["family"], record["dataset"], *record["metrics"].values(),
            record["protocol"]["extractor"], record["protocol"]["num_samples"], record["protocol"]["nll_estimator"]]
-    payload = {"benchmark/table": wandb.Table(columns=columns, data=[row])}
+    summary = {f"benchmark/{k}": v for k, v in record["metrics"].items() if v is not None}
+    summary["benchmark/table"] = wandb.Table(columns=columns, data=[row])
     if grid is not None:
         array = image_grid(grid)  # uint8: W&B would cast a float grid straight to uint8
-        payload["benchmark/samples"] = wandb.Image(array[..., 0] if array.shape[-1] == 1 else array,
+        summary["benchmark/samples"] = wandb.Image(array[..., 0] if array.shape[-1] == 1 else array,
                                                    caption=record["run_name"])
-    run.log(payload)
-    run.summary.update(metrics)
-    url = None if run.offline else run.url
+    run.summary.update(summary)
+    location = offline_location(Path(run.dir).parent, folder) if run.offline else run.url
     if own:
         run.finish()
-    return url
+    return location
+
+
+#: How a record's ``wandb_url`` names a run kept offline (the dashboard shows the command).
+OFFLINE_PREFIX = "offline: "
+
+
+def offline_location(offline_dir: Path, run_folder: Path) -> str:
+    """``offline: <W&B folder> | upload: wandb sync <run folder>/wandb/offline-run-*``, absolute paths."""
+    from lightning_gen.loggers import sync_command
+
+    return f"{OFFLINE_PREFIX}{offline_dir.resolve()} | upload: {sync_command(run_folder.resolve())}"
 
 
 # ---- command line ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lightning_gen benchmark", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=f"{PROG} benchmark", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoints", nargs="+", help="checkpoints written by `python -m lightning_gen fit`, or their run "
+    p.add_argument("checkpoints", nargs="+", help="checkpoints written by `lightning-gen fit`, or their run "
                                                   "folders (best, else last, else newest checkpoint)")
     p.add_argument("--num-samples", type=int, default=None,
                    help=f"samples for FID/IS/KID (default {DEFAULT_NUM_SAMPLES}; {INCEPTION_CPU_NUM_SAMPLES} for "
@@ -329,9 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "mnist-lenet for MNIST, BinarizedMNIST, FashionMNIST, inception otherwise)")
     p.add_argument("--fid-weights", default=None, help="Inception weights file (default $LIGHTNING_GEN_FID_WEIGHTS)")
     p.add_argument("--batch-size", type=int, default=250, help="sample chunk and evaluation batch size")
-    p.add_argument("--iw-samples", type=int, default=None, help="importance samples k of the NLL estimate of models that have one (the VAE); "
-                   "other models ignore it")
+    p.add_argument("--iw-samples", type=int, default=None,
+                   help="importance samples k of the NLL estimate of models that have one (the VAE; default: the "
+                        "model's iw_samples, 5000 in the configs); the time grows with k. Other models ignore it")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="independent draws of --num-samples samples: the sample metrics are their means and "
+                        "fid_std/is_mean_std/kid_mean_std their spread (costs R times the sampling); with 1, fid_std "
+                        "is a bootstrap over the drawn samples' features")
     p.add_argument("--nll", action=argparse.BooleanOptionalAction, default=None,
                    help="compute the test NLL (default: where the model defines a likelihood; --nll makes it an "
                         "error if it does not)")
@@ -367,20 +518,21 @@ def main(argv: list[str] | None = None) -> int:
     """``lightning_gen benchmark``: evaluate checkpoints, print a table, store one record per checkpoint."""
     args = build_parser().parse_args(argv)
     if args.run_name and len(args.checkpoints) > 1:
-        print("lightning_gen benchmark: error: --run-name names one checkpoint; got several", file=sys.stderr)
+        print(f"{PROG} benchmark: error: --run-name names one checkpoint; got several", file=sys.stderr)
         return 2
     options = BenchmarkOptions(
         num_samples=args.num_samples, extractor=args.extractor, fid_weights=args.fid_weights,
-        batch_size=args.batch_size, iw_samples=args.iw_samples, seed=args.seed, nll=args.nll, probe=args.probe,
+        batch_size=args.batch_size, iw_samples=args.iw_samples, seed=args.seed, repeats=args.repeats, nll=args.nll,
+        probe=args.probe,
         probe_max_train=args.probe_max_train, stats_cache=args.stats_cache, accelerator=args.accelerator,
         devices=_devices(args.devices), strategy=args.strategy, num_nodes=args.num_nodes, progress=not args.no_progress)
     if options.batch_size <= 0:
-        print(f"lightning_gen benchmark: error: --batch-size must be positive, got {options.batch_size}",
+        print(f"{PROG} benchmark: error: --batch-size must be positive, got {options.batch_size}",
               file=sys.stderr)
         return 2
     if args.extractor is not None:
         if args.extractor not in available_extractors():
-            print(f"lightning_gen benchmark: error: unknown extractor {args.extractor!r}; expected one of "
+            print(f"{PROG} benchmark: error: unknown extractor {args.extractor!r}; expected one of "
                   f"{', '.join(available_extractors())}", file=sys.stderr)
             return 2
     if args.no_store:
@@ -394,11 +546,15 @@ def main(argv: list[str] | None = None) -> int:
                                                 data_args=args.data_args, name=args.run_name, grid_dir=grid_dir)
         except (BenchmarkError, CheckpointError, DataConfigError, NoLikelihoodError, DataFilesMissing,
                 FileNotFoundError) as e:
-            print(f"lightning_gen benchmark: error: {checkpoint}: {e}" if str(checkpoint) not in str(e)
-                  else f"lightning_gen benchmark: error: {e}", file=sys.stderr)
+            if debug_requested():
+                raise
+            message = data_files_missing_message(e, "benchmark") if isinstance(e, DataFilesMissing) else str(e)
+            print(f"{PROG} benchmark: error: {checkpoint}: {message}" if str(checkpoint) not in message
+                  else f"{PROG} benchmark: error: {message}", file=sys.stderr)
             return 2
         if record is None:  # not global rank 0: rank 0 reports and stores
             continue
+        print(f"{record['run_name']}: checkpoint {record['checkpoint']}")  # which one a run folder gave (best.ckpt)
         if args.wandb:
             record["wandb_url"] = log_wandb(record, grid, project=args.wandb_project)
         records.append(record)

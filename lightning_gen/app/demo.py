@@ -1,13 +1,15 @@
 """``make demo``: the main job on the embedded digits data, end to end.
 
 Trains every ``configs/*_digits.yaml`` model, saves each one's sample grid, benchmarks the checkpoints into the
-results store (``results/leaderboard.sqlite``) and builds the leaderboard dashboard from them. Each step is a normal CLI call, printed before it runs, so
-the demo doubles as a worked example.
+results store (``results/leaderboard.sqlite``) and builds the leaderboard dashboard from them. Each step is a normal
+CLI call, printed before it runs, so the demo doubles as a worked example. It ends with one table: each model's data
+set, test NLL in bits/dim, FID, training time and sample grid.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -15,6 +17,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+#: The command every step runs: the venv's ``lightning-gen`` is ``python -m lightning_gen`` of this interpreter.
+CLI = [sys.executable, "-m", "lightning_gen"]
 
 
 def run(cmd: list[str]) -> None:
@@ -25,12 +29,45 @@ def run(cmd: list[str]) -> None:
 def train(config: Path, out: Path, extra: list[str]) -> Path:
     """Fit one config into ``out/<config name>`` and return its last checkpoint."""
     root = out / config.stem
-    run([sys.executable, "-m", "lightning_gen", "fit", "--config", str(config.relative_to(REPO)),
-         "--trainer.default_root_dir", str(root), *extra])
+    run([*CLI, "fit", "--config", str(config.relative_to(REPO)), "--trainer.default_root_dir", str(root), *extra])
     checkpoints = sorted(root.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not checkpoints:
         raise SystemExit(f"{config.name}: training wrote no checkpoint under {root}")
     return checkpoints[-1]
+
+
+def sample_grid(run_dir: Path) -> Path | None:
+    """The newest grid of samples a run saved: ``samples/step_*.png`` (SampleGrid), else the autoencoders'
+    ``pictures/samples_step_*.png`` (VAEPictures)."""
+    for pattern in ("samples/step_*.png", "pictures/samples_step_*.png"):
+        grids = sorted(run_dir.glob(pattern))
+        if grids:
+            return grids[-1]
+    return None
+
+
+def _cell(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def summary(rows: list[dict]) -> str:
+    """One screen: model, data set, NLL bits/dim, FID, training time and grid of each run."""
+    head = f"{'config':<24} {'model':<14} {'data set':<16} {'bits/dim':>8} {'FID':>8} {'train':>7}  sample grid"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['config'][:24]:<24} {r['model'][:14]:<14} {r['dataset'][:16]:<16} "
+                     f"{_cell(r['nll_bpd'], '.3f'):>8} {_cell(r['fid'], '.2f'):>8} {r['train_s']:>6.0f}s  "
+                     f"{r['grid'] or '-'}")
+    return "\n".join(lines)
+
+
+def _shown(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,19 +82,31 @@ def main(argv: list[str] | None = None) -> int:
     configs = [c.resolve() for c in args.configs] if args.configs else sorted((REPO / "configs").glob("*_digits.yaml"))
     extra = ["--trainer.max_epochs", str(args.max_epochs)] if args.max_epochs else []
     start = time.time()
-    results = {}
+    trained = {}
     for config in configs:
+        began = time.time()
         ckpt = train(config, args.out.resolve(), extra)
-        grids = sorted(ckpt.parents[1].glob("**/samples/step_*.png")) or sorted(ckpt.parents[2].glob("**/samples/step_*.png"))
-        results[config.stem] = (ckpt, grids[-1] if grids else None)
-    print(f"\nTrained {len(results)} models in {time.time() - start:.0f} s:")
-    for name, (ckpt, grid) in results.items():
-        print(f"  {name:28s} checkpoint {ckpt}\n  {'':28s} samples    {grid}")
+        trained[config.stem] = (ckpt, sample_grid(ckpt.parents[1]), time.time() - began)
+    print(f"\nTrained {len(trained)} models in {time.time() - start:.0f} s:")
+    for name, (ckpt, grid, _) in trained.items():
+        print(f"  {name:28s} checkpoint {_shown(ckpt)}\n  {'':28s} samples    {_shown(grid)}")
 
-    db = args.results.resolve() / "leaderboard.sqlite"
-    run([sys.executable, "-m", "lightning_gen", "benchmark", *(str(c) for c, _ in results.values()),
-         "--num-samples", str(args.num_samples), "--iw-samples", str(args.iw_samples), "--db", str(db)])
-    board = args.results.resolve() / "leaderboard" / "index.html"
-    run([sys.executable, "-m", "lightning_gen", "leaderboard", "--db", str(db), "--out", str(board)])
-    print(f"\nDemo done in {time.time() - start:.0f} s. Leaderboard: {board}")
+    results = args.results.resolve()
+    db, records_file = results / "leaderboard.sqlite", results / "demo_records.json"
+    run([*CLI, "benchmark", *(str(c) for c, _, _ in trained.values()), "--num-samples", str(args.num_samples),
+         "--iw-samples", str(args.iw_samples), "--db", str(db), "--out", str(records_file)])
+    board = results / "leaderboard" / "index.html"
+    run([*CLI, "leaderboard", "--db", str(db), "--out", str(board)])
+
+    records = {Path(r["checkpoint"]).resolve(): r for r in json.loads(records_file.read_text())}
+    rows = []
+    for name, (ckpt, grid, seconds) in trained.items():
+        record = records.get(ckpt.resolve(), {})
+        metrics = record.get("metrics", {})
+        rows.append({"config": name, "model": record.get("model", "?"),
+                     "dataset": record.get("dataset_id") or record.get("dataset", "?"),
+                     "nll_bpd": metrics.get("nll_bpd"), "fid": metrics.get("fid"), "train_s": seconds,
+                     "grid": _shown(grid)})
+    print(f"\nDemo done in {time.time() - start:.0f} s. Leaderboard: {_shown(board)}\n")
+    print(summary(rows))
     return 0

@@ -46,19 +46,24 @@ def run_dir(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
+def folder_name(folder: Path) -> str:
+    """The name of a run folder: ``<root>`` for ``<root>/lightning_logs/version_0``, ``<root>_version_N`` for later
+    versions, else the folder's own name (also the W&B display name of the run)."""
+    if folder.name.startswith("version_") and folder.parent.name == "lightning_logs":
+        return folder.parent.parent.name + ("" if folder.name == "version_0" else f"_{folder.name}")
+    return folder.name
+
+
 def run_name(checkpoint: Path) -> str:
-    """A short, file-name-safe name: ``<root>`` for ``<root>/lightning_logs/version_0/checkpoints/last.ckpt``,
-    ``<root>_version_N`` for later versions, ``_<stem>`` added for a checkpoint other than ``last``; a checkpoint
-    outside a ``checkpoints/`` folder is named by its stem."""
+    """A short, file-name-safe name: :func:`folder_name` of the run folder, ``_<stem>`` added for a checkpoint other
+    than ``best`` or ``last`` (the ones a run folder opens with); a checkpoint outside a ``checkpoints/`` folder is
+    named by its stem."""
     checkpoint = checkpoint.resolve()
     if checkpoint.parent.name != "checkpoints":
         name = checkpoint.stem
     else:
-        log_dir = run_dir(checkpoint)
-        name = log_dir.name
-        if log_dir.name.startswith("version_") and log_dir.parent.name == "lightning_logs":
-            name = log_dir.parent.parent.name + ("" if log_dir.name == "version_0" else f"_{log_dir.name}")
-        if checkpoint.stem != "last":
+        name = folder_name(run_dir(checkpoint))
+        if checkpoint.name not in PREFERRED_CHECKPOINTS:
             name += f"_{checkpoint.stem}"
     return "".join(c if c.isalnum() or c in "-_." else "" if c == "=" else "_" for c in name)
 

@@ -1,4 +1,8 @@
-"""``python -m lightning_gen sample CHECKPOINT``: a grid of samples from a checkpoint or run folder."""
+"""``lightning-gen sample CHECKPOINT``: a grid of samples from a checkpoint or run folder.
+
+A path that is not a checkpoint is a :class:`~lightning_gen.app.run.CheckpointError`, which the CLI reports in one
+line.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ import argparse
 
 import torch
 
+from lightning_gen.app.cli import PROG
 from lightning_gen.app.run import Run
 from lightning_gen.images import image_grid, save_png
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lightning_gen sample", description=__doc__)
+    p = argparse.ArgumentParser(prog=f"{PROG} sample", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a checkpoint, or a run folder (its best, else last, else newest checkpoint)")
     p.add_argument("--num-samples", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)

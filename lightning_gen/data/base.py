@@ -57,11 +57,14 @@ def online(host: str, port: int = 443, timeout: float = 3.0) -> bool:
 
 
 def missing_files_error(name: str, folder: Path, files: list[str], how: str) -> DataFilesMissing:
+    """The error naming the files expected under ``folder`` and ``how`` to get them. It names the environment
+    variable, which every command reads; each command adds its own data-root option (``--data.init_args.root``
+    for ``fit``, ``--data-root`` for ``benchmark``) where it reports the error."""
     listing = "\n".join(f"  {folder / f}" for f in files)
     return DataFilesMissing(
         f"{name}: data files not found and they cannot be downloaded from this machine.\n"
         f"Expected:\n{listing}\n{how}\n"
-        f"Set the data root with --data.root PATH or the environment variable {DATA_ENV}."
+        f"Set the data root with the environment variable {DATA_ENV}=PATH."
     )
 
 

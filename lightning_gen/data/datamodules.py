@@ -10,10 +10,8 @@ Nothing is written under the data root unless a download is needed, so a shared 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
@@ -27,6 +25,7 @@ from lightning_gen.data.base import (DataFilesMissing, ImageDataModule, cache_ro
                                      missing_files_error, online)
 from lightning_gen.data.readers import (class_names, existing, read_amat, read_cifar_batch, read_idx_pair,
                                         read_image_folder)
+from lightning_gen.files import atomic_write
 
 BINARIZATIONS = ("static", "dynamic")
 LAROCHELLE_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{split}.amat"
@@ -241,14 +240,10 @@ class BinarizedMNIST(_DownloadableDataModule):
         for name in self.missing_files():
             split = name.split("_")[-1].split(".")[0]
             target = self.folder / name.removesuffix(".gz")
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=target.name, suffix=".part")
-            try:  # a download cut short leaves no file that looks complete
-                with os.fdopen(fd, "wb") as f:
-                    with urllib.request.urlopen(LAROCHELLE_URL.format(split=split), timeout=60) as response:
-                        shutil.copyfileobj(response, f, 1 << 20)
-                os.replace(tmp, target)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            # A download cut short leaves no file that looks complete.
+            with atomic_write(target) as f, urllib.request.urlopen(LAROCHELLE_URL.format(split=split),
+                                                                   timeout=60) as response:
+                shutil.copyfileobj(response, f, 1 << 20)
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
         self.require_files()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from lightning_gen.files import atomic_write
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -320,19 +321,10 @@ def _warn_unreadable(unreadable: list[str]) -> None:
 def _save_atomic(obj, path: Path) -> None:
     """torch.save to a temporary file beside ``path``, then rename: readers never see half a file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    except OSError:
-        return  # read-only data root: work without the cache
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             torch.save(obj, f)
-        os.replace(tmp, path)
-    except OSError:  # disk full and the like: the cache is an optimisation, not a requirement
-        Path(tmp).unlink(missing_ok=True)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError:  # a read-only data root, a full disk: the cache is an optimisation, not a requirement
+        return
 
 
 def _load_cache(path: Path) -> dict | None:

@@ -284,9 +284,7 @@ def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key:
         cells.append(f'<td class="samples empty" title="{esc(entry.record["sample_grid"])}">grid not found</td>')
     else:
         cells.append('<td class="samples"></td>')
-    url = safe_url((entry.record or {}).get("wandb_url"))
-    cells.append(f'<td><a href="{esc(url)}" target="_blank" rel="noopener noreferrer">W&amp;B</a></td>' if url
-                 else "<td></td>")
+    cells.append(_wandb_cell((entry.record or {}).get("wandb_url")))
     row = (f'<tr class="{cls}" data-family="{esc(entry.family)}" data-run="{esc(entry.label)}">'
            + "".join(cells) + "</tr>")
     if entry.published:
@@ -422,3 +420,16 @@ benchmark tables with their sources, not runs of this code.</footer>
 </body>
 </html>
 """
+
+
+def _wandb_cell(location) -> str:
+    """The W&B cell: a link to an online run; for a run kept offline (``offline: <folder> | upload: <command>``,
+    :func:`lightning_gen.app.benchmark.offline_location`) the folder and the ``wandb sync`` command that uploads it."""
+    url = safe_url(location)
+    if url:
+        return f'<td><a href="{esc(url)}" target="_blank" rel="noopener noreferrer">W&amp;B</a></td>'
+    if isinstance(location, str) and location.startswith("offline: "):
+        folder, _, command = location[len("offline: "):].partition(" | upload: ")
+        return (f'<td class="wandb-offline"><details><summary>W&amp;B offline</summary>saved in <code>{esc(folder)}'
+                f'</code>; upload with <code>{esc(command or "wandb sync " + folder)}</code></details></td>')
+    return "<td></td>"

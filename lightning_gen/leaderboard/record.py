@@ -61,9 +61,14 @@ REQUIRED_KEYS = ("schema", "run_name", "model", "family", "dataset", "dataset_id
 #: Keys a record may leave out; they are stored as ``None``.
 OPTIONAL_KEYS = ("checkpoint", "checkpoint_sha256", "config", "git_commit", "wandb_url", "sample_grid",
                  "train_time_s")
-#: The metrics a record knows; absent ones are stored as ``None`` (a record may add others).
-METRIC_KEYS = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "nll_nats", "nll_bpd", "probe_acc",
-               "samples_per_s", "num_params")
+#: The metrics a record knows; absent ones are stored as ``None`` (a record may add others). ``*_se`` is the standard
+#: error of the NLL over the test images; ``fid_std``, ``is_mean_std``, ``kid_mean_std`` the spread of ``fid``,
+#: ``is_mean``, ``kid_mean`` over independent sample draws (``fid_std``: a bootstrap with one draw); ``is_std`` and
+#: ``kid_std`` are within one draw (IS splits, KID subsets). ``precision``/``recall`` (Kynkaanniemi et al. 2019),
+#: ``density``/``coverage`` (Naeem et al. 2020), k = 5, on the FID features.
+METRIC_KEYS = ("fid", "fid_std", "is_mean", "is_std", "is_mean_std", "kid_mean", "kid_std", "kid_mean_std",
+               "precision", "recall", "density", "coverage", "nll_nats", "nll_nats_se", "nll_bpd", "nll_bpd_se",
+               "probe_acc", "samples_per_s", "num_params")
 #: The protocol fields a record knows; absent ones are stored as ``None`` (a record may add others).
 PROTOCOL_KEYS = ("extractor", "extractor_weights_sha256", "num_samples", "reference_split", "image_size",
                  "nll_estimator", "num_test_images", "devices")

@@ -13,10 +13,12 @@ from lightning_gen.metrics.features import (
 from lightning_gen.metrics.functional import (
     compute_features,
     feature_stats,
+    fid_bootstrap,
     fid_from_features,
     fid_from_stats,
     inception_score,
     kid,
+    prdc,
 )
 from lightning_gen.metrics.stats_cache import ReferenceStats, StatsCache, StatsKey, reference_stats
 from lightning_gen.metrics.torchmetrics_wrappers import NLLSum, SampleFeatures
@@ -34,11 +36,13 @@ __all__ = [
     "available_extractors",
     "compute_features",
     "feature_stats",
+    "fid_bootstrap",
     "fid_from_features",
     "fid_from_stats",
     "get_extractor",
     "inception_score",
     "kid",
+    "prdc",
     "reference_stats",
     "register_extractor",
 ]

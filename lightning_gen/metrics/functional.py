@@ -1,4 +1,4 @@
-"""FID, Inception Score and KID as pure functions of features, statistics in float64.
+"""FID, Inception Score, KID, precision/recall and density/coverage as pure functions of features, in float64.
 
 - FID [1]: Frechet distance between Gaussians fitted to two feature sets,
   ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``. The matrix square root and its handling of near-singular
@@ -9,9 +9,21 @@
 - KID [3]: unbiased MMD^2 with the cubic polynomial kernel ``(x.y / D + 1)^3``, averaged over random subsets,
   as in torch-fidelity.
 
+- FID spread [1]: :func:`fid_bootstrap` recomputes the FID on resamples (with replacement) of the generated
+  features against fixed reference statistics, using ``tr (S1 S2)^(1/2) = sum sqrt(eig(R S1 R))``, ``R = S2^(1/2)``
+  (one eigendecomposition of a symmetric matrix per resample instead of a general matrix square root).
+- Precision and recall [4], density and coverage [5] (:func:`prdc`): ``B(x, r_k(x))`` is the closed ball around a
+  feature vector reaching its k-th nearest neighbour in its own set (k = 5 in both papers). Precision: the share of
+  generated samples inside some real ball; recall: the share of real samples inside some generated ball; density:
+  ``(1 / (k M)) sum_j #{i: y_j in B(x_i)}`` (real balls ``x_i``, ``M`` generated ``y_j``; 1 on average when the
+  distributions match, unbounded); coverage: the share of real balls holding at least one generated sample.
+  Closed balls (``<=``) as in [4]'s code and torch-fidelity's ``calculate_precision_recall_part``, which gives the
+  same precision and recall (tested); one pass here also gives density and coverage from the same radii.
+
 With ``seed=2020`` :func:`inception_score` and :func:`kid` reproduce torch-fidelity's defaults exactly.
 
 [1] arXiv 1706.08500 (Heusel et al.)  [2] arXiv 1606.03498 (Salimans et al.)  [3] arXiv 1801.01401 (Binkowski et al.)
+[4] arXiv 1904.06991 (Kynkaanniemi et al. 2019)  [5] arXiv 2002.09797 (Naeem et al. 2020)
 """
 
 from __future__ import annotations
@@ -83,6 +95,63 @@ def fid_from_features(features1: ArrayLike, features2: ArrayLike) -> float:
             warnings.warn(f"FID: {name} has {n} samples for {d} dimensions; its covariance is singular and the "
                           "FID is strongly biased (use more samples than dimensions)", RuntimeWarning, stacklevel=2)
     return fid_from_stats(*feature_stats(features1), *feature_stats(features2))
+
+
+def fid_bootstrap(features: ArrayLike, mu_ref: ArrayLike, sigma_ref: ArrayLike, resamples: int = 10,
+                  seed: int = 0) -> np.ndarray:
+    """FIDs ``(resamples,)`` of resamples with replacement of ``features`` ``(N, D)`` against fixed reference
+    statistics: their spread estimates how much the FID of ``N`` generated samples varies from draw to draw. A
+    resample repeats about a third of the samples, which raises its FID a little; read the spread, not the level."""
+    f = _as_f64(features, "features", 2)
+    mu_ref, sigma_ref = _as_f64(mu_ref, "mu_ref", 1), _as_f64(sigma_ref, "sigma_ref", 2)
+    if resamples < 1 or f.shape[0] < 2:
+        raise ValueError(f"need resamples >= 1 and at least 2 feature vectors, got {resamples} and {f.shape[0]}")
+    lam, vecs = np.linalg.eigh(sigma_ref)
+    root = (vecs * np.sqrt(np.clip(lam, 0, None))) @ vecs.T  # R = sigma_ref^(1/2), symmetric
+    rng = np.random.RandomState(seed)
+    out = np.empty(resamples)
+    for b in range(resamples):
+        mu, sigma = feature_stats(f[rng.randint(f.shape[0], size=f.shape[0])])
+        eig = np.linalg.eigvalsh(root @ sigma @ root)
+        diff = mu - mu_ref
+        out[b] = diff @ diff + np.trace(sigma) + np.trace(sigma_ref) - 2 * np.sqrt(np.clip(eig, 0, None)).sum()
+    return out
+
+
+# ---- precision / recall, density / coverage -----------------------------------------------------------------------
+def _kth_neighbour_radii(x: Tensor, k: int, batch_size: int) -> Tensor:
+    """Distance of each row of ``x`` to its k-th nearest other row ``(N,)`` (the (k+1)-th smallest counting itself)."""
+    # topk, not kthvalue: the same value, ten times faster on a CPU
+    return torch.cat([torch.cdist(block, x).topk(k + 1, dim=1, largest=False).values[:, -1]
+                      for block in x.split(batch_size)])
+
+
+def prdc(real_features: ArrayLike, fake_features: ArrayLike, k: int = 5, *, batch_size: int = 1024,
+         device: torch.device | str | None = None) -> dict[str, float]:
+    """Precision, recall [4], density and coverage [5] of generated features ``(M, D)`` against real ones
+    ``(N, D)`` with ``k``-nearest-neighbour balls (see the module docstring): ``{"precision", "recall", "density",
+    "coverage"}``. Distances are computed in float64 blocks of ``batch_size`` rows on ``device`` (default the CPU),
+    so memory is ``batch_size * max(N, M)``, not ``N * M``."""
+    real = torch.from_numpy(np.ascontiguousarray(_as_f64(real_features, "real_features", 2))).to(device)
+    fake = torch.from_numpy(np.ascontiguousarray(_as_f64(fake_features, "fake_features", 2))).to(device)
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"feature dimensions differ: {real.shape[1]} and {fake.shape[1]}")
+    if not 1 <= k < min(real.shape[0], fake.shape[0]):
+        raise ValueError(f"k must be in 1..{min(real.shape[0], fake.shape[0]) - 1} (fewer than the smaller set), "
+                         f"got {k}")
+    real_radii, fake_radii = _kth_neighbour_radii(real, k, batch_size), _kth_neighbour_radii(fake, k, batch_size)
+    balls_holding = torch.zeros(fake.shape[0], dtype=torch.float64, device=real.device)  # real balls per fake
+    recalled, covered = [], []
+    for start in range(0, real.shape[0], batch_size):
+        d = torch.cdist(real[start:start + batch_size], fake)  # (b, M)
+        inside = d <= real_radii[start:start + batch_size, None]  # fake j in real ball i
+        balls_holding += inside.sum(0)
+        covered.append(inside.any(1))
+        recalled.append((d <= fake_radii[None, :]).any(1))  # real i in some fake ball
+    return {"precision": float((balls_holding > 0).double().mean()),
+            "recall": float(torch.cat(recalled).double().mean()),
+            "density": float(balls_holding.sum() / (k * fake.shape[0])),
+            "coverage": float(torch.cat(covered).double().mean())}
 
 
 # ---- Inception Score ---------------------------------------------------------------------------------------------

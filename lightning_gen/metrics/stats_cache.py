@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 from torch import Tensor
 
 from lightning_gen.data.base import cache_root
+from lightning_gen.files import atomic_write
 from lightning_gen.metrics.functional import compute_features, feature_stats
 
 FORMAT_VERSION = 1
@@ -143,21 +143,14 @@ class StatsCache:
         path = self.path(key)
         arrays = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in stats.arrays().items()}
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{path.name}.", suffix=".tmp")
-        except OSError as err:
-            warnings.warn(f"cannot write reference statistics to {self.dir} ({err}); continuing without the cache",
-                          RuntimeWarning, stacklevel=2)
-            return None
-        try:
-            with os.fdopen(fd, "wb") as f:
+            with atomic_write(path) as f:
                 np.savez(f, key=np.array(key.to_json()), checksum=np.array(_checksum(arrays)), **arrays)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        except OSError as err:  # a read-only or full disk: the cache is an optimisation
+            warnings.warn(f"cannot write reference statistics to {self.dir} ({err}); continuing without the cache",
+                          RuntimeWarning, stacklevel=2)
+            return None
         return path
 
     def get_or_compute(self, key: StatsKey, compute: Callable[[], ReferenceStats], *,

@@ -4,12 +4,15 @@
   rank extracts features of its own samples and ``compute()`` sees all of them, so FID/IS/KID are those of the
   whole sample set (not an average of per-rank scores, which would be biased: FID of n samples is not the mean
   of FIDs of n/2).
-- :class:`NLLSum` keeps the sum of NLLs in nats and the image count (float64 / int64, ``dist_reduce_fx="sum"``),
-  so the mean over all ranks is exact. It counts what it is given: an evaluation loader whose sampler pads the
-  last batch with repeats (``DistributedSampler``) counts those images twice; feed each image once.
+- :class:`NLLSum` keeps the sum of NLLs in nats, of their squares and the image count (float64 / int64,
+  ``dist_reduce_fx="sum"``), so the mean over all ranks and its standard error are exact. It counts what it is
+  given: an evaluation loader whose sampler pads the last batch with repeats (``DistributedSampler``) counts those
+  images twice; feed each image once.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -17,7 +20,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from lightning_gen.metrics.features import FeatureExtractor, get_extractor
-from lightning_gen.metrics.functional import fid_from_stats, feature_stats, inception_score, kid
+from lightning_gen.metrics.functional import feature_stats, fid_bootstrap, fid_from_stats, inception_score, kid, prdc
 from lightning_gen.metrics.stats_cache import ReferenceStats
 
 
@@ -39,10 +42,14 @@ class SampleFeatures(Metric):
             ``mu``/``sigma``, KID needs ``features``. Without it only the Inception Score is computed.
         is_splits: chunks for the Inception Score.
         kid_subsets, kid_subset_size: KID subsets; the subset size is capped at the smaller sample count.
-        seed: seed of the IS shuffle and the KID subsets.
+        seed: seed of the IS shuffle, the KID subsets and the FID bootstrap.
+        prdc_k: neighbours of precision/recall and density/coverage (0, or no more samples than that: not computed).
+        fid_bootstrap: resamples of :func:`~lightning_gen.metrics.functional.fid_bootstrap` (0: none).
 
-    ``compute()`` returns float64 tensors under ``num_samples``, ``fid``, ``is_mean``/``is_std`` (when the extractor
-    has logits) and ``kid_mean``/``kid_std`` (when the reference has features).
+    ``compute()`` returns float64 tensors under ``num_samples``, ``fid`` (and ``fid_std``, the bootstrap's standard
+    deviation, with ``fid_bootstrap >= 2``), ``is_mean``/``is_std`` (when the extractor has logits),
+    ``kid_mean``/``kid_std`` and ``precision``/``recall``/``density``/``coverage`` (when the reference has
+    features). Precision/recall/density/coverage are computed on the device the features were given on.
     """
 
     full_state_update = False
@@ -51,7 +58,7 @@ class SampleFeatures(Metric):
 
     def __init__(self, extractor: FeatureExtractor | str | None = None, *, reference: ReferenceStats | None = None,
                  is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
-                 **kwargs) -> None:
+                 prdc_k: int = 5, fid_bootstrap: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         if isinstance(extractor, str):
             extractor = get_extractor(extractor)
@@ -61,6 +68,7 @@ class SampleFeatures(Metric):
         self.reference = reference
         self.is_splits, self.seed = is_splits, seed
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+        self.prdc_k, self.fid_bootstrap = prdc_k, fid_bootstrap
         self.add_state("features", default=[], dist_reduce_fx="cat")
         self.add_state("logits", default=[], dist_reduce_fx="cat")
 
@@ -89,14 +97,20 @@ class SampleFeatures(Metric):
         features = _cat(self.features)  # all ranks' features, in rank order
         if features is None:
             raise ValueError("SampleFeatures.compute() called before any update()")
+        device = features.device
         features = features.double().cpu()
         n = features.shape[0]
         out = {"num_samples": float(n)}
         if self.reference is not None:
             out["fid"] = fid_from_stats(*feature_stats(features), self.reference.mu, self.reference.sigma)
+            if self.fid_bootstrap >= 2:
+                fids = fid_bootstrap(features, self.reference.mu, self.reference.sigma, self.fid_bootstrap, self.seed)
+                out["fid_std"] = float(fids.std(ddof=1))
             if self.reference.features is not None:
                 size = min(self.kid_subset_size, n, self.reference.features.shape[0])
                 out.update(kid(features, self.reference.features, self.kid_subsets, size, self.seed))
+                if self.prdc_k and min(n, self.reference.features.shape[0]) > self.prdc_k:  # else no k neighbours
+                    out.update(prdc(self.reference.features, features, self.prdc_k, device=device))
         logits = _cat(self.logits)
         if logits is not None:
             if logits.shape[0] != n:
@@ -106,10 +120,13 @@ class SampleFeatures(Metric):
 
 
 class NLLSum(Metric):
-    """Exact mean negative log-likelihood over all images seen on all ranks.
+    """Exact mean negative log-likelihood over all images seen on all ranks, with its standard error.
 
     ``update(nll)`` takes the NLL in nats of each image ``(B,)``. ``compute()`` returns float64 tensors
-    ``nll_nats`` (mean nats per image), ``num_images`` and, with ``num_dims`` (C*H*W), ``nll_bpd``.
+    ``nll_nats`` (mean nats per image), ``nll_nats_se`` (the standard error of that mean over the images,
+    ``std(nll, ddof=1) / sqrt(n)``; NaN for one image), ``num_images`` and, with ``num_dims`` (C*H*W), ``nll_bpd``
+    and ``nll_bpd_se``. The standard error measures how much the mean would move with another sample of test
+    images from the same distribution; it says nothing about differences between runs on the same images.
     """
 
     full_state_update = False
@@ -120,6 +137,7 @@ class NLLSum(Metric):
         super().__init__(**kwargs)
         self.num_dims = num_dims
         self.add_state("nats", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("squares", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, nll: Tensor) -> None:
@@ -127,14 +145,19 @@ class NLLSum(Metric):
             raise ValueError(f"expected one NLL per image, shape (B,), got {tuple(nll.shape)}")
         if not torch.isfinite(nll).all():
             raise ValueError("NLL contains NaN or infinite values")
-        self.nats += nll.detach().double().sum()
+        nll = nll.detach().double()
+        self.nats += nll.sum()
+        self.squares += nll.square().sum()
         self.count += nll.shape[0]
 
     def compute(self) -> dict[str, Tensor]:
         if self.count == 0:
             raise ValueError("NLLSum.compute() called before any update()")
-        mean = self.nats / self.count
-        out = {"nll_nats": mean, "num_images": self.count.double()}
+        n = self.count.double()
+        mean = self.nats / n
+        var = ((self.squares - n * mean * mean) / (n - 1)).clamp(min=0) if n > 1 else torch.full_like(mean, math.nan)
+        out = {"nll_nats": mean, "nll_nats_se": (var / n).sqrt(), "num_images": n}
         if self.num_dims is not None:
-            out["nll_bpd"] = mean / (self.num_dims * torch.log(torch.tensor(2.0, dtype=torch.float64)))
+            per_bit = self.num_dims * math.log(2.0)
+            out["nll_bpd"], out["nll_bpd_se"] = mean / per_bit, out["nll_nats_se"] / per_bit
         return out

@@ -10,6 +10,6 @@ from lightning_gen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
 from lightning_gen.models.vae import VAE, Autoencoder
 
 __all__ = [
-    "GAN", "VAE", "Autoencoder", "DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "GenerativeModule", "LikelihoodModule",
-    "NoLikelihoodError", "PixelCNN", "RowLSTM", "from_levels", "to_levels",
+    "GAN", "MADE", "NADE", "VAE", "Autoencoder", "DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "GenerativeModule",
+    "LikelihoodModule", "NoLikelihoodError", "PixelCNN", "RowLSTM", "from_levels", "to_levels",
 ]

@@ -51,13 +51,23 @@ Where this implementation deliberately differs:
   stops honouring that, :meth:`on_fit_start` fails with the strategy to use. SyncBatchNorm
   (``sync_batchnorm: true``) works on GPUs; PyTorch refuses it for CPU processes, so there ``fit`` stops at start-up
   and names ``--trainer.sync_batchnorm false``.
+- BatchNorm in the EMA generator: its running statistics are *standing statistics* (PyTorch-StudioGAN), recomputed
+  for the EMA weights, not copied from the live generator: copied statistics describe the activations of other
+  weights (those of the live generator at the last step) and an EMA of them would still describe a mix of past
+  live weights. :func:`standing_statistics` resets them and averages the batch statistics (momentum None) of
+  ``standing_batches`` batches of ``standing_batch_size`` noise vectors (class-balanced labels for a conditional
+  model) drawn from a fixed stream of ``noise_seed``, each batch normalised by its own statistics as in training.
+  They are a pure function of the EMA weights, recomputed lazily when the EMA has moved since (:meth:`GAN.generate`,
+  so validation, sampling and the benchmark all see them) and before every checkpoint is written, so resuming stays
+  bitwise exact and a checkpoint's ``generator_ema`` statistics belong to its weights. The pass runs the layers in
+  eval mode with hooks that normalise by the batch, so no SyncBatchNorm collective runs (rank 0 alone may sample).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 import torch
@@ -77,7 +87,8 @@ G_LOSSES = ("minimax", "non_saturating")
 BINARY_SAMPLING = ("threshold", "bernoulli")
 
 # Noise streams: each kind of draw has its own counter-based seed sequence.
-_D_STREAM, _G_STREAM, _EVAL_STREAM = 0, 1, 2
+_D_STREAM, _G_STREAM, _EVAL_STREAM, _STANDING_STREAM = 0, 1, 2, 3
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -122,6 +133,52 @@ def gradient_penalty_loss(discriminator: nn.Module, real: Tensor, fake: Tensor, 
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
+@torch.no_grad()
+def standing_statistics(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]) -> None:
+    """Set the running statistics of every BatchNorm in ``net`` to the mean of its batch statistics (mean and
+    unbiased variance, as BatchNorm with ``momentum=None`` accumulates them) over ``batches`` of ``(z, labels)``,
+    each batch normalised by its own statistics as in training: PyTorch-StudioGAN's standing statistics.
+
+    The net runs in eval mode with forward hooks that replace each BatchNorm's output by the batch-normalised one,
+    so a SyncBatchNorm starts no collective and the net's other layers stay in eval mode. ``net`` is left in eval
+    mode.
+    """
+    norms = [m for m in net.modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats]
+    if not norms:
+        return
+    sums: dict[nn.Module, list[Tensor]] = {}
+
+    def normalise_by_batch(module, inputs, output):
+        x = inputs[0]
+        dims = [0, *range(2, x.dim())]  # every dimension but the channels
+        mean, var = x.mean(dims), x.var(dims, unbiased=True)
+        if module in sums:
+            sums[module][0] += mean
+            sums[module][1] += var
+        else:
+            sums[module] = [mean.clone(), var.clone()]
+        return F.batch_norm(x, None, None, module.weight, module.bias, True, 0.0, module.eps)
+
+    handles = [m.register_forward_hook(normalise_by_batch) for m in norms]
+    count = 0
+    try:
+        net.eval()
+        for z, labels in batches:
+            net(z, labels)
+            count += 1
+    finally:
+        for h in handles:
+            h.remove()
+    for m in norms:
+        m.running_mean.copy_(sums[m][0] / count)
+        m.running_var.copy_(sums[m][1] / count)
+        m.num_batches_tracked.fill_(count)
+
+
+def _forget_standing_statistics(module: nn.Module, incompatible_keys) -> None:
+    module._standing_for = None  # new weights: recompute before the next use
+
+
 def _drop_retired_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
     # Checkpoints written before the noise fingerprint became unsaved test state still hold it; drop it so they load
     # strictly, through Lightning's resume and lightning_gen.app.run alike.
@@ -152,7 +209,9 @@ class GAN(GenerativeModule):
         ema_decay: if > 0, :meth:`sample` uses an exponential moving average of the generator's weights, updated
             after each generator step with decay ``min(ema_decay, (1 + t) / (10 + t))`` at generator step ``t``
             (a warm-up, so early averages are not dominated by the initial weights). Its weights are in the state
-            dict (``generator_ema.*``); normalisation statistics are copied from the generator.
+            dict (``generator_ema.*``); its BatchNorm statistics are standing statistics of its own weights (see
+            the module docstring).
+        standing_batches, standing_batch_size: batches of noise behind the EMA generator's standing statistics.
         conditional: condition both nets on the class label (needs ``num_classes > 0``).
         binary_sampling: for binary data (``num_levels=2``), turn the generator's output ``p = (g + 1) / 2`` into
             0/255 pixels by ``"threshold"`` (``p > 0.5``) or ``"bernoulli"`` (a draw with probability ``p``).
@@ -186,6 +245,8 @@ class GAN(GenerativeModule):
         g_optimizer: OptimizerCallable | None = None,
         d_optimizer: OptimizerCallable | None = None,
         ema_decay: float = 0.0,
+        standing_batches: int = 16,
+        standing_batch_size: int = 256,
         conditional: bool = False,
         binary_sampling: str = "threshold",
     ) -> None:
@@ -212,6 +273,9 @@ class GAN(GenerativeModule):
                              "batch; use d_norm='layer' or 'none' with gradient_penalty (as WGAN-GP does)")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if standing_batches < 1 or standing_batch_size < 2:
+            raise ValueError(f"standing_batches must be >= 1 and standing_batch_size >= 2, got {standing_batches} "
+                             f"and {standing_batch_size}")
         if conditional and self.num_classes < 1:
             raise ValueError("conditional=True needs labelled data (num_classes > 0)")
         self.automatic_optimization = False
@@ -219,6 +283,7 @@ class GAN(GenerativeModule):
         self.z_dim, self.d_steps_per_g_step = z_dim, d_steps_per_g_step
         self.objective, self.g_loss = objective, g_loss
         self.clip_value, self.gradient_penalty, self.ema_decay = clip_value, gradient_penalty, ema_decay
+        self.standing_batches, self.standing_batch_size = standing_batches, standing_batch_size
         self.binary_sampling = binary_sampling
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
 
@@ -234,6 +299,9 @@ class GAN(GenerativeModule):
         self.generator_ema: nn.Module | None = None
         if ema_decay > 0:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+        # The g_steps the EMA generator's standing statistics were computed at (None: not for these weights).
+        self._standing_for: int | None = None
+        self.register_load_state_dict_post_hook(_forget_standing_statistics)
 
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
@@ -268,7 +336,10 @@ class GAN(GenerativeModule):
     @torch.no_grad()
     def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Generator output in [-1, 1], ``(N, C, H, W)``, for noise ``z (N, z_dim)``: the EMA generator if there is
-        one, in eval mode (normalisation uses running statistics, so an image does not depend on its batch)."""
+        one, in eval mode (normalisation uses running statistics, so an image does not depend on its batch; the EMA
+        generator's are its standing statistics, recomputed first if the EMA has moved since)."""
+        if self.generator_ema is not None:
+            self.refresh_standing_statistics()
         net = self.generator_ema if self.generator_ema is not None else self.generator
         was_training = net.training
         net.eval()
@@ -398,6 +469,25 @@ class GAN(GenerativeModule):
         return generator_loss(scores, self.objective, self.g_loss)
 
     @torch.no_grad()
+    def refresh_standing_statistics(self, force: bool = False) -> bool:
+        """Recompute the EMA generator's BatchNorm statistics for its current weights (:func:`standing_statistics`)
+        unless they are already for them; True if they were recomputed. The noise is a fixed stream of
+        ``noise_seed`` (the same on every rank), so the statistics are a function of the EMA weights alone; the
+        global RNG is not touched."""
+        if self.generator_ema is None or (not force and self._standing_for == int(self.g_steps)):
+            return False
+        gen = torch.Generator(device=self.device).manual_seed(_derive_seed(int(self.noise_seed), _STANDING_STREAM))
+        n = self.standing_batch_size
+        labels = torch.arange(n, device=self.device) % self.num_classes if self.conditional else None
+        batches = ((self._noise(n, gen), labels) for _ in range(self.standing_batches))
+        was_training = self.generator_ema.training
+        with torch.autocast(self.device.type, enabled=False):  # the same statistics inside and outside autocast
+            standing_statistics(self.generator_ema, batches)
+        self.generator_ema.train(was_training)
+        self._standing_for = int(self.g_steps)
+        return True
+
+    @torch.no_grad()
     def update_ema(self) -> None:
         """Move the EMA generator towards the generator, after each generator update; its warm-up reads ``g_steps``,
         which :meth:`training_step` advances first. Nothing without ``ema_decay``."""
@@ -407,8 +497,7 @@ class GAN(GenerativeModule):
         decay = min(self.ema_decay, (1 + t) / (10 + t))
         for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
             p_ema.lerp_(p, 1.0 - decay)
-        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            b_ema.copy_(b)
+        # BatchNorm statistics: not copied from the live generator (see the module docstring).
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -475,6 +564,12 @@ class GAN(GenerativeModule):
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["gan_rng_state"] = torch.get_rng_state()
+        if self.refresh_standing_statistics():
+            # The state dict was collected before this hook: write the fresh statistics into it.
+            state = checkpoint.get("state_dict", {})
+            for name, buf in self.generator_ema.named_buffers():
+                if f"generator_ema.{name}" in state:
+                    state[f"generator_ema.{name}"] = buf.detach().clone().to(state[f"generator_ema.{name}"].device)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Only when resuming a fit: merely loading a model for evaluation must not reset the caller's RNG.

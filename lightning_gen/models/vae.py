@@ -21,10 +21,18 @@ Where the code differs from [1]/[2]: the default networks are convolutional (``a
 :mod:`lightning_gen.nn.conv`); ``arch="mlp"`` gives the networks of [2]. Validation reports the one-sample ELBO
 (cheap); only the test step and :meth:`VAE.log_prob` pay for the k-sample estimate. Training maximises the
 ELBO (k = 1), optionally with a KL weight ``beta`` [beta-VAE, Higgins et al. 2017] and a linear KL warm-up.
+
+The importance samples of an image are a pure function of ``(seed, the image's bytes, sample index)``
+(:class:`KeyedNormal`), so an image's estimate is the same in any batch, on any rank, with any chunk size, in the
+benchmark and in the test step alike: drawing them from the global RNG (seeded per rank) made an image's estimate
+depend on where it landed (-44.466 nats alone, -44.731 in a batch of 4, k = 50). Keying on the image rather than on
+its position in the split is deliberate: the test step under a ``DistributedSampler`` does not know positions, and a
+split cut differently (``test_size``) keeps each image's estimate. Identical images share their samples.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from typing import ClassVar
@@ -43,6 +51,8 @@ LOG_2PI = math.log(2 * math.pi)
 #: Lower bound of the logistic's log-scale, as in PixelCNN++: keeps the bins' probabilities from collapsing to 0.
 MIN_LOG_SCALE = -7.0
 MAX_LOG_SCALE = 7.0
+#: Importance samples per noise block of :class:`KeyedNormal`.
+NOISE_BLOCK = 128
 
 
 # ---- densities ---------------------------------------------------------------------------------------------
@@ -105,14 +115,64 @@ def discretized_logistic_log_prob(levels: Tensor, mean: Tensor, log_scale: Tenso
 
 
 # ---- importance-weighted likelihood --------------------------------------------------------------------------
+def _hash63(*parts: bytes) -> int:
+    digest = hashlib.blake2b(b"".join(len(p).to_bytes(4, "little") + p for p in parts), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def image_keys(x: Tensor, seed: int = 0) -> list[int]:
+    """One 63-bit key per image of ``x`` ``(N, ...)``: a hash of ``seed`` and the image's bytes (its position in a
+    batch, split or rank plays no part)."""
+    rows = x.detach().contiguous().cpu().numpy().reshape(x.shape[0], -1)
+    prefix = int(seed).to_bytes(8, "little", signed=True)
+    return [_hash63(prefix, row.tobytes()) for row in rows]
+
+
+class KeyedNormal:
+    """Standard normal noise for ``N`` items where draw ``j`` of item ``n`` is a pure function of ``(keys[n], j)``.
+
+    Draw ``j`` is row ``j % block`` of ``randn(block, dim)`` from a generator seeded by ``(keys[n], j // block)``, so
+    it does not depend on the other items, on how the draws are chunked, or on how many are drawn (``k`` samples are
+    the first ``k`` of any larger ``k``). Numbers differ between a CPU and a CUDA device (their generators differ).
+    Calls that walk through the draws in order reuse the current block.
+    """
+
+    def __init__(self, keys: Sequence[int], dim: int, *, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, block: int = NOISE_BLOCK) -> None:
+        self.keys, self.dim, self.block = [int(k) for k in keys], int(dim), int(block)
+        self.device, self.dtype = torch.device(device), dtype
+        self._generator = torch.Generator(device=self.device)
+        self._cached: tuple[int, Tensor | None] = (-1, None)
+
+    def _block(self, b: int) -> Tensor:
+        if self._cached[0] != b:
+            rows = []
+            for key in self.keys:
+                seed = _hash63(key.to_bytes(8, "little", signed=True), b.to_bytes(8, "little"))
+                self._generator.manual_seed(seed)
+                rows.append(torch.randn(self.block, self.dim, generator=self._generator, device=self.device,
+                                        dtype=self.dtype))
+            self._cached = (b, torch.stack(rows, 1))  # N x (block, D) -> (block, N, D)
+        return self._cached[1]
+
+    def __call__(self, start: int, m: int) -> Tensor:
+        """Draws ``start .. start + m - 1`` of every item: ``(m, N, dim)``."""
+        parts, j = [], start
+        while j < start + m:
+            b, offset = divmod(j, self.block)
+            take = min(self.block - offset, start + m - j)
+            parts.append(self._block(b)[offset:offset + take])
+            j += take
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
 def iw_log_likelihood(
     log_joint: Callable[[Tensor], Tensor],
-    q_sample: Callable[[torch.Generator | None], Tensor],
+    q_sample: Callable[[int, int], Tensor],
     q_log_prob: Callable[[Tensor], Tensor],
     k: int,
     *,
     chunk_size: int | None = None,
-    generator: torch.Generator | None = None,
 ) -> Tensor:
     """The importance-weighted estimate ``log (1/k) sum_i p(x, z_i) / q(z_i | x)``, ``z_i ~ q(z | x)`` [2].
 
@@ -121,15 +181,15 @@ def iw_log_likelihood(
 
     Args:
         log_joint: ``z (m, N, D) -> log p(x, z) (m, N)`` for the ``N`` data points.
-        q_sample: ``generator -> z (N, D)``: one draw from each data point's proposal ``q(z | x)``.
+        q_sample: ``(start, m) -> z (m, N, D)``: importance samples ``start .. start + m - 1`` of each data point,
+            drawn from its proposal ``q(z | x)``; the estimate is as reproducible as these draws are (a
+            :class:`KeyedNormal` makes them a function of the sample index, whatever the chunking).
         q_log_prob: ``z (m, N, D) -> log q(z | x) (m, N)``.
         k: number of importance samples.
         chunk_size: samples evaluated at once (default all ``k``): memory is bounded by ``chunk_size``, not ``k``.
-        generator: the random source of ``q_sample``.
 
     Returns:
-        ``(N,)`` float64. The log-sum-exp runs across chunks in float64. The draws are made one sample at a time,
-        so for a given generator state the estimate does not depend on ``chunk_size``.
+        ``(N,)`` float64. The log-sum-exp runs across chunks in float64.
     """
     if k < 1:
         raise ValueError(f"k must be a positive number of samples, got {k}")
@@ -138,8 +198,7 @@ def iw_log_likelihood(
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     total: Tensor | None = None
     for start in range(0, k, chunk_size):
-        m = min(chunk_size, k - start)
-        z = torch.stack([q_sample(generator) for _ in range(m)])  # m x (N, D) -> (m, N, D)
+        z = q_sample(start, min(chunk_size, k - start))  # (m, N, D)
         log_w = (log_joint(z) - q_log_prob(z)).double()  # (m, N)
         chunk_total = torch.logsumexp(log_w, 0)
         total = chunk_total if total is None else torch.logaddexp(total, chunk_total)
@@ -172,8 +231,8 @@ class _LatentModel(GenerativeModule):
         return to_levels(self.check_images(x), self.num_levels)
 
     def _inputs(self, levels: Tensor) -> Tensor:
-        """Integer levels -> encoder inputs in [-1, 1]."""
-        return levels.float() * (2.0 / (self.num_levels - 1)) - 1.0
+        """Integer levels -> encoder inputs in [-1, 1], in the weights' dtype."""
+        return levels.to(self.dtype) * (2.0 / (self.num_levels - 1)) - 1.0
 
     def encode(self, x: Tensor) -> Tensor:
         """uint8 ``(N, C, H, W)`` -> codes ``(N, z_dim)`` float: the representation the linear probe reads."""
@@ -215,6 +274,7 @@ class VAE(_LatentModel):
     """
 
     has_likelihood = True
+    estimates_log_prob = True
 
     def __init__(
         self,
@@ -336,22 +396,28 @@ class VAE(_LatentModel):
 
     @torch.no_grad()
     def log_prob(self, x: Tensor, labels: Tensor | None = None, *, k: int | None = None,
-                 chunk_size: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+                 chunk_size: int | None = None, seed: int | None = None) -> Tensor:
         """Importance-weighted estimate of ``log p(x)`` in nats, ``(N,)`` float64, with ``k`` samples from
         ``q(z | x)`` (default ``iw_samples``) [2]: a stochastic lower bound whose bias shrinks as ``k`` grows.
 
-        ``chunk_size`` (default ``iw_chunk_size``) caps the decoder evaluations made at once (samples times
-        images). No gradients: this is an evaluation, use :meth:`elbo_terms` to train. ``labels`` are ignored
+        An image's samples are keyed on ``(seed, the image)`` (:func:`image_keys`, :class:`KeyedNormal`): for a
+        given ``seed`` its estimate does not depend on the batch, the rank or ``chunk_size`` (default
+        ``iw_chunk_size``), which caps the decoder evaluations made at once (samples times images). Without a
+        ``seed`` one is drawn from the global RNG: a fresh estimate per call. The benchmark and the test step pass
+        their seed. No gradients: this is an evaluation, use :meth:`elbo_terms` to train. ``labels`` are ignored
         (the model is unconditional).
         """
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, ()).item())
         k = self.iw_samples if k is None else int(k)
         chunk_size = self.iw_chunk_size if chunk_size is None else int(chunk_size)
         levels = self._levels(x)
         mean, logvar = self._posterior(levels)
         std = torch.exp(0.5 * logvar)
+        noise = KeyedNormal(image_keys(x, seed), self.z_dim, device=mean.device, dtype=mean.dtype)
 
-        def q_sample(g: torch.Generator | None) -> Tensor:
-            return mean + std * torch.randn(mean.shape, generator=g, device=self.device)
+        def q_sample(start: int, m: int) -> Tensor:
+            return mean + std * noise(start, m)  # (m, N, D)
 
         def log_joint(z: Tensor) -> Tensor:
             m, n = z.shape[:2]
@@ -363,8 +429,7 @@ class VAE(_LatentModel):
             return diagonal_gaussian_log_prob(z, mean, logvar)
 
         samples_per_chunk = max(1, chunk_size // max(1, x.shape[0]))
-        return iw_log_likelihood(log_joint, q_sample, q_log_prob, k, chunk_size=samples_per_chunk,
-                                 generator=generator)
+        return iw_log_likelihood(log_joint, q_sample, q_log_prob, k, chunk_size=samples_per_chunk)
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
@@ -389,26 +454,40 @@ class VAE(_LatentModel):
         # Per-dimension loss keeps the learning rate independent of the image size.
         return (recon + weight * kl).mean() / self.num_dims
 
-    def _eval_elbo(self, x: Tensor, stage: str) -> None:
-        recon, kl = self.elbo_terms(x)
-        nelbo = (recon + kl).mean()
-        kwargs = dict(on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
-        self.log(f"{stage}/elbo_nats", nelbo, prog_bar=True, **kwargs)
-        self.log(f"{stage}/elbo_bpd", bits_per_dim(nelbo, self.num_dims), **kwargs)
-        self.log(f"{stage}/recon_nats", recon.mean(), **kwargs)
-        self.log(f"{stage}/kl_nats", kl.mean(), **kwargs)
+    def _eval_step(self, x: Tensor, stage: str, batch_idx: int, dataloader_idx: int) -> None:
+        # float32 with autocast off and each image counted once over all ranks: the benchmark's numbers (see
+        # LikelihoodModule); the test NLL uses the benchmark's default seed, so it equals the benchmark's estimate.
+        with torch.autocast(self.device.type, enabled=False):
+            recon, kl = self.elbo_terms(x)
+            values = {"elbo_nats": recon + kl, "recon_nats": recon, "kl_nats": kl}
+            if stage == "test":
+                values["nll_nats"] = -self.log_prob(x, seed=0)
+        self.accumulate_eval(stage, values, batch_idx, dataloader_idx)
 
-    def validation_step(self, batch, batch_idx):
-        self._eval_elbo(batch[0], "val")
+    def _log_eval(self, stage: str) -> None:
+        names = ("elbo_nats", "recon_nats", "kl_nats") + (("nll_nats",) if stage == "test" else ())
+        means = self.eval_means(stage, names)
+        kwargs = dict(sync_dist=True)  # every rank holds the same global value; this only silences a warning
+        self.log(f"{stage}/elbo_nats", means["elbo_nats"], prog_bar=True, **kwargs)
+        self.log(f"{stage}/elbo_bpd", bits_per_dim(means["elbo_nats"], self.num_dims), **kwargs)
+        self.log(f"{stage}/recon_nats", means["recon_nats"], **kwargs)
+        self.log(f"{stage}/kl_nats", means["kl_nats"], **kwargs)
+        if stage == "test":
+            self.log("test/nll_nats", means["nll_nats"], prog_bar=True, **kwargs)
+            self.log("test/nll_bpd", bits_per_dim(means["nll_nats"], self.num_dims), prog_bar=True, **kwargs)
+            self.log("test/iw_samples", float(self.iw_samples), **kwargs)
 
-    def test_step(self, batch, batch_idx):
-        x, _ = batch
-        self._eval_elbo(x, "test")
-        nll = -self.log_prob(x).mean().float()
-        kwargs = dict(on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
-        self.log("test/nll_nats", nll, prog_bar=True, **kwargs)
-        self.log("test/nll_bpd", bits_per_dim(nll, self.num_dims), prog_bar=True, **kwargs)
-        self.log("test/iw_samples", float(self.iw_samples), **kwargs)
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self._eval_step(batch[0], "val", batch_idx, dataloader_idx)
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        self._eval_step(batch[0], "test", batch_idx, dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
 
 
 class Autoencoder(_LatentModel):
