@@ -312,6 +312,7 @@ def test_readme_fit_with_and_without_wandb_gives_one_run_folder_that_benchmark_o
     assert _layout(plain) == _layout(with_wandb) >= {"config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt"}
     assert any(p.startswith("samples/step_") for p in _layout(plain))
     trained = read_wandb_run_file(with_wandb)
+    assert Run.open(with_wandb / "checkpoints" / "last.ckpt").wandb_run == trained and Run.open(plain).wandb_run is None
     assert trained["mode"] == "offline" and trained["name"] == "fvsbn_digits_version_1"
     (piece,) = offline_runs(with_wandb)
     assert piece["id"] == trained["id"]

@@ -503,9 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=str(DEFAULT_DB), help="results store (SQLite); grids go to <its folder>/grids/")
     p.add_argument("--no-store", action="store_true", help="do not write to the results store")
     p.add_argument("--out", default=None, help="also write the records to this JSON file")
-    p.add_argument("--wandb", action="store_true", help="log each record to W&B ($WANDB_MODE respected; offline "
-                                                        "without credentials)")
-    p.add_argument("--wandb-project", default="lightning_gen")
+    p.add_argument("--wandb", action="store_true", help="add each record to the W&B run that trained the checkpoint "
+                   "(resumed from <run folder>/wandb_run.json; a new run named after it otherwise); $WANDB_MODE "
+                   "respected, offline without credentials")
+    p.add_argument("--wandb-project", default="lightning_gen", help="project of the new W&B run of a checkpoint "
+                   "trained without W&B")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

@@ -1,7 +1,9 @@
 """A training run on disk, opened once: its folder, checkpoint, ``config.yaml`` and the data module the config names.
 
-``python -m lightning_gen fit`` writes ``<run>/config.yaml`` and ``<run>/checkpoints/*.ckpt``. :meth:`Run.open` takes
-the run folder or one of its checkpoints. The checkpoint is read once, weights-only: a file carrying pickled code
+``python -m lightning_gen fit`` writes one run folder, ``<default_root_dir>/lightning_logs/version_N/``, whatever its
+loggers: ``config.yaml``, ``checkpoints/*.ckpt``, ``samples/``, ``pictures/`` and, under W&B, ``wandb/`` and
+``wandb_run.json`` (:func:`lightning_gen.app.cli.place_run`). :meth:`Run.open` takes the run folder or one of its
+checkpoints. The checkpoint is read once, weights-only: a file carrying pickled code
 is refused unexecuted. The model and the data module are both rebuilt the way LightningCLI built them for ``fit``,
 through jsonargparse from their class paths and arguments.
 """
@@ -134,6 +136,14 @@ class Run:
                 config = yaml.safe_load(path.read_text())
                 return config if isinstance(config, dict) else None
         return None
+
+    @cached_property
+    def wandb_run(self) -> dict | None:
+        """The W&B run that logged this training run (``<run folder>/wandb_run.json``: id, project, entity, name,
+        mode, its offline folder relative to the run folder, url), or None for a run trained without W&B."""
+        from lightning_gen.loggers import read_wandb_run_file
+
+        return read_wandb_run_file(self.folder)
 
     @cached_property
     def _contents(self) -> tuple[str, dict]:
