@@ -498,7 +498,7 @@ class SampleMetrics(L.Callback):
         order = index.argsort()  # sample order: KID subsets and IS splits must not depend on the number of ranks
         metric = SampleFeatures(reference=self.reference(trainer.datamodule), kid_subsets=self.kid_subsets,
                                 kid_subset_size=self.kid_subset_size, seed=self.seed, prdc_k=0, sync_on_compute=False,
-                                is_splits=10 if n >= 100 else 1)
+                                is_splits=10 if n >= 100 else 1, kid_feature_scale=self.extractor.kid_feature_scale)
         metric.update(features=feats[order].cpu(), logits=None if logits is None else logits[order].cpu())
         scores = metric.compute()
         out = {"fid": float(scores["fid"]), "kid": float(scores["kid_mean"])}

@@ -6,9 +6,11 @@ strategy spreads the work (the app's benchmark orchestrates it).
   ``(seed, c)`` for the first draw and ``(seed, c, r)`` for the others (and class labels ``index % num_classes``
   for a class-conditional model), and chunks go round-robin to the DDP ranks. The union of samples, hence every
   sample metric, is the same for any number of processes. IS uses 10 splits, KID 100 subsets of
-  ``min(1000, n_fake, n_real)``, precision/recall and density/coverage k = 5 neighbours, all on the features FID
+  ``min(1000, n_fake, n_real)`` (on features divided by the extractor's ``kid_feature_scale``, if it has one),
+  precision/recall and density/coverage k = 5 neighbours, all on the features FID
   uses; the test split's reference statistics are cached (:mod:`lightning_gen.metrics.stats_cache`, keyed on a
-  hash of the test images themselves).
+  hash of the test images themselves). With no more samples (or test images) than feature dimensions the
+  scores warn that the FID is biased (:func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
 - Spread: with ``repeats = R >= 2`` the samples are drawn ``R`` times independently, each draw is scored on its own,
   and every sample metric is the mean over the draws, with ``fid_std``, ``is_mean_std`` and ``kid_mean_std`` their
   standard deviations over the draws (R times the sampling cost). With one draw (the default) ``fid_std`` comes
@@ -237,9 +239,8 @@ class BenchmarkModule(L.LightningModule):
         draws = []
         for r in range(self.repeats):
             # Scores on this rank alone (the union is already here): no further sync.
-            metric = SampleFeatures(reference=reference, is_splits=IS_SPLITS, kid_subsets=KID_SUBSETS,
-                                    kid_subset_size=KID_SUBSET_SIZE, seed=self.seed, prdc_k=PRDC_K,
-                                    fid_bootstrap=FID_BOOTSTRAP if self.repeats == 1 else 0, sync_on_compute=False)
+            metric = sample_metric(reference, self.extractor, seed=self.seed,
+                                   fid_bootstrap=FID_BOOTSTRAP if self.repeats == 1 else 0)
             part = slice(r * self.num_samples, (r + 1) * self.num_samples)
             metric.update(features=feats[part], logits=None if logits is None else logits[part])
             draws.append({k: float(v) for k, v in metric.compute().items() if k != "num_samples"})
@@ -250,6 +251,46 @@ class BenchmarkModule(L.LightningModule):
                     out[spread] = float(np.std([d[key] for d in draws], ddof=1))
         out["samples_per_s"] = total / seconds if seconds > 0 else None
         return out
+
+
+def sample_metric(reference, extractor, *, seed: int, fid_bootstrap: int = FID_BOOTSTRAP) -> SampleFeatures:
+    """The benchmark's sample metrics (IS splits, KID subsets and feature scale, k of precision/recall) against
+    ``reference``, for features computed on this process alone (no sync)."""
+    return SampleFeatures(reference=reference, is_splits=IS_SPLITS, kid_subsets=KID_SUBSETS,
+                          kid_subset_size=KID_SUBSET_SIZE, seed=seed, prdc_k=PRDC_K, fid_bootstrap=fid_bootstrap,
+                          sync_on_compute=False, kid_feature_scale=getattr(extractor, "kid_feature_scale", None))
+
+
+def reference_of_test_split(datamodule: ImageDataModule, extractor, stats_cache, batch_size: int = 250):
+    """Statistics (and features) of ``datamodule``'s test split under ``extractor`` (set up by the caller), cached
+    in ``stats_cache`` under a key that holds a hash of the test images themselves."""
+    from lightning_gen.metrics.functional import compute_features
+    from lightning_gen.metrics.stats_cache import ReferenceStats, StatsKey
+
+    test_x = datamodule.datasets["test"].images
+    dataset_key = f"{type(datamodule).__name__}-{hashlib.sha256(test_x.numpy().tobytes()).hexdigest()[:12]}"
+    key = StatsKey.for_extractor(extractor, dataset=dataset_key, split="test", image_shape=test_x.shape[1:],
+                                 num_samples=test_x.shape[0])
+
+    def compute() -> ReferenceStats:
+        features, _ = compute_features(extractor, test_x, batch_size=batch_size)
+        return ReferenceStats.from_features(features, keep_features=True)
+
+    return stats_cache.get_or_compute(key, compute, need_features=True)
+
+
+def score_images(images: Tensor, datamodule: ImageDataModule, extractor, *, stats_cache, batch_size: int = 250,
+                 seed: int = 0) -> dict[str, float]:
+    """The sample metrics of the benchmark for given uint8 ``images`` (real ones: the dashboard's anchor rows)
+    against ``datamodule``'s test split: the same reference, extractor, feature scale and settings a model's samples
+    get, with ``fid_std`` from the same bootstrap."""
+    from lightning_gen.metrics.functional import compute_features
+
+    features, logits = compute_features(extractor, images, batch_size=batch_size)
+    reference = reference_of_test_split(datamodule, extractor, stats_cache, batch_size)
+    metric = sample_metric(reference, extractor, seed=seed)
+    metric.update(features=features, logits=logits)
+    return {k: float(v) for k, v in metric.compute().items()}
 
 
 @dataclass
@@ -270,22 +311,10 @@ def evaluate_model(model: GenerativeModule, datamodule: ImageDataModule, *, extr
     enable_progress_bar). ``stats_cache`` (a :class:`~lightning_gen.metrics.stats_cache.StatsCache`) keeps the
     test split's reference statistics under ``extractor``; ``repeats`` independent draws of ``num_samples``
     samples give the sample metrics' spread (see the module docstring)."""
-    from lightning_gen.metrics.stats_cache import ReferenceStats, StatsKey
-
     test_x, test_y = datamodule.datasets["test"].images, datamodule.datasets["test"].labels
-    dataset_key = f"{type(datamodule).__name__}-{hashlib.sha256(test_x.numpy().tobytes()).hexdigest()[:12]}"
 
-    def reference() -> ReferenceStats:
-        from lightning_gen.metrics.functional import compute_features
-
-        key = StatsKey.for_extractor(extractor, dataset=dataset_key, split="test", image_shape=test_x.shape[1:],
-                                     num_samples=test_x.shape[0])
-
-        def compute() -> ReferenceStats:
-            features, _ = compute_features(extractor, test_x, batch_size=batch_size)
-            return ReferenceStats.from_features(features, keep_features=True)
-
-        return stats_cache.get_or_compute(key, compute, need_features=True)
+    def reference():
+        return reference_of_test_split(datamodule, extractor, stats_cache, batch_size)
 
     module = BenchmarkModule(model, test_images=test_x, test_labels=test_y, num_levels=datamodule.num_levels,
                              extractor=extractor, reference=reference, num_samples=num_samples,

@@ -13,7 +13,7 @@ import sys
 import torch
 
 from lightning_gen.data import MNIST, Digits
-from lightning_gen.metrics.classifier import SPECS, save_weights, train_classifier
+from lightning_gen.metrics.classifier import SPECS, record_kid_feature_scale, save_weights, train_classifier
 
 #: The data module each classifier learns from (its splits are the ones the benchmark scores against).
 DATA = {"digits": Digits, "mnist": MNIST}
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     data = DATA[args.dataset](args.data_root)
     data.prepare_data()  # downloads only missing files; offline, a quick error that says where to get them
-    model, scores = train_classifier(args.dataset, data.splits(), epochs=args.epochs,
+    splits = data.splits()
+    model, scores = train_classifier(args.dataset, splits, epochs=args.epochs,
                                      batch_size=args.batch_size, lr=args.lr, max_shift=args.max_shift,
                                      seed=args.seed)
     print(" ".join(f"{k} accuracy {v:.4f}" for k, v in scores.items() if k != "seconds"), f"({scores['seconds']} s)")
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
         "accuracy": {k: round(v, 4) for k, v in scores.items() if k != "seconds"},
         "command": command, "torch": torch.__version__, "train_seconds": scores["seconds"],
     } if args.out is None else None)
-    print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    # KID's kernel assumes unit-scale features: the scale belongs to these exact weights (keyed by their sha256).
+    scale = record_kid_feature_scale(args.dataset, splits["train"][0], path)
+    print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), KID feature scale {scale:.4f}")
 
 
 if __name__ == "__main__":

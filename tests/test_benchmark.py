@@ -24,6 +24,7 @@ from lightning_gen.app.run import load_model, run_dir
 from lightning_gen.data import Digits
 from lightning_gen.evaluation import BenchmarkError, check_samples
 from lightning_gen.leaderboard.store import METRIC_KEYS, PROTOCOL_KEYS, Store
+from lightning_gen.metrics import compute_features, fid_from_features, get_extractor
 from lightning_gen.models.base import GenerativeModule
 from lightning_gen.models.fvsbn import FVSBN
 from lightning_gen.models.vae import VAE
@@ -174,7 +175,9 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     assert record["protocol"] == {
         "extractor": "digits-lenet", "extractor_weights_sha256": record["protocol"]["extractor_weights_sha256"],
         "num_samples": 40, "reference_split": "test", "image_size": [8, 8], "nll_estimator": "exact",
-        "num_test_images": 300, "devices": 1}
+        "num_test_images": 300, "devices": 1,
+        # 40 samples for 128 feature dimensions: a singular covariance, flagged; KID on the scaled features
+        "fid_biased": True, "kid_kernel": f"(x.y/d+1)^3, x/{get_extractor('digits-lenet').kid_feature_scale:.6g}"}
     assert len(record["protocol"]["extractor_weights_sha256"]) == 64
     assert record["model"] == "FVSBN" and record["family"] == "baseline" and record["dataset"] == "Digits"
     assert record["metrics"]["num_params"] == sum(p.numel() for p in load_model(fvsbn_ckpt).parameters())
@@ -193,6 +196,92 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     assert record["metrics"]["samples_per_s"] > 0 and record["metrics"]["probe_acc"] is None
     assert Path(record["sample_grid"]) == db.parent / "grids" / "fvsbn.png" and Path(record["sample_grid"]).is_file()
     assert "FVSBN" in stdout and "digits-lenet" in stdout
+
+
+def test_fid_biased_flags_sample_counts_up_to_the_feature_dimension_and_warns_first(fvsbn_ckpt, tmp_path, capsys):
+    def protocol(n):
+        out = tmp_path / f"n{n}.json"
+        code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", n, "--no-nll", "--no-store",
+                                "--out", out, "--stats-cache", tmp_path / "cache", "--no-progress")
+        assert code == 0, err
+        return json.loads(out.read_text())[0]["protocol"]
+
+    with pytest.warns(RuntimeWarning, match="128 feature dimensions"):
+        assert protocol(128)["fid_biased"] is True  # n == D: still singular
+    assert protocol(129)["fid_biased"] is False
+
+
+def test_inception_on_the_cpu_defaults_to_more_samples_than_its_feature_dimensions():
+    from lightning_gen.app.benchmark import BenchmarkOptions, resolve_num_samples
+
+    with pytest.warns(UserWarning, match="2,048 feature dimensions"):
+        n = resolve_num_samples(BenchmarkOptions(accelerator="cpu"), "inception")
+    assert n > 2048
+
+
+# ---- real-data anchor ------------------------------------------------------------------------------------------
+def test_anchor_scores_the_training_images_under_the_samples_protocol(tmp_path, capsys):
+    out, db = tmp_path / "anchor.json", tmp_path / "results" / "board.sqlite"
+    code, stdout, err = run_main(capsys, "--anchor", "--data", "Digits", "--db", db, "--out", out,
+                                 "--stats-cache", tmp_path / "cache")
+    assert code == 0, err
+    [record] = json.loads(out.read_text())
+    assert (record["family"], record["model"], record["run_name"]) == ("data", "real train images",
+                                                                       "digits-8bit-train-anchor")
+    assert record["dataset_id"] == "digits-8bit" and record["protocol"]["extractor"] == "digits-lenet"
+    # every training image (1,297 < the default 10,000), against the whole test split, with no likelihood
+    dm = Digits()
+    splits = dm.splits()
+    assert record["protocol"]["num_samples"] == splits["train"][0].shape[0] == 1297
+    assert record["protocol"]["num_test_images"] == 300 and record["protocol"]["fid_biased"] is False
+    assert record["metrics"]["nll_nats"] is None and record["metrics"]["nll_bpd"] is None
+    extractor = get_extractor("digits-lenet")
+    train, _ = compute_features(extractor, splits["train"][0])
+    test, _ = compute_features(extractor, splits["test"][0])
+    assert record["metrics"]["fid"] == pytest.approx(fid_from_features(train, test), rel=1e-9)
+    assert 0 <= record["metrics"]["precision"] <= 1 and record["metrics"]["kid_mean"] is not None
+    with Store(db) as store:
+        assert store.records() == [record]
+    assert Path(record["sample_grid"]).is_file()
+
+
+def test_anchor_needs_a_data_set(capsys):
+    code, _, err = run_main(capsys, "--anchor")
+    assert code == 2 and "--anchor needs --data" in err
+    code, _, err = run_main(capsys)
+    assert code == 2 and "--anchor --data" in err
+
+
+# ---- seeds -----------------------------------------------------------------------------------------------------
+def test_seeds_script_command_lines_parse(tmp_path):
+    """``scripts/seeds.sh`` prints (DRY_RUN) one fit per seed and one benchmark per run; each fit line parses in the
+    real CLI (``--print_config`` stops before training) with its seed and folder, each benchmark line in its parser."""
+    import shlex
+
+    from lightning_gen.app.benchmark import build_parser
+
+    env = {**os.environ, "DRY_RUN": "1", "LIGHTNING_GEN": f"{sys.executable} -m lightning_gen",
+           "BENCHMARK_ARGS": "--num-samples 500"}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "seeds.sh"), "configs/fvsbn_digits.yaml", "2",
+                           "--trainer.max_epochs", "1"], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    lines = [shlex.split(line) for line in done.stdout.splitlines()]
+    fits = [line for line in lines if "fit" in line]
+    benchmarks = [line for line in lines if "benchmark" in line]
+    assert len(fits) == 2 and len(benchmarks) == 2
+    for seed, line in enumerate(fits):
+        printed = subprocess.run([*line, "--print_config"], cwd=REPO, capture_output=True, text=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert printed.returncode == 0, printed.stderr[-2000:]
+        config = yaml.safe_load(printed.stdout)
+        assert config["seed_everything"] == seed and config["trainer"]["max_epochs"] == 1
+        assert config["trainer"]["default_root_dir"] == f"runs/fvsbn_digits_seed{seed}"
+    for seed, line in enumerate(benchmarks):
+        args = build_parser().parse_args(line[line.index("benchmark") + 1:])
+        assert args.run_name == f"fvsbn_digits_seed{seed}" and args.num_samples == 500
+        assert args.checkpoints == [f"runs/fvsbn_digits_seed{seed}"]
+    bad = subprocess.run(["bash", str(REPO / "scripts" / "seeds.sh"), "configs/fvsbn_digits.yaml", "none"],
+                         cwd=REPO, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
 
 
 def test_same_seed_same_samples_other_seed_other_samples(fvsbn_ckpt, tmp_path, capsys):

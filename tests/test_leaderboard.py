@@ -89,7 +89,8 @@ def make_record(run_name: str = "gated_pixelcnn_bmnist", **overrides) -> dict:
                     "num_params": 1_204_737},
         "protocol": {"extractor": "mnist-lenet", "extractor_weights_sha256": "ab" * 32, "num_samples": 10000,
                      "reference_split": "test", "image_size": [28, 28], "nll_estimator": "exact",
-                     "num_test_images": 10000, "devices": 1},
+                     "num_test_images": 10000, "devices": 1, "fid_biased": False,
+                     "kid_kernel": "(x.y/d+1)^3, x/3.89595"},
         "checkpoint": f"runs/{run_name}/checkpoints/last.ckpt",
         "checkpoint_sha256": "cd" * 32,
         "config": {"model": {"class_path": "lightning_gen.models.GatedPixelCNN",
@@ -1241,3 +1242,96 @@ def test_wandb_table_offline(tmp_path, monkeypatch):
     assert ours["gated_pixelcnn_bmnist"]["samples"] is not None and ours["dcgan_w"]["samples"] is None
     staged = [p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()]
     assert grid.read_bytes() in staged
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Seeds, real-data anchors, biased FIDs
+
+
+def seed_record(seed: int, fid: float, nll: float, **config_changes) -> dict:
+    """A run of the digits FVSBN config trained under ``seed``, into its own folder (as scripts/seeds.sh does)."""
+    config = {"seed_everything": seed, "model": {"class_path": "lightning_gen.models.FVSBN",
+                                                 "init_args": {"optimizer": {"init_args": {"lr": 0.003}}}},
+              "trainer": {"max_epochs": 20, "default_root_dir": f"runs/fvsbn_digits_seed{seed}",
+                          "logger": {"class_path": "WandbLogger", "init_args": {"save_dir": f"runs/s{seed}",
+                                                                               "name": f"fvsbn_digits_seed{seed}"}}},
+              "run_name": f"fvsbn_digits_seed{seed}", "ckpt_path": None, **config_changes}
+    return make_record(f"fvsbn_digits_seed{seed}", model="FVSBN", family="baseline", dataset="Digits",
+                       dataset_id="digits-8bit", image_shape=[1, 8, 8], config=config,
+                       checkpoint=f"runs/fvsbn_digits_seed{seed}/checkpoints/last.ckpt",
+                       metrics={"fid": fid, "nll_nats": nll, "nll_bpd": nll / (64 * math.log(2)),
+                                "kid_mean": fid / 1000, "samples_per_s": 100.0 + seed})
+
+
+def test_runs_that_differ_only_in_their_seed_are_one_row_with_mean_and_std():
+    seeds = [seed_record(0, 10.0, 101.0), seed_record(1, 14.0, 102.5), seed_record(2, 12.5, 99.0)]
+    other_lr = seed_record(3, 50.0, 120.0, model={"class_path": "lightning_gen.models.FVSBN",
+                                                  "init_args": {"optimizer": {"init_args": {"lr": 0.01}}}})
+    other_protocol = make_record("fvsbn_digits_seed4", **{k: v for k, v in seed_record(4, 9.0, 98.0).items()
+                                                          if k not in ("run_name", "protocol")},
+                                 protocol={"num_samples": 2000})
+    entries = [e for e in build_entries(seeds + [other_lr, other_protocol]) if e.dataset_id == "digits-8bit"]
+    [agg] = [e for e in entries if e.seeds]
+    assert len(entries) == 3 and {e.run_name for e in entries if not e.seeds} == {"fvsbn_digits_seed3",
+                                                                                     "fvsbn_digits_seed4"}
+    assert agg.run_name == "fvsbn_digits" and [e.run_name for e in agg.seeds] == [r["run_name"] for r in seeds]
+    for key in ("fid", "nll_nats", "nll_bpd", "kid_mean", "samples_per_s"):
+        values = np.array([r["metrics"][key] for r in seeds])
+        assert agg.value(key) == pytest.approx(values.mean(), rel=1e-12)
+        assert agg.seed_std[key] == pytest.approx(values.std(ddof=1), rel=1e-12)
+    # ranked by its mean, as one row
+    ranked = rank(entries, "nll_nats")
+    assert [(r, e.run_name) for r, e in ranked] == [(1, "fvsbn_digits_seed4"), (2, "fvsbn_digits"),
+                                                    (3, "fvsbn_digits_seed3")]
+    # without aggregation every run is its own row; runs of one seed are never a spread over seeds
+    assert len([e for e in build_entries(seeds, aggregate=False) if e.dataset_id == "digits-8bit"]) == 3
+    same_seed = [seed_record(0, 10.0, 101.0), {**seed_record(0, 11.0, 100.0), "run_name": "again"}]
+    assert not any(e.seeds for e in build_entries(same_seed))
+
+
+def test_seed_row_shows_mean_std_and_its_single_runs_one_click_away():
+    seeds = [seed_record(s, fid, 100.0 + s) for s, fid in enumerate((10.0, 14.0, 12.5))]
+    page = render_dashboard(build_entries(seeds, include_published=False))
+    parsed = _parse(page)
+    [row] = [t for a, t in parsed.rows if "fvsbn_digits" in t and "3 seeds" in t and "entry" in a.get("class", "")]
+    fids = np.array([10.0, 14.0, 12.5])
+    assert f"{fids.mean():.2f} ± {fids.std(ddof=1):.2f}" in row.replace("\u00a0", " ")
+    assert "mean ± std of 3 seeds" in row
+    details = re.search(r'<details class="seeds"><summary>3 seeds: the single runs</summary>'
+                        r'<table class="board seeds-table">(.*?)</table></details>', page, re.S)
+    assert details is not None
+    for s in range(3):
+        assert f"fvsbn_digits_seed{s}" in details.group(1)
+
+
+def test_anchor_rows_are_labelled_real_data_and_never_ranked():
+    anchor = make_record("digits-8bit-train-anchor", model="real train images", family="data", dataset="Digits",
+                         dataset_id="digits-8bit", image_shape=[1, 8, 8], config=None, checkpoint=None,
+                         metrics={"fid": 5.3, "nll_nats": None, "nll_bpd": None, "samples_per_s": None,
+                                  "num_params": None})
+    runs = [make_record(name, dataset="Digits", dataset_id="digits-8bit", image_shape=[1, 8, 8],
+                        metrics={"fid": fid, "nll_nats": None, "nll_bpd": None}) for name, fid in
+            (("a", 3.0), ("b", 9.0), ("c", 20.0))]
+    entries = build_entries([anchor, *runs], include_published=False)
+    assert [(r, e.label) for r, e in rank(entries, "fid")] == [(1, "a"), (None, "digits-8bit-train-anchor"),
+                                                                (2, "b"), (3, "c")]
+    parsed = _parse(render_dashboard(entries))
+    [(attrs, text)] = [(a, t) for a, t in parsed.rows if "anchor" in a.get("class", "").split()]
+    assert "real data" in text and text.split()[0] == "real"  # no rank number before the model
+    assert "published" not in attrs["class"]  # the "show published" filter leaves it on the board
+
+
+def test_biased_fids_are_marked_with_a_reason():
+    biased = gan_record("few_samples", 40.0, protocol={"num_samples": 500, "fid_biased": True})
+    fine = gan_record("many_samples", 30.0, protocol={"fid_biased": False})
+    old = gan_record("before_the_flag", 35.0)
+    for key in ("fid_biased", "kid_kernel"):  # a record written before these keys existed is still schema 2
+        del old["protocol"][key]
+    old = normalize_record(old)
+    assert old["protocol"]["fid_biased"] is None and old["protocol"]["kid_kernel"] is None and old["schema"] == 2
+    page = render_dashboard(build_entries([biased, fine, old], include_published=False))
+    parsed = _parse(page)
+    marked = [t for a, t in parsed.rows if "entry" in a.get("class", "") and "biased" in t.split()]
+    assert len(marked) == 1 and "few_samples" in marked[0]
+    [(tag, attrs)] = [(t, a) for t, a in parsed.tags if "biased" in (a.get("class") or "").split()]
+    assert "singular" in attrs["title"] and "biased" in attrs["title"]

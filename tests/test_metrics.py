@@ -28,8 +28,10 @@ from lightning_gen.metrics import (
     get_extractor,
     inception_score,
     kid,
+    kid_kernel,
     prdc,
     reference_stats,
+    too_few_samples,
 )
 from lightning_gen.metrics import features as features_module
 from lightning_gen.metrics.classifier import WEIGHTS_DIR
@@ -448,7 +450,8 @@ def test_sample_features_metric_equals_the_pure_functions():
     assert scores["num_samples"] == fake.shape[0]
     assert float(scores["fid"]) == pytest.approx(fid_from_features(features, ref_features), rel=1e-9)
     assert float(scores["is_mean"]) == pytest.approx(inception_score(logits)["is_mean"], rel=1e-9)
-    assert float(scores["kid_mean"]) == pytest.approx(kid(features, ref_features, 10, 100)["kid_mean"], rel=1e-9)
+    scaled = kid(features, ref_features, 10, 100, feature_scale=extractor.kid_feature_scale)["kid_mean"]
+    assert float(scores["kid_mean"]) == pytest.approx(scaled, rel=1e-9)  # the extractor's KID feature scale
     assert {k: float(scores[k]) for k in ("precision", "recall", "density", "coverage")} == prdc(ref_features, features)
     assert "fid_std" not in scores
     with_spread = SampleFeatures(reference=reference, kid_subsets=10, kid_subset_size=100, fid_bootstrap=5)
@@ -533,3 +536,62 @@ def test_probe_refuses_unlabelled_data():
     x = torch.zeros(4, 2)
     with pytest.raises(ValueError, match="no class labels"):
         linear_probe(lambda f: f, (x, torch.full((4,), -1), x, torch.zeros(4, dtype=torch.long)))
+
+
+# ---- small sample counts ---------------------------------------------------------------------------------------
+def test_every_fid_path_warns_when_samples_do_not_exceed_the_feature_dimension(recwarn):
+    rng = np.random.default_rng(0)
+    d = 16
+    ref = rng.normal(size=(200, d))
+    reference = ReferenceStats.from_features(ref, keep_features=True)
+    assert too_few_samples(d, d) and not too_few_samples(d + 1, d)
+    for n, warns in ((d, True), (d + 1, False)):
+        fake = rng.normal(size=(n, d))
+        metric = SampleFeatures(reference=reference, kid_subsets=2, kid_subset_size=10, prdc_k=0)
+        metric.update(features=torch.from_numpy(fake))
+        recwarn.clear()
+        fid_from_features(fake, ref)
+        metric.compute()
+        messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
+        singular = [m for m in messages if f"{n} samples for {d} feature dimensions" in m]
+        assert len(singular) == (2 if warns else 0), messages  # the pure function and the wrapper, same words
+    small_reference = ReferenceStats.from_features(ref[:d], keep_features=True)
+    metric = SampleFeatures(reference=small_reference, kid_subsets=2, kid_subset_size=10, prdc_k=0)
+    metric.update(features=torch.from_numpy(rng.normal(size=(100, d))))
+    with pytest.warns(RuntimeWarning, match="the reference set has 16 samples"):
+        metric.compute()
+
+
+# ---- the KID kernel --------------------------------------------------------------------------------------------
+def test_kid_feature_scale_divides_the_features_and_none_is_torch_fidelitys_kernel():
+    rng = np.random.default_rng(1)
+    f1, f2 = rng.gamma(1.0, 3.0, size=(300, 32)), rng.gamma(1.2, 3.0, size=(300, 32))
+    scaled = kid(f1, f2, 5, 100, feature_scale=3.0)
+    assert scaled == kid(f1 / 3.0, f2 / 3.0, 5, 100)
+    # same kernel as gamma = 1 / (D s^2) on the raw features
+    assert scaled["kid_mean"] == pytest.approx(kid(f1, f2, 5, 100, gamma=1 / (32 * 9.0))["kid_mean"], rel=1e-9)
+    assert kid_kernel(None) == "(x.y/d+1)^3" and kid_kernel(3.0) == "(x.y/d+1)^3, x/3"
+    with pytest.raises(ValueError, match="feature_scale must be positive"):
+        kid(f1, f2, 5, 100, feature_scale=0.0)
+    assert features_module.InceptionV3.kid_feature_scale is None  # published KIDs stay comparable
+
+
+@pytest.mark.parametrize("name", ["digits-lenet", "mnist-lenet"])
+def test_lenet_kid_scale_belongs_to_the_shipped_weights_and_makes_the_kernel_argument_order_one(name):
+    extractor = get_extractor(name)
+    weights_file = {"digits-lenet": "digits_lenet.pt", "mnist-lenet": "mnist_lenet.pt"}[name]
+    manifest = json.loads((WEIGHTS_DIR / "manifest.json").read_text())[weights_file]
+    assert manifest["sha256"] == extractor.weights_sha256
+    assert extractor.kid_feature_scale == manifest["kid_feature_scale"] > 1  # raw entries are larger than O(1)
+    assert extractor.feature_dim == 128 and SampleFeatures(extractor).kid_feature_scale == extractor.kid_feature_scale
+    if name == "digits-lenet":  # the training split it was measured on ships with the package
+        train = Digits().splits()["train"][0]
+        features, _ = compute_features(extractor, train)
+        x = features.numpy() / extractor.kid_feature_scale
+        assert (x * x).sum(1).mean() / x.shape[1] == pytest.approx(1.0, rel=1e-4)  # x.y/d of a vector with itself
+
+
+def test_other_weights_fall_back_to_the_raw_kernel(tmp_path):
+    path = tmp_path / "digits_lenet.pt"
+    path.write_bytes((WEIGHTS_DIR / "digits_lenet.pt").read_bytes())
+    assert get_extractor("digits-lenet", weights_path=path).kid_feature_scale is None  # no manifest beside it

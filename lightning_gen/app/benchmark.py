@@ -24,6 +24,14 @@ Every number is written with the protocol that produced it (one record per check
   ``features(x)`` (GAN discriminators), fitted on the train split and scored on the test split, where the data
   has labels.
 - ``family``: the model class's ``family`` attribute.
+- ``protocol.fid_biased``: the samples or the test images are no more than the extractor's feature dimensions, so the
+  covariance is singular and the FID biased (warned before the evaluation starts; the dashboard marks it);
+  ``protocol.kid_kernel``: KID's kernel and the scale the features were divided by (the digit classifiers' fixed
+  ``kid_feature_scale``; Inception's features are used raw, as published KIDs are).
+- ``--anchor --data CLASS``: the same sample metrics of the data set's real training images (``--num-samples`` of
+  them, all where there are fewer) against its test split, stored as family ``data``, model ``real train images``,
+  run ``<dataset_id>-train-anchor``: the dashboard's unranked "real data" row, what a perfect model would score
+  (:func:`anchor_record`).
 
 The data module is the one the run's ``config.yaml`` names (``--data``, ``--data-root`` and ``--data-args``
 override it). It runs through a Lightning ``Trainer`` (``--devices``, ``--strategy``, ``--num-nodes``,
@@ -59,17 +67,21 @@ from lightning_gen.data import FashionMNIST
 from lightning_gen.data.base import DataFilesMissing, ImageDataModule
 from lightning_gen.evaluation import BenchmarkError, evaluate_model
 from lightning_gen.images import image_grid, save_png
+from lightning_gen.leaderboard.ranking import ANCHOR_FAMILY
 from lightning_gen.leaderboard.record import build_record, validate_family
 from lightning_gen.leaderboard.store import DEFAULT_DB, Store
 from lightning_gen.metrics.features import available_extractors, get_extractor
+from lightning_gen.metrics.functional import kid_kernel, too_few_samples
 from lightning_gen.metrics.probe import linear_probe
 from lightning_gen.metrics.stats_cache import StatsCache
 from lightning_gen.models.base import GenerativeModule, NoLikelihoodError, bits_per_dim
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_NUM_SAMPLES = 10_000
-#: Inception-v3 runs at about 6.5 images/s on a 2-core CPU: 10,000 samples would take half an hour.
-INCEPTION_CPU_NUM_SAMPLES = 500
+#: Inception-v3 runs at about 6.5 images/s on a 2-core CPU: 10,000 samples would take half an hour. 2,500 is the
+#: smallest round count above its 2,048 feature dimensions (with fewer, the covariance is singular and the FID is
+#: biased far more than sample-count bias alone): about 6.5 minutes of features, announced up front.
+INCEPTION_CPU_NUM_SAMPLES = 2_500
 
 
 def model_family(model: GenerativeModule) -> str:
@@ -148,11 +160,29 @@ def resolve_num_samples(options: BenchmarkOptions, extractor_name: str) -> int:
         return options.num_samples
     if extractor_name == "inception" and not _gpu_in_use(options.accelerator):
         warnings.warn(f"Inception features on the CPU run at a few images per second: using --num-samples "
-                      f"{INCEPTION_CPU_NUM_SAMPLES} instead of {DEFAULT_NUM_SAMPLES} (FID from so few samples is "
-                      "biased upwards; pass --num-samples to choose). The test split's reference statistics are "
-                      "computed once per data set and cached: the first run takes longer.", stacklevel=2)
+                      f"{INCEPTION_CPU_NUM_SAMPLES} instead of {DEFAULT_NUM_SAMPLES} (just above Inception's 2,048 "
+                      "feature dimensions; FID is biased upwards by small sample counts, so it is not comparable with "
+                      "published 10k/50k-sample FIDs; pass --num-samples to choose). The test split's reference "
+                      "statistics are computed once per data set and cached: the first run takes longer.",
+                      stacklevel=2)
         return INCEPTION_CPU_NUM_SAMPLES
     return DEFAULT_NUM_SAMPLES
+
+
+def fid_biased(num_samples: int, num_reference: int, extractor) -> bool:
+    """Whether the generated or the reference set has no more images than the extractor has feature dimensions
+    (:func:`~lightning_gen.metrics.functional.too_few_samples`), warning loudly if so: the record's
+    ``protocol.fid_biased``, which the dashboard marks."""
+    if not num_samples:
+        return False
+    biased = False
+    for n, what in ((num_samples, "--num-samples"), (num_reference, "the test split")):
+        if too_few_samples(n, extractor.feature_dim):
+            biased = True
+            warnings.warn(f"{what}: {n:,} images for {extractor.name}'s {extractor.feature_dim:,} feature dimensions: "
+                          "the covariance is singular and the FID strongly biased; the record is flagged "
+                          f"fid_biased (use more than {extractor.feature_dim:,})", RuntimeWarning, stacklevel=2)
+    return biased
 
 
 def _want(flag: bool | None, available: bool) -> bool:
@@ -319,6 +349,7 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
     if num_samples and num_test_images < 2:
         raise BenchmarkError(f"{type(datamodule).__name__} has fewer than 2 test images: no reference statistics for "
                              "FID/KID (use --num-samples 0 for the NLL alone)")
+    biased = fid_biased(num_samples, num_test_images, extractor) if num_samples else None  # warns before the wait
     announce_estimates(model, datamodule, options, nll=nll, num_samples=num_samples * options.repeats,
                        extractor=extractor)
     result = evaluate_model(model, datamodule, extractor=extractor, num_samples=num_samples, nll=nll,
@@ -361,6 +392,8 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
             if nll else None,
             "num_test_images": num_test_images,
             "devices": result.world_size,
+            "fid_biased": biased,
+            "kid_kernel": kid_kernel(extractor.kid_feature_scale) if num_samples else None,
         },
         checkpoint=str(run.checkpoint),
         checkpoint_sha256=run.checkpoint_sha256,
@@ -370,6 +403,61 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
         train_time_s=run.meta["train_time_s"],
     )
     return record, result.grid
+
+
+# ---- real-data anchor ------------------------------------------------------------------------------------------
+#: What an anchor record calls itself (family ANCHOR_FAMILY, "data"): real training images scored as if they were
+#: samples.
+ANCHOR_MODEL = "real train images"
+
+
+def anchor_record(datamodule: ImageDataModule, options: BenchmarkOptions, *, config: dict | None = None,
+                  grid_dir: str | os.PathLike | None = None) -> dict:
+    """The real-data anchor of a data set: the benchmark's sample metrics (same extractor, reference statistics,
+    feature scale and settings) of ``num_samples`` training images (a ``--seed`` permutation; all of them where the
+    split holds fewer) against the test split. Family ``data``, model ``real train images``, run name
+    ``<dataset_id>-train-anchor``; no likelihood, probe or speed. The dashboard lists it unranked in the data
+    set's section, as the score a perfect sampler would get at that sample count."""
+    from lightning_gen.evaluation import score_images
+
+    if options.num_samples == 0:
+        raise BenchmarkError("--anchor scores real images with the sample metrics; --num-samples 0 leaves none")
+    extractor_name = resolve_extractor_name(options, datamodule)
+    extractor = build_extractor(extractor_name, options.fid_weights)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    train_x = datamodule.datasets["train"].images
+    num_test_images = int(datamodule.datasets["test"].images.shape[0])
+    c, h, w = train_x.shape[1:]
+    if c not in extractor.channels or (not extractor.resizes and (h, w) != (extractor.input_size,) * 2):
+        raise BenchmarkError(f"extractor {extractor_name!r} takes images {extractor.expected_shape}; "
+                             f"{type(datamodule).__name__} has {(c, h, w)}: choose another --extractor")
+    n = min(resolve_num_samples(options, extractor_name), int(train_x.shape[0]))
+    if n < 2 or num_test_images < 2:
+        raise BenchmarkError(f"{type(datamodule).__name__}: {n} training and {num_test_images} test images; an anchor "
+                             "needs at least 2 of each")
+    biased = fid_biased(n, num_test_images, extractor)
+    images = train_x[torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(options.seed))[:n]]
+    scores = score_images(images, datamodule, extractor, stats_cache=StatsCache(options.stats_cache),
+                          batch_size=options.batch_size, seed=options.seed)
+    name = f"{datamodule.dataset_id}-train-anchor"
+    grid_path = None
+    if grid_dir is not None:
+        grid_path = str(save_png(image_grid(images[:64]), Path(grid_dir) / f"{name}.png"))
+    return build_record(
+        run_name=name, model=ANCHOR_MODEL, family=ANCHOR_FAMILY, dataset=type(datamodule).__name__,
+        dataset_id=datamodule.dataset_id, image_shape=[int(c), int(h), int(w)],
+        metrics={key: scores.get(key) for key in ("fid", "fid_std", "is_mean", "is_std", "kid_mean", "kid_std",
+                                                  "precision", "recall", "density", "coverage")},
+        protocol={
+            "extractor": extractor_name, "extractor_weights_sha256": extractor.weights_sha256, "num_samples": n,
+            "reference_split": "test", "image_size": [int(h), int(w)], "nll_estimator": None,
+            "num_test_images": num_test_images, "devices": 1, "fid_biased": biased,
+            "kid_kernel": kid_kernel(extractor.kid_feature_scale), "anchor_split": "train",
+        },
+        config=config, git_commit=git_commit(), sample_grid=grid_path,
+    )
 
 
 def run_probe(model: GenerativeModule, datamodule: ImageDataModule, options: BenchmarkOptions) -> float:
@@ -399,7 +487,8 @@ def format_table(records: list[dict]) -> str:
         sample_part = "no sample metrics"
         if p["num_samples"]:
             sample_part = (f"{p['num_samples']} samples vs test ({p['num_test_images']}) via {p['extractor']} "
-                           f"(weights {str(p['extractor_weights_sha256'])[:12]})")
+                           f"(weights {str(p['extractor_weights_sha256'])[:12]})"
+                           + ("; FID BIASED: no more images than feature dimensions" if p.get("fid_biased") else ""))
         lines.append(f"    protocol: {sample_part}; NLL {p['nll_estimator'] or '-'}; {p['devices']} device(s)")
     return "\n".join(lines)
 
@@ -465,8 +554,11 @@ def offline_location(offline_dir: Path, run_folder: Path) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"{PROG} benchmark", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoints", nargs="+", help="checkpoints written by `lightning-gen fit`, or their run "
+    p.add_argument("checkpoints", nargs="*", help="checkpoints written by `lightning-gen fit`, or their run "
                                                   "folders (best, else last, else newest checkpoint)")
+    p.add_argument("--anchor", action="store_true",
+                   help="also (or only) score --num-samples real training images of --data against its test split, "
+                        "as a 'real data' row of the data set's dashboard section (record family 'data')")
     p.add_argument("--num-samples", type=int, default=None,
                    help=f"samples for FID/IS/KID (default {DEFAULT_NUM_SAMPLES}; {INCEPTION_CPU_NUM_SAMPLES} for "
                         "Inception without a GPU; 0 skips the sample metrics)")
@@ -522,6 +614,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_name and len(args.checkpoints) > 1:
         print(f"{PROG} benchmark: error: --run-name names one checkpoint; got several", file=sys.stderr)
         return 2
+    if not args.checkpoints and not args.anchor:
+        print(f"{PROG} benchmark: error: name a checkpoint or run folder to evaluate, or pass --anchor --data CLASS "
+              "to score real images", file=sys.stderr)
+        return 2
+    if args.anchor and args.data is None:
+        print(f"{PROG} benchmark: error: --anchor needs --data CLASS (e.g. --data Digits): the data set whose real "
+              "training images are scored", file=sys.stderr)
+        return 2
     options = BenchmarkOptions(
         num_samples=args.num_samples, extractor=args.extractor, fid_weights=args.fid_weights,
         batch_size=args.batch_size, iw_samples=args.iw_samples, seed=args.seed, repeats=args.repeats, nll=args.nll,
@@ -542,6 +642,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         grid_dir = Path(args.db).parent / "grids"
     records = []
+    if args.anchor:
+        from lightning_gen.app.run import _build_datamodule
+
+        data_args = {**(args.data_args or {}), **({"root": args.data_root} if args.data_root is not None else {})}
+        try:
+            datamodule = _build_datamodule(None, args.data, data_args)
+            record = anchor_record(datamodule, options, grid_dir=grid_dir,
+                                   config={"data": {"class_path": args.data, "init_args": data_args}})
+        except (BenchmarkError, DataConfigError, DataFilesMissing, FileNotFoundError) as e:
+            if debug_requested():
+                raise
+            message = data_files_missing_message(e, "benchmark") if isinstance(e, DataFilesMissing) else str(e)
+            print(f"{PROG} benchmark: error: --anchor: {message}", file=sys.stderr)
+            return 2
+        print(f"{record['run_name']}: {record['protocol']['num_samples']:,} real training images")
+        records.append(record)
+        if not args.no_store:
+            with Store(args.db) as store:
+                store.add(record)
     for checkpoint in args.checkpoints:
         try:
             record, grid = benchmark_checkpoint(checkpoint, options, data=args.data, data_root=args.data_root,

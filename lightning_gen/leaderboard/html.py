@@ -9,6 +9,10 @@ A run's sample cell shows the first row of its grid at three times (or more) its
 so a digit can be read without a click; a click shows the whole grid. Under each run, a full-width row holds the
 samples over training (a few of the grids the run saved while it trained, with their steps) and the details
 panel (metrics, checkpoint, protocol, config), which wraps instead of scrolling.
+Runs that differ only in their seed are one row, mean ± std over the seeds
+(:func:`~lightning_gen.leaderboard.ranking.aggregate_seeds`), whose full-width row holds the single runs behind a
+click; a real-data anchor (family ``data``) is a tinted, unranked "real data" row; an FID whose record says
+``protocol.fid_biased`` carries a "biased" marker whose tooltip says why.
 Columns sort on click; selects filter by dataset and model family. The style sheet and the script are the package
 files ``static/dashboard.css`` and ``static/dashboard.js``, read with :mod:`importlib.resources` and inlined.
 
@@ -204,18 +208,30 @@ def _th(label: str, *, numeric: bool, first: str = "ascending", ranked: str | No
     return f"<th {' '.join(attrs)}>{esc(label)}</th>"
 
 
+#: The tooltip of the marker on an FID whose record says ``protocol.fid_biased``.
+BIASED_FID_TITLE = ("biased: no more images than feature dimensions (generated or reference set), so the covariance "
+                    "is singular and this FID is biased upwards; not comparable with FIDs from more samples")
+
+
 def _metric_cell(metric: Metric, entry: Entry, ranked: bool) -> str:
     v = entry.value(metric.key)
     cls = "num ranked" if ranked else "num"
     if v is None:
         return f'<td class="{cls}" data-sort=""></td>'
     text = fmt_metric(metric.key, v)
-    std = entry.value(metric.std_key) if metric.std_key else None
+    # A seed aggregate shows the spread over its seeds; a single run the metric's own spread (IS splits, KID subsets).
+    std = entry.seed_std.get(metric.key) if entry.seeds else entry.value(metric.std_key) if metric.std_key else None
     if std is not None:  # a narrow column breaks before the ±, never inside a number
         text += f" ±\u00a0{fmt_metric(metric.key, std)}"
+    parts = _protocol_parts(metric, entry)
+    if entry.seeds:
+        parts.append(f"mean ± std of {len(entry.seeds)} seeds")
+    marker = ""
+    if metric.key == "fid" and entry.protocol.get("fid_biased"):
+        marker = f'<span class="biased" title="{esc(BIASED_FID_TITLE)}">biased</span>'
     return (f'<td class="{cls}" data-sort="{v!r}" title="{esc(_protocol_title(entry))}">'
-            f'<span class="v">{esc(text)}</span><span class="p">'
-            + " · ".join(f"<span>{esc(part)}</span>" for part in _protocol_parts(metric, entry))
+            f'<span class="v">{marker}{esc(text)}</span><span class="p">'
+            + " · ".join(f"<span>{esc(part)}</span>" for part in parts)
             + "</span></td>")
 
 
@@ -251,13 +267,29 @@ def _details(entry: Entry) -> str:
     return f'<details class="run-details"><summary>details</summary><dl>{body}</dl></details>'
 
 
+def _seeds_table(entry: Entry, metric_cols: list[Metric], ranked_key: str, show_params: bool,
+                 show_time: bool) -> str:
+    """The single runs of a seed aggregate, one click away: a table with the board's columns, each run with its
+    own details."""
+    rows = "".join(_row(None, e, metric_cols, ranked_key, show_params, show_time) for e in entry.seeds)
+    return (f'<details class="seeds"><summary>{len(entry.seeds)} seeds: the single runs</summary>'
+            f'<table class="board seeds-table"><tbody>{rows}</tbody></table></details>')
+
+
 def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key: str,
          show_params: bool, show_time: bool) -> str:
-    cls = "entry published" if entry.published else "entry has-more"
+    cls = "entry published" if entry.published else "entry anchor has-more" if entry.anchor else "entry has-more"
     cells = [f'<td class="rank" data-sort="{"" if rank_ is None else rank_}">{"" if rank_ is None else rank_}</td>']
     if entry.published:
         model = (f'<span class="model">{esc(entry.model)}</span><span class="badge pub">published</span>'
                  f'<span class="src">{esc(entry.source)}{(" — " + esc(entry.note)) if entry.note else ""}</span>')
+    elif entry.anchor:
+        model = (f'<span class="model">{esc(entry.model)}</span><span class="badge real" title="real images scored '
+                 f'as samples under the same protocol: the score of a perfect model at this sample count; not '
+                 f'ranked">real data</span><span class="run src">{esc(entry.run_name)}</span>')
+    elif entry.seeds:
+        model = (f'<span class="model">{esc(entry.model)}</span><span class="badge seeds">{len(entry.seeds)} seeds'
+                 f'</span><span class="run src">{esc(entry.run_name)}</span>')
     else:
         model = (f'<span class="model">{esc(entry.model)}</span>'
                  f'<span class="run src">{esc(entry.run_name)}</span>')
@@ -289,9 +321,12 @@ def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key:
            + "".join(cells) + "</tr>")
     if entry.published:
         return row
-    # The strip and the details get the table's whole width, in a row the script keeps under this one.
+    # The strip and the details (a seed aggregate: its single runs) get the table's whole width, in a row the script
+    # keeps under this one.
+    more = (_seeds_table(entry, metric_cols, ranked_key, show_params, show_time) if entry.seeds
+            else _strip(entry) + _details(entry))
     return (row + f'<tr class="more" data-family="{esc(entry.family)}" data-run="{esc(entry.label)}"><td></td>'
-            f'<td colspan="{len(cells) - 1}">{_strip(entry)}{_details(entry)}</td></tr>')
+            f'<td colspan="{len(cells) - 1}">{more}</td></tr>')
 
 
 def _ranked_by(ranked_key: str | None, preferred: str | None) -> str:
@@ -343,8 +378,8 @@ def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str |
 
     rows = [_row(r, e, metric_cols, ranked_key or "", show_params, show_time) for r, e in ordered]
     by = _ranked_by(ranked_key, preferred)
-    n_runs = sum(not e.published for e in entries)
-    n_pub = len(entries) - n_runs
+    n_runs = sum(max(1, len(e.seeds)) for e in entries if not e.published and not e.anchor)
+    n_pub = sum(e.published for e in entries)
 
     plots = []
     nll_key = ("nll_bpd" if sum(e.value("nll_bpd") is not None for e in entries)

@@ -6,10 +6,19 @@ among them, are never ranked against each other), and each section is ranked by 
 (:func:`rank`); the HTML page and the W&B table both rank this way. A run's entry also carries the sample grids its
 :class:`~lightning_gen.callbacks.SampleGrid` saved during training (:func:`training_grids`), found from the record's
 checkpoint path.
+
+Seeds: runs whose records agree on the data set, model, family, protocol and config, all but the seed
+(:func:`seed_group_key`: ``seed_everything`` and the keys that only say where a run wrote its files), are one
+experiment; :func:`aggregate_seeds` makes them one row with the mean of each metric and its standard deviation over
+the seeds (``ddof=1``), the single runs kept in :attr:`Entry.seeds`. Anchors: a record of family
+:data:`ANCHOR_FAMILY` (``"data"``) scores real training images under the benchmark's protocol; it is listed in
+order among the runs but never given a rank.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,8 +27,12 @@ from typing import Any
 
 from lightning_gen.leaderboard.references import published_entries
 
-__all__ = ["LIKELIHOOD_METRICS", "METRICS", "Entry", "Metric", "build_entries", "choose_metric", "rank",
-           "ranked_by_dataset", "training_grids"]
+__all__ = ["ANCHOR_FAMILY", "LIKELIHOOD_METRICS", "METRICS", "RUN_LOCATION_KEYS", "Entry", "Metric",
+           "aggregate_seeds", "build_entries", "choose_metric", "rank", "ranked_by_dataset", "seed_group_key",
+           "training_grids"]
+
+#: The family of a real-data anchor record (the benchmark's ``--anchor``): listed, never ranked.
+ANCHOR_FAMILY = "data"
 
 
 @dataclass(frozen=True)
@@ -64,10 +77,17 @@ class Entry:
     record: dict[str, Any] | None = None
     sample_grid: Path | None = None
     training_grids: list[tuple[int, Path]] = field(default_factory=list)  # (global step, PNG), by step
+    seeds: list["Entry"] = field(default_factory=list)  # the single runs of a seed aggregate (empty otherwise)
+    seed_std: dict[str, float] = field(default_factory=dict)  # a metric's std over the seeds (ddof=1)
 
     @property
     def label(self) -> str:
         return self.run_name or self.model
+
+    @property
+    def anchor(self) -> bool:
+        """A real-data row (family :data:`ANCHOR_FAMILY`): shown in order, never ranked."""
+        return self.family == ANCHOR_FAMILY and not self.published
 
     def value(self, metric: str) -> float | None:
         v = self.metrics.get(metric)
@@ -133,8 +153,9 @@ def training_grids(record: dict[str, Any], roots: Sequence[Path] = ()) -> list[t
 
 
 def build_entries(records: Sequence[dict[str, Any]], *, include_published: bool = True,
-                  roots: Sequence[str | Path] = ()) -> list[Entry]:
-    """Board rows for ``records`` plus every published number.
+                  roots: Sequence[str | Path] = (), aggregate: bool = True) -> list[Entry]:
+    """Board rows for ``records`` plus every published number; with ``aggregate``, runs that differ only in their
+    seed are one row (:func:`aggregate_seeds`).
 
     A relative sample-grid or checkpoint path is looked up from the working directory, then from each of
     ``roots``.
@@ -152,7 +173,95 @@ def build_entries(records: Sequence[dict[str, Any]], *, include_published: bool 
                           metrics=p["metrics"], published=True, protocol_note=p["protocol"], source=p["source"],
                           note=p["note"])
                     for p in published_entries()]
-    return entries
+    return aggregate_seeds(entries) if aggregate else entries
+
+
+#: Config entries that say where a run wrote its files, which seed it drew or which checkpoint it resumed, not what it
+#: trained (dotted paths into the LightningCLI config): :func:`seed_group_key` leaves them out.
+RUN_LOCATION_KEYS = ("seed_everything", "ckpt_path", "run_name", "trainer.default_root_dir")
+#: Keys of a logger's ``init_args`` that name where and under which name it logs.
+_LOGGER_LOCATION_KEYS = ("save_dir", "dir", "name", "version", "id")
+
+
+def _without_run_location(config: dict[str, Any]) -> dict[str, Any]:
+    config = json.loads(json.dumps(config))  # a deep copy
+    for dotted in RUN_LOCATION_KEYS:
+        *parents, last = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    trainer = config.get("trainer")
+    loggers = trainer.get("logger") if isinstance(trainer, dict) else None
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        args = logger.get("init_args") if isinstance(logger, dict) else None
+        if isinstance(args, dict):
+            for key in _LOGGER_LOCATION_KEYS:
+                args.pop(key, None)
+    return config
+
+
+def seed_group_key(record: dict[str, Any]) -> str | None:
+    """What runs of one experiment share: dataset id, model, family, protocol and the config without
+    :data:`RUN_LOCATION_KEYS` (and the loggers' save folder and run name), as canonical JSON; ``None`` for a record
+    without a config (nothing says which runs it could be a seed of)."""
+    config = record.get("config")
+    if not isinstance(config, dict):
+        return None
+    key = {"dataset_id": record.get("dataset_id"), "model": record.get("model"), "family": record.get("family"),
+           "protocol": record.get("protocol") or {}, "config": _without_run_location(config)}
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+_SEED_SUFFIX = re.compile(r"[_-]?seed[_-]?\d+$")
+
+
+def _seed_of(entry: Entry) -> Any:
+    return ((entry.record or {}).get("config") or {}).get("seed_everything")
+
+
+def aggregate_seeds(entries: Sequence[Entry]) -> list[Entry]:
+    """``entries`` with every group of runs that differ only in their seed (:func:`seed_group_key`), two or more
+    seeds among them, replaced, where its first member was, by one row: each metric's mean over the runs that
+    report it, its standard deviation over them in :attr:`Entry.seed_std` (``ddof=1``, where two or more report
+    it), the runs themselves in :attr:`Entry.seeds`. Its name is the runs' shared name without ``_seed<S>`` (the
+    first run's otherwise)."""
+    groups: dict[str, list[Entry]] = {}
+    for e in entries:
+        key = None if e.published or e.anchor or e.seeds or e.record is None else seed_group_key(e.record)
+        if key is not None:
+            groups.setdefault(key, []).append(e)
+    out: list[Entry] = []
+    done: set[str] = set()
+    for e in entries:
+        key = None if e.published or e.anchor or e.seeds or e.record is None else seed_group_key(e.record)
+        members = groups.get(key, []) if key is not None else []
+        if len({json.dumps(_seed_of(m)) for m in members}) < 2:  # runs of one seed are not a spread over seeds
+            out.append(e)
+            continue
+        if key in done:
+            continue
+        done.add(key)
+        members = sorted(members, key=lambda m: (str(_seed_of(m)), m.label))
+        metrics: dict[str, Any] = {}
+        spread: dict[str, float] = {}
+        for name in dict.fromkeys(k for m in members for k in m.metrics):
+            values = [v for v in (m.value(name) for m in members) if v is not None and math.isfinite(v)]
+            if not values:
+                metrics[name] = None
+                continue
+            mean = sum(values) / len(values)
+            metrics[name] = mean
+            if len(values) >= 2:
+                spread[name] = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        names = {_SEED_SUFFIX.sub("", m.label) for m in members}
+        first = members[0]
+        out.append(Entry(model=first.model, family=first.family, dataset=first.dataset, dataset_id=first.dataset_id,
+                         metrics=metrics, run_name=names.pop() if len(names) == 1 else first.label,
+                         protocol=dict(first.protocol), sample_grid=first.sample_grid, seeds=members,
+                         seed_std=spread))
+    return out
 
 
 def choose_metric(entries: Sequence[Entry], preferred: str | None = None) -> str | None:
@@ -184,14 +293,21 @@ def choose_metric(entries: Sequence[Entry], preferred: str | None = None) -> str
 
 
 def rank(entries: Sequence[Entry], metric: str) -> list[tuple[int | None, Entry]]:
-    """Entries best first by ``metric`` with competition ranks (1, 2, 2, 4); rows without it last, unranked."""
+    """Entries best first by ``metric`` with competition ranks (1, 2, 2, 4); rows without it last, unranked.
+    Real-data anchors (:attr:`Entry.anchor`) stand in order among them with no rank, and take none from the rows
+    after them."""
     sign = 1.0 if METRICS[metric].lower_is_better else -1.0
     scored = [e for e in entries if e.value(metric) is not None]
     scored.sort(key=lambda e: sign * e.value(metric))  # stable: ties keep their order
     out: list[tuple[int | None, Entry]] = []
-    for i, e in enumerate(scored):
-        same_as_previous = i > 0 and e.value(metric) == scored[i - 1].value(metric)
-        out.append((out[-1][0] if same_as_previous else i + 1, e))
+    ranked: list[tuple[int, Entry]] = []
+    for e in scored:
+        if e.anchor:
+            out.append((None, e))
+            continue
+        same_as_previous = bool(ranked) and e.value(metric) == ranked[-1][1].value(metric)
+        ranked.append((ranked[-1][0] if same_as_previous else len(ranked) + 1, e))
+        out.append(ranked[-1])
     out += [(None, e) for e in entries if e.value(metric) is None]
     return out
 

@@ -69,9 +69,13 @@ OPTIONAL_KEYS = ("checkpoint", "checkpoint_sha256", "config", "git_commit", "wan
 METRIC_KEYS = ("fid", "fid_std", "is_mean", "is_std", "is_mean_std", "kid_mean", "kid_std", "kid_mean_std",
                "precision", "recall", "density", "coverage", "nll_nats", "nll_nats_se", "nll_bpd", "nll_bpd_se",
                "probe_acc", "samples_per_s", "num_params")
-#: The protocol fields a record knows; absent ones are stored as ``None`` (a record may add others).
+#: The protocol fields a record knows; absent ones are stored as ``None`` (a record may add others; ``None`` also
+#: where a record predates a field). ``fid_biased``: the generated or the reference set had no more images than the
+#: extractor has feature dimensions, so the FID comes from a singular covariance and is biased upwards (the
+#: dashboard marks it). ``kid_kernel``: the kernel KID used and the scale the features were divided by
+#: (``"(x.y/d+1)^3"`` on raw Inception features; ``"(x.y/d+1)^3, x/2.5"`` on a digit classifier's).
 PROTOCOL_KEYS = ("extractor", "extractor_weights_sha256", "num_samples", "reference_split", "image_size",
-                 "nll_estimator", "num_test_images", "devices")
+                 "nll_estimator", "num_test_images", "devices", "fid_biased", "kid_kernel")
 
 #: Keys whose value is a non-empty string.
 STRING_KEYS = ("run_name", "model", "dataset", "dataset_id", "created_at")

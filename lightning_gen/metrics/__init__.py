@@ -18,7 +18,10 @@ from lightning_gen.metrics.functional import (
     fid_from_stats,
     inception_score,
     kid,
+    kid_kernel,
     prdc,
+    too_few_samples,
+    warn_if_too_few_samples,
 )
 from lightning_gen.metrics.stats_cache import ReferenceStats, StatsCache, StatsKey, reference_stats
 from lightning_gen.metrics.torchmetrics_wrappers import NLLSum, SampleFeatures
@@ -42,7 +45,10 @@ __all__ = [
     "get_extractor",
     "inception_score",
     "kid",
+    "kid_kernel",
     "prdc",
     "reference_stats",
     "register_extractor",
+    "too_few_samples",
+    "warn_if_too_few_samples",
 ]

@@ -166,3 +166,52 @@ def save_weights(model: LeNet, dataset: str, path: str | Path | None = None, *, 
         }
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
+
+
+# ---- the KID feature scale -------------------------------------------------------------------------------------
+#: Manifest field of a weights file: the RMS of its feature entries on its training split (see below).
+KID_SCALE_KEY = "kid_feature_scale"
+
+
+@torch.no_grad()
+def feature_rms(model: LeNet, images: Tensor, batch_size: int = 1000) -> float:
+    """``sqrt(mean_x |f(x)|^2 / D)``, the root mean square of the feature entries over ``images``.
+
+    KID's kernel ``(x.y/D + 1)^3`` was designed for Inception pool3 features, whose entries are O(1); dividing a
+    classifier's features by this makes ``x.y/D`` O(1) too (about 1 for a vector with itself)."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, images.shape[0], batch_size):
+        features, _ = model(images[i : i + batch_size])
+        total += float(features.double().square().sum())
+        count += features.shape[0] * features.shape[1]
+    return math.sqrt(total / count)
+
+
+def record_kid_feature_scale(dataset: str, train_images: Tensor, path: str | Path | None = None) -> float:
+    """Measure :func:`feature_rms` of the packaged ``dataset`` classifier on its training images and store it in
+    ``manifest.json`` under its weights file (with the split it was measured on); returns it."""
+    path = Path(path) if path is not None else SPECS[dataset].weights_path
+    model = SPECS[dataset].build()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    scale = feature_rms(model, train_images)
+    manifest_path = path.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    entry = manifest.setdefault(path.name, {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    entry[KID_SCALE_KEY] = round(scale, 6)
+    entry[f"{KID_SCALE_KEY}_images"] = f"train split, {train_images.shape[0]} images"
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return scale
+
+
+def kid_feature_scale_of(path: str | Path, sha256: str) -> float | None:
+    """The KID feature scale the manifest beside ``path`` records for exactly this file (its ``sha256``), else
+    ``None``."""
+    path = Path(path)
+    manifest_path = path.parent / "manifest.json"
+    try:
+        entry = json.loads(manifest_path.read_text()).get(path.name, {})
+    except (OSError, ValueError):
+        return None
+    scale = entry.get(KID_SCALE_KEY)
+    return float(scale) if entry.get("sha256") == sha256 and isinstance(scale, (int, float)) and scale > 0 else None

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_gen.data.base import online
-from lightning_gen.metrics.classifier import SPECS
+from lightning_gen.metrics.classifier import SPECS, kid_feature_scale_of
 
 INCEPTION_WEIGHTS_ENV = "LIGHTNING_GEN_FID_WEIGHTS"
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -66,6 +66,12 @@ class FeatureExtractor(nn.Module):
     #: Channel counts accepted (grey is repeated to RGB where the network wants RGB).
     channels: tuple[int, ...] = (1,)
     weights_sha256: str = ""
+    #: Length of the feature vectors: FID needs more samples than this (a smaller set has a singular covariance).
+    feature_dim: int = 0
+    #: KID divides the features by this before the cubic kernel ``(x.y/D + 1)^3``, so that ``x.y/D`` is O(1) as for
+    #: Inception, for which the kernel was designed; ``None``: raw features (Inception, keeping published KIDs
+    #: comparable). See :func:`~lightning_gen.metrics.functional.kid_kernel`.
+    kid_feature_scale: float | None = None
 
     def train(self, mode: bool = True) -> "FeatureExtractor":
         return super().train(False)
@@ -205,6 +211,7 @@ class InceptionV3(FeatureExtractor):
                 "comparable with published values", stacklevel=2,
             )
         self.feature_layer = feature_layer
+        self.feature_dim = int(feature_layer)
         self.with_logits = feature_layer == "2048"  # torch-fidelity stops at the requested layer otherwise
         layers = [feature_layer, "logits_unbiased"] if self.with_logits else [feature_layer]
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", layers, feature_extractor_weights_path=str(path))
@@ -234,9 +241,14 @@ class LeNetFeatures(FeatureExtractor):
             )
         self.name = f"{dataset}-lenet"
         self.input_size = spec.input_size
+        self.feature_dim = spec.feature_dim
         self.net = spec.build()
         self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.weights_sha256 = file_sha256(path)
+        # The scale is measured once per weights file on its training split and kept in the manifest beside its
+        # sha256; other weights (a retrained file not yet measured) fall back to the raw features, and the
+        # record's protocol.kid_kernel says which it was.
+        self.kid_feature_scale = kid_feature_scale_of(path, self.weights_sha256)
         self.requires_grad_(False)
         self.eval()
 

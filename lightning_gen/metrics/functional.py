@@ -7,7 +7,11 @@
   torch-fidelity (float64, samples shuffled by a seeded permutation first so that samples drawn class by class
   do not give one class per chunk).
 - KID [3]: unbiased MMD^2 with the cubic polynomial kernel ``(x.y / D + 1)^3``, averaged over random subsets,
-  as in torch-fidelity.
+  as in torch-fidelity. The kernel assumes ``x.y / D`` of order 1, as for Inception pool3 features; the project's
+  digit classifiers have feature entries several times larger (mean ``|x|^2 / D`` of 6 and 15), which makes the
+  kernel a pure cubic of huge values, so their features are divided by a fixed scale first (``feature_scale``,
+  the RMS feature entry on the classifier's training split; README, "Reading FID and KID").
+- FID needs more samples than feature dimensions (:func:`warn_if_too_few_samples`, the one check every path uses).
 
 - FID spread [1]: :func:`fid_bootstrap` recomputes the FID on resamples (with replacement) of the generated
   features against fixed reference statistics, using ``tr (S1 S2)^(1/2) = sum sqrt(eig(R S1 R))``, ``R = S2^(1/2)``
@@ -87,13 +91,27 @@ def fid_from_stats(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: Ar
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+def too_few_samples(n: int, dim: int) -> bool:
+    """Whether ``n`` feature vectors of ``dim`` dimensions are too few for FID: with ``n <= dim`` the sample
+    covariance has rank below ``dim`` (singular) and the FID is strongly biased."""
+    return int(n) <= int(dim)
+
+
+def warn_if_too_few_samples(n: int, dim: int, what: str = "features", *, stacklevel: int = 3) -> bool:
+    """Warn (``RuntimeWarning``) when :func:`too_few_samples`; returns whether it did. Every path to an FID (the pure
+    function, :class:`~lightning_gen.metrics.torchmetrics_wrappers.SampleFeatures`, the benchmark) calls this one
+    check, so the message and the threshold are the same everywhere."""
+    if not too_few_samples(n, dim):
+        return False
+    warnings.warn(f"FID: {what} has {n} samples for {dim} feature dimensions; its covariance is singular and the FID "
+                  f"is strongly biased (use more than {dim} samples)", RuntimeWarning, stacklevel=stacklevel)
+    return True
+
+
 def fid_from_features(features1: ArrayLike, features2: ArrayLike) -> float:
     """FID between two feature sets ``(N1, D)`` and ``(N2, D)``."""
     for name, f in (("features1", features1), ("features2", features2)):
-        n, d = f.shape
-        if n <= d:
-            warnings.warn(f"FID: {name} has {n} samples for {d} dimensions; its covariance is singular and the "
-                          "FID is strongly biased (use more samples than dimensions)", RuntimeWarning, stacklevel=2)
+        warn_if_too_few_samples(*f.shape, name)
     return fid_from_stats(*feature_stats(features1), *feature_stats(features2))
 
 
@@ -184,14 +202,27 @@ def _mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef
     return float((sum_xx + sum_yy) / (m * (m - 1)) - 2 * k_xy.sum() / (m * m))
 
 
+def kid_kernel(feature_scale: float | None = None) -> str:
+    """How KID's kernel saw the features, as a record's ``protocol.kid_kernel`` says it: ``"(x.y/d+1)^3"`` on the
+    raw features (torch-fidelity's, for Inception), or ``"(x.y/d+1)^3, x/<scale>"`` on features divided by a fixed
+    per-extractor scale (:attr:`~lightning_gen.metrics.features.FeatureExtractor.kid_feature_scale`)."""
+    return "(x.y/d+1)^3" if feature_scale is None else f"(x.y/d+1)^3, x/{feature_scale:.6g}"
+
+
 def kid(features1: ArrayLike, features2: ArrayLike, subsets: int = 100, subset_size: int = 1000, seed: int = 0, *,
-        degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> dict[str, float]:
+        degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
+        feature_scale: float | None = None) -> dict[str, float]:
     """Kernel Inception Distance: ``{"kid_mean", "kid_std"}`` of the unbiased polynomial-kernel MMD^2 over
     ``subsets`` random subsets (without replacement) of ``subset_size`` from each set. ``gamma`` defaults to 1/D.
+    ``feature_scale`` divides both feature sets first (None: raw features, torch-fidelity's KID).
 
     Values slightly below 0 are valid (the estimator is unbiased) and mean the distributions are very close.
     """
     f1, f2 = _as_f64(features1, "features1", 2), _as_f64(features2, "features2", 2)
+    if feature_scale is not None:
+        if not feature_scale > 0:
+            raise ValueError(f"feature_scale must be positive, got {feature_scale}")
+        f1, f2 = f1 / feature_scale, f2 / feature_scale
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature dimensions differ: {f1.shape[1]} and {f2.shape[1]}")
     if subset_size < 2 or subset_size > min(f1.shape[0], f2.shape[0]):

@@ -20,7 +20,15 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from lightning_gen.metrics.features import FeatureExtractor, get_extractor
-from lightning_gen.metrics.functional import feature_stats, fid_bootstrap, fid_from_stats, inception_score, kid, prdc
+from lightning_gen.metrics.functional import (
+    feature_stats,
+    fid_bootstrap,
+    fid_from_stats,
+    inception_score,
+    kid,
+    prdc,
+    warn_if_too_few_samples,
+)
 from lightning_gen.metrics.stats_cache import ReferenceStats
 
 
@@ -45,6 +53,11 @@ class SampleFeatures(Metric):
         seed: seed of the IS shuffle, the KID subsets and the FID bootstrap.
         prdc_k: neighbours of precision/recall and density/coverage (0, or no more samples than that: not computed).
         fid_bootstrap: resamples of :func:`~lightning_gen.metrics.functional.fid_bootstrap` (0: none).
+        kid_feature_scale: KID divides the features by this (:func:`~lightning_gen.metrics.functional.kid`);
+            default: the extractor's ``kid_feature_scale`` (None for Inception and without an extractor).
+
+    ``compute()`` warns when there are no more samples than feature dimensions (the FID is then biased:
+    :func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
 
     ``compute()`` returns float64 tensors under ``num_samples``, ``fid`` (and ``fid_std``, the bootstrap's standard
     deviation, with ``fid_bootstrap >= 2``), ``is_mean``/``is_std`` (when the extractor has logits),
@@ -58,7 +71,8 @@ class SampleFeatures(Metric):
 
     def __init__(self, extractor: FeatureExtractor | str | None = None, *, reference: ReferenceStats | None = None,
                  is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
-                 prdc_k: int = 5, fid_bootstrap: int = 0, **kwargs) -> None:
+                 prdc_k: int = 5, fid_bootstrap: int = 0, kid_feature_scale: float | None | str = "extractor",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         if isinstance(extractor, str):
             extractor = get_extractor(extractor)
@@ -69,6 +83,9 @@ class SampleFeatures(Metric):
         self.is_splits, self.seed = is_splits, seed
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self.prdc_k, self.fid_bootstrap = prdc_k, fid_bootstrap
+        if kid_feature_scale == "extractor":
+            kid_feature_scale = getattr(extractor, "kid_feature_scale", None)
+        self.kid_feature_scale = kid_feature_scale
         self.add_state("features", default=[], dist_reduce_fx="cat")
         self.add_state("logits", default=[], dist_reduce_fx="cat")
 
@@ -99,16 +116,20 @@ class SampleFeatures(Metric):
             raise ValueError("SampleFeatures.compute() called before any update()")
         device = features.device
         features = features.double().cpu()
-        n = features.shape[0]
+        n, dim = features.shape
         out = {"num_samples": float(n)}
         if self.reference is not None:
+            warn_if_too_few_samples(n, dim, "the generated set")
+            if self.reference.features is not None:
+                warn_if_too_few_samples(self.reference.features.shape[0], dim, "the reference set")
             out["fid"] = fid_from_stats(*feature_stats(features), self.reference.mu, self.reference.sigma)
             if self.fid_bootstrap >= 2:
                 fids = fid_bootstrap(features, self.reference.mu, self.reference.sigma, self.fid_bootstrap, self.seed)
                 out["fid_std"] = float(fids.std(ddof=1))
             if self.reference.features is not None:
                 size = min(self.kid_subset_size, n, self.reference.features.shape[0])
-                out.update(kid(features, self.reference.features, self.kid_subsets, size, self.seed))
+                out.update(kid(features, self.reference.features, self.kid_subsets, size, self.seed,
+                               feature_scale=self.kid_feature_scale))
                 if self.prdc_k and min(n, self.reference.features.shape[0]) > self.prdc_k:  # else no k neighbours
                     out.update(prdc(self.reference.features, features, self.prdc_k, device=device))
         logits = _cat(self.logits)
