@@ -19,7 +19,9 @@ from lightning.pytorch.cli import instantiate_module
 
 from contracts import model_classes
 from helpers import CONFIGS, REPO, run_cli
-from lightning_gen.app.benchmark import main, model_family, offline_location
+from lightning_gen.app.benchmark import main
+from lightning_gen.app.options import model_family
+from lightning_gen.app.wandb_log import offline_location
 from lightning_gen.app.run import load_model, run_dir
 from lightning_gen.data import Digits
 from lightning_gen.evaluation import BenchmarkError, check_samples
@@ -212,7 +214,7 @@ def test_fid_biased_flags_sample_counts_up_to_the_feature_dimension_and_warns_fi
 
 
 def test_inception_on_the_cpu_defaults_to_more_samples_than_its_feature_dimensions():
-    from lightning_gen.app.benchmark import BenchmarkOptions, resolve_num_samples
+    from lightning_gen.app.options import BenchmarkOptions, resolve_num_samples
 
     with pytest.warns(UserWarning, match="2,048 feature dimensions"):
         n = resolve_num_samples(BenchmarkOptions(accelerator="cpu"), "inception")

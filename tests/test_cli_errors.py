@@ -23,7 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from helpers import CONFIGS, REPO, run_cli
 from lightning_gen.app import cli
-from lightning_gen.app.benchmark import step_estimates
+from lightning_gen.app.estimates import step_estimates
 from lightning_gen.callbacks import StopReason
 from lightning_gen.data import Digits
 from lightning_gen.images import save_png

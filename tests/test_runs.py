@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from helpers import CONFIGS, REPO, run_cli
-from lightning_gen.app.benchmark import OFFLINE_PREFIX, log_wandb
+from lightning_gen.app.wandb_log import OFFLINE_PREFIX, log_wandb
 from lightning_gen.app.cli import UserError, apply_run_name, main, place_run
 from lightning_gen.app.run import Run
 from lightning_gen.callbacks import SampleMetrics, run_folder

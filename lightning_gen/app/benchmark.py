@@ -31,7 +31,7 @@ Every number is written with the protocol that produced it (one record per check
 - ``--anchor --data CLASS``: the same sample metrics of the data set's real training images (``--num-samples`` of
   them, all where there are fewer) against its test split, stored as family ``data``, model ``real train images``,
   run ``<dataset_id>-train-anchor``: the dashboard's unranked "real data" row, what a perfect model would score
-  (:func:`anchor_record`).
+  (:func:`lightning_gen.app.anchor.anchor_record`).
 
 The data module is the one the run's ``config.yaml`` names (``--data``, ``--data-root`` and ``--data-args``
 override it). It runs through a Lightning ``Trainer`` (``--devices``, ``--strategy``, ``--num-nodes``,
@@ -40,7 +40,7 @@ records.
 
 On the CPU, a step expected to take over a minute (the importance-weighted NLL with a large k, sampling from a slow
 sampler, Inception features) is announced before it starts, with its estimated time, measured on a small chunk of
-the step itself, and the option that shortens it (:func:`step_estimates`).
+the step itself, and the option that shortens it (:mod:`lightning_gen.app.estimates`).
 """
 
 from __future__ import annotations
@@ -49,233 +49,37 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
-import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from lightning_gen.app.anchor import anchor_record
 from lightning_gen.app.cli import PROG, data_files_missing_message, debug_requested
+from lightning_gen.app.estimates import ESTIMATE_AFTER_S, ESTIMATE_ENV, step_estimates
+from lightning_gen.app.options import (DEFAULT_NUM_SAMPLES, INCEPTION_CPU_NUM_SAMPLES, BenchmarkOptions,
+                                       build_extractor, fid_biased, git_commit, gpu_in_use, json_safe, model_family,
+                                       resolve_extractor_name, resolve_num_samples)
 from lightning_gen.app.probe import feature_fn, probe_splits
 from lightning_gen.app.run import CheckpointError, DataConfigError, Run
+from lightning_gen.app.wandb_log import log_wandb
 from lightning_gen.data import FashionMNIST
 from lightning_gen.data.base import DataFilesMissing, ImageDataModule
 from lightning_gen.evaluation import BenchmarkError, evaluate_model
 from lightning_gen.images import image_grid, save_png
-from lightning_gen.leaderboard.ranking import ANCHOR_FAMILY
-from lightning_gen.leaderboard.record import build_record, validate_family
+from lightning_gen.leaderboard.record import build_record
 from lightning_gen.leaderboard.store import DEFAULT_DB, Store
-from lightning_gen.metrics.features import available_extractors, get_extractor
-from lightning_gen.metrics.functional import kid_kernel, too_few_samples
+from lightning_gen.metrics.features import available_extractors
+from lightning_gen.metrics.functional import kid_kernel
 from lightning_gen.metrics.probe import linear_probe
 from lightning_gen.metrics.stats_cache import StatsCache
 from lightning_gen.models.base import GenerativeModule, NoLikelihoodError, bits_per_dim
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_NUM_SAMPLES = 10_000
-#: Inception-v3 runs at about 6.5 images/s on a 2-core CPU: 10,000 samples would take half an hour. 2,500 is the
-#: smallest round count above its 2,048 feature dimensions (with fewer, the covariance is singular and the FID is
-#: biased far more than sample-count bias alone): about 6.5 minutes of features, announced up front.
-INCEPTION_CPU_NUM_SAMPLES = 2_500
-
-
-def model_family(model: GenerativeModule) -> str:
-    """The leaderboard family the model's class declares (its ``family`` class attribute)."""
-    family = getattr(type(model), "family", None)
-    if family is None:
-        raise BenchmarkError(f"{type(model).__name__} declares no leaderboard family: give the class a `family` "
-                             "class attribute (e.g. family = \"autoregressive\")")
-    try:
-        validate_family(family)
-    except ValueError as e:
-        raise BenchmarkError(f"{type(model).__name__}.family: {e}") from e
-    return family
-
-
-def git_commit() -> str | None:
-    """HEAD of the code doing the evaluation, ``-dirty`` when tracked files differ from it; None outside git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO, capture_output=True, timeout=10)
-        return head.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _json_safe(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
-# ---- options ---------------------------------------------------------------------------------------------------
-@dataclass
-class BenchmarkOptions:
-    """What to compute and how (see ``lightning-gen benchmark --help``)."""
-
-    num_samples: int | None = None  # None: 10,000, or 500 for Inception without a GPU; 0: no sample metrics
-    extractor: str | None = None  # None: the data module's default_extractor
-    fid_weights: str | None = None
-    batch_size: int = 250
-    iw_samples: int | None = None
-    seed: int = 0
-    repeats: int = 1  # independent sample draws; >= 2 gives the spread of FID/IS/KID over draws
-    nll: bool | None = None  # None: where the model has a likelihood; True: required
-    probe: bool | None = None  # None: where the model has encode/features and the data has labels
-    probe_max_train: int | None = None
-    stats_cache: str | None = None
-    accelerator: str = "auto"
-    devices: Any = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    progress: bool = True
-
-
-def _gpu_in_use(accelerator: str) -> bool:
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
-def resolve_extractor_name(options: BenchmarkOptions, datamodule: ImageDataModule) -> str:
-    name = options.extractor or datamodule.default_extractor
-    if name not in available_extractors():
-        raise BenchmarkError(f"unknown extractor {name!r}; expected one of {', '.join(available_extractors())}")
-    return name
-
-
-def build_extractor(name: str, fid_weights: str | None):
-    """The extractor ``name``; ``fid_weights`` is the Inception weights file (the digit classifiers ship theirs)."""
-    return get_extractor(name, weights_path=fid_weights) if name == "inception" and fid_weights else get_extractor(name)
-
-
-def resolve_num_samples(options: BenchmarkOptions, extractor_name: str) -> int:
-    if options.num_samples is not None:
-        if options.num_samples != 0 and options.num_samples < 2:
-            raise BenchmarkError(f"--num-samples must be 0 (no sample metrics) or at least 2, "
-                                 f"got {options.num_samples}")
-        return options.num_samples
-    if extractor_name == "inception" and not _gpu_in_use(options.accelerator):
-        warnings.warn(f"Inception features on the CPU run at a few images per second: using --num-samples "
-                      f"{INCEPTION_CPU_NUM_SAMPLES} instead of {DEFAULT_NUM_SAMPLES} (just above Inception's 2,048 "
-                      "feature dimensions; FID is biased upwards by small sample counts, so it is not comparable with "
-                      "published 10k/50k-sample FIDs; pass --num-samples to choose). The test split's reference "
-                      "statistics are computed once per data set and cached: the first run takes longer.",
-                      stacklevel=2)
-        return INCEPTION_CPU_NUM_SAMPLES
-    return DEFAULT_NUM_SAMPLES
-
-
-def fid_biased(num_samples: int, num_reference: int, extractor) -> bool:
-    """Whether the generated or the reference set has no more images than the extractor has feature dimensions
-    (:func:`~lightning_gen.metrics.functional.too_few_samples`), warning loudly if so: the record's
-    ``protocol.fid_biased``, which the dashboard marks."""
-    if not num_samples:
-        return False
-    biased = False
-    for n, what in ((num_samples, "--num-samples"), (num_reference, "the test split")):
-        if too_few_samples(n, extractor.feature_dim):
-            biased = True
-            warnings.warn(f"{what}: {n:,} images for {extractor.name}'s {extractor.feature_dim:,} feature dimensions: "
-                          "the covariance is singular and the FID strongly biased; the record is flagged "
-                          f"fid_biased (use more than {extractor.feature_dim:,})", RuntimeWarning, stacklevel=2)
-    return biased
-
 
 def _want(flag: bool | None, available: bool) -> bool:
     return available if flag is None else flag
-
-
-# ---- up-front estimates ----------------------------------------------------------------------------------------
-#: A step expected to run longer than this (seconds) is announced first, with its estimated time and the option that
-#: shortens it; ``$LIGHTNING_GEN_ESTIMATE_AFTER_S`` overrides (0 announces every step).
-ESTIMATE_AFTER_S = 60.0
-ESTIMATE_ENV = "LIGHTNING_GEN_ESTIMATE_AFTER_S"
-#: A timing probe grows its chunk (1, 4, 16, ... items) until one call takes this long, so it measures work rather
-#: than per-call overhead without costing more than a few seconds.
-PROBE_SECONDS = 0.25
-#: The shorter setting an announcement suggests is the largest round one expected to take at most this many times
-#: the announcement threshold.
-SUGGESTED_BUDGET = 1.5
-
-
-def seconds_per_item(fn, max_items: int) -> float:
-    """Wall seconds per item of ``fn(n)``, from the first chunk ``n`` (1, 4, 16, ... up to ``max_items``) whose call
-    takes :data:`PROBE_SECONDS`; the smaller calls before it pay the warm-up."""
-    n = 1
-    while True:
-        start = time.perf_counter()
-        with torch.no_grad():
-            fn(n)
-        seconds = time.perf_counter() - start
-        if seconds >= PROBE_SECONDS or n >= max_items:
-            return seconds / n
-        n = min(max_items, 4 * n)
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.2g} min" if seconds < 600 else f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _fitting(value: int, cost_per_unit: float, budget: float, least: int = 1) -> int:
-    """The largest 1-2-5 round number up to ``value`` whose cost stays within ``budget`` (at least ``least``)."""
-    best = least
-    for exponent in range(int(math.log10(max(value, 1))) + 1):
-        for mantissa in (1, 2, 5):
-            candidate = mantissa * 10 ** exponent
-            if candidate <= value and candidate * cost_per_unit <= budget:
-                best = max(best, candidate)
-    return best
-
-
-def step_estimates(model: GenerativeModule, test_images: Tensor, *, nll: bool, num_samples: int, extractor,
-                   batch_size: int, seed: int, processes: int, after_s: float) -> list[str]:
-    """One line for each step of the benchmark expected to take longer than ``after_s`` seconds on this CPU: its
-    estimated time, from a timed small chunk of the step itself, and the option that shortens it."""
-    lines = []
-    n_test = int(test_images.shape[0])
-    if nll:
-        seeded = {"seed": seed} if getattr(model, "estimates_log_prob", False) else {}
-        labels = torch.zeros(batch_size, dtype=torch.long) if model.conditional else None
-        per_image = seconds_per_item(
-            lambda n: model.log_prob(test_images[:n], None if labels is None else labels[:n], **seeded),
-            min(batch_size, n_test))
-        total = per_image * n_test / processes
-        if total > after_s:
-            k = getattr(model, "iw_samples", None)
-            if k is not None:
-                shorter = _fitting(k, total / k, SUGGESTED_BUDGET * after_s)
-                lines.append(f"importance-weighted NLL: k={k:,} × {n_test:,} images ≈ {format_duration(total)} on "
-                             f"this CPU; --iw-samples {shorter:,} takes ≈ {format_duration(total * shorter / k)}")
-            else:
-                lines.append(f"test NLL: {n_test:,} images ≈ {format_duration(total)} on this CPU; --no-nll skips it")
-    if num_samples:
-        generator = torch.Generator().manual_seed(seed)
-        labels = torch.arange(batch_size) % model.num_classes if model.conditional else None
-        per_sample = seconds_per_item(
-            lambda n: model.sample(n, generator=generator, labels=None if labels is None else labels[:n]),
-            min(batch_size, num_samples))
-        blank = torch.zeros(min(batch_size, num_samples), *model.image_shape, dtype=torch.uint8)
-        per_feature = seconds_per_item(lambda n: extractor(blank[:n]), blank.shape[0])
-        per_image = per_sample + per_feature
-        total = per_image * num_samples / processes
-        if total > after_s:
-            shorter = _fitting(num_samples, per_image / processes, SUGGESTED_BUDGET * after_s, least=2)
-            lines.append(f"samples: {num_samples:,} × ({type(model).__name__}.sample {per_sample:.2g} s + features "
-                         f"{per_feature:.2g} s) ≈ {format_duration(total)} on this CPU; --num-samples {shorter:,} "
-                         f"takes ≈ {format_duration(per_image * shorter / processes)}")
-        reference = per_feature * n_test
-        if reference > after_s:
-            lines.append(f"reference features of the {n_test:,} test images ≈ {format_duration(reference)} on this "
-                         "CPU, unless an earlier run cached them (--stats-cache)")
-    return lines
 
 
 def announce_estimates(model: GenerativeModule, datamodule: ImageDataModule, options: BenchmarkOptions, *,
@@ -283,7 +87,7 @@ def announce_estimates(model: GenerativeModule, datamodule: ImageDataModule, opt
     """Print :func:`step_estimates` (on the CPU, from global rank 0) before the evaluation starts; returns them."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    if _gpu_in_use(options.accelerator) or rank_zero_only.rank != 0:
+    if gpu_in_use(options.accelerator) or rank_zero_only.rank != 0:
         return []
     devices = options.devices if isinstance(options.devices, int) and options.devices > 0 else 1
     after_s = float(os.environ.get(ESTIMATE_ENV, ESTIMATE_AFTER_S))
@@ -397,67 +201,12 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
         },
         checkpoint=str(run.checkpoint),
         checkpoint_sha256=run.checkpoint_sha256,
-        config=_json_safe(run.config if run.config is not None else run.meta["hyper_parameters"]),
+        config=json_safe(run.config if run.config is not None else run.meta["hyper_parameters"]),
         git_commit=git_commit(),
         sample_grid=grid_path,
         train_time_s=run.meta["train_time_s"],
     )
     return record, result.grid
-
-
-# ---- real-data anchor ------------------------------------------------------------------------------------------
-#: What an anchor record calls itself (family ANCHOR_FAMILY, "data"): real training images scored as if they were
-#: samples.
-ANCHOR_MODEL = "real train images"
-
-
-def anchor_record(datamodule: ImageDataModule, options: BenchmarkOptions, *, config: dict | None = None,
-                  grid_dir: str | os.PathLike | None = None) -> dict:
-    """The real-data anchor of a data set: the benchmark's sample metrics (same extractor, reference statistics,
-    feature scale and settings) of ``num_samples`` training images (a ``--seed`` permutation; all of them where the
-    split holds fewer) against the test split. Family ``data``, model ``real train images``, run name
-    ``<dataset_id>-train-anchor``; no likelihood, probe or speed. The dashboard lists it unranked in the data
-    set's section, as the score a perfect sampler would get at that sample count."""
-    from lightning_gen.evaluation import score_images
-
-    if options.num_samples == 0:
-        raise BenchmarkError("--anchor scores real images with the sample metrics; --num-samples 0 leaves none")
-    extractor_name = resolve_extractor_name(options, datamodule)
-    extractor = build_extractor(extractor_name, options.fid_weights)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    datamodule.setup("test")
-    train_x = datamodule.datasets["train"].images
-    num_test_images = int(datamodule.datasets["test"].images.shape[0])
-    c, h, w = train_x.shape[1:]
-    if c not in extractor.channels or (not extractor.resizes and (h, w) != (extractor.input_size,) * 2):
-        raise BenchmarkError(f"extractor {extractor_name!r} takes images {extractor.expected_shape}; "
-                             f"{type(datamodule).__name__} has {(c, h, w)}: choose another --extractor")
-    n = min(resolve_num_samples(options, extractor_name), int(train_x.shape[0]))
-    if n < 2 or num_test_images < 2:
-        raise BenchmarkError(f"{type(datamodule).__name__}: {n} training and {num_test_images} test images; an anchor "
-                             "needs at least 2 of each")
-    biased = fid_biased(n, num_test_images, extractor)
-    images = train_x[torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(options.seed))[:n]]
-    scores = score_images(images, datamodule, extractor, stats_cache=StatsCache(options.stats_cache),
-                          batch_size=options.batch_size, seed=options.seed)
-    name = f"{datamodule.dataset_id}-train-anchor"
-    grid_path = None
-    if grid_dir is not None:
-        grid_path = str(save_png(image_grid(images[:64]), Path(grid_dir) / f"{name}.png"))
-    return build_record(
-        run_name=name, model=ANCHOR_MODEL, family=ANCHOR_FAMILY, dataset=type(datamodule).__name__,
-        dataset_id=datamodule.dataset_id, image_shape=[int(c), int(h), int(w)],
-        metrics={key: scores.get(key) for key in ("fid", "fid_std", "is_mean", "is_std", "kid_mean", "kid_std",
-                                                  "precision", "recall", "density", "coverage")},
-        protocol={
-            "extractor": extractor_name, "extractor_weights_sha256": extractor.weights_sha256, "num_samples": n,
-            "reference_split": "test", "image_size": [int(h), int(w)], "nll_estimator": None,
-            "num_test_images": num_test_images, "devices": 1, "fid_biased": biased,
-            "kid_kernel": kid_kernel(extractor.kid_feature_scale), "anchor_split": "train",
-        },
-        config=config, git_commit=git_commit(), sample_grid=grid_path,
-    )
 
 
 def run_probe(model: GenerativeModule, datamodule: ImageDataModule, options: BenchmarkOptions) -> float:
@@ -491,63 +240,6 @@ def format_table(records: list[dict]) -> str:
                            + ("; FID BIASED: no more images than feature dimensions" if p.get("fid_biased") else ""))
         lines.append(f"    protocol: {sample_part}; NLL {p['nll_estimator'] or '-'}; {p['devices']} device(s)")
     return "\n".join(lines)
-
-
-def log_wandb(record: dict, grid: Tensor | None, *, project: str = "lightning_gen",
-              run_folder: str | os.PathLike | None = None) -> str | None:
-    """Add the record to the W&B run of the training run it measured: ``benchmark/<metric>`` in the run's summary,
-    the record as a one-row table (``benchmark/table``) and the sample grid (``benchmark/samples``), also in the
-    summary (an offline resume cannot know the run's last step, and history rows below it are dropped on sync).
-
-    The run is the one ``<run folder>/wandb_run.json`` names (written by ``fit`` under W&B), resumed with
-    ``resume="allow"`` and its files in the run folder, in the mode :func:`resolve_wandb_mode` picks; a run trained
-    without W&B gets a new W&B run named after it. ``run_folder`` defaults to the checkpoint's. Uses the active
-    run when there is one. Returns where to see it: the run's URL online; offline, :func:`offline_location`.
-    """
-    import wandb
-
-    from lightning_gen.app.run import run_dir
-    from lightning_gen.loggers import read_wandb_run_file, resolve_wandb_mode
-
-    os.environ.setdefault("WANDB_SILENT", "true")
-    folder = Path(run_folder) if run_folder is not None else run_dir(Path(record["checkpoint"]))
-    own = wandb.run is None
-    if own:
-        folder.mkdir(parents=True, exist_ok=True)
-        trained = read_wandb_run_file(folder)
-        where = ({"id": trained["id"], "project": trained["project"], "entity": trained.get("entity"),
-                  "resume": "allow"} if trained else {"project": project, "name": record["run_name"]})
-        run = wandb.init(dir=str(folder.resolve()), mode=resolve_wandb_mode(), **where)
-    else:
-        run = wandb.run
-    run.config.update({"benchmark": {"protocol": record["protocol"], "checkpoint": record["checkpoint"]}},
-                      allow_val_change=True)
-    columns = ["run_name", "model", "family", "dataset", *record["metrics"], "extractor", "num_samples",
-               "nll_estimator"]
-    row = [record["run_name"], record["model"], record["family"], record["dataset"], *record["metrics"].values(),
-           record["protocol"]["extractor"], record["protocol"]["num_samples"], record["protocol"]["nll_estimator"]]
-    summary = {f"benchmark/{k}": v for k, v in record["metrics"].items() if v is not None}
-    summary["benchmark/table"] = wandb.Table(columns=columns, data=[row])
-    if grid is not None:
-        array = image_grid(grid)  # uint8: W&B would cast a float grid straight to uint8
-        summary["benchmark/samples"] = wandb.Image(array[..., 0] if array.shape[-1] == 1 else array,
-                                                   caption=record["run_name"])
-    run.summary.update(summary)
-    location = offline_location(Path(run.dir).parent, folder) if run.offline else run.url
-    if own:
-        run.finish()
-    return location
-
-
-#: How a record's ``wandb_url`` names a run kept offline (the dashboard shows the command).
-OFFLINE_PREFIX = "offline: "
-
-
-def offline_location(offline_dir: Path, run_folder: Path) -> str:
-    """``offline: <W&B folder> | upload: wandb sync <run folder>/wandb/offline-run-*``, absolute paths."""
-    from lightning_gen.loggers import sync_command
-
-    return f"{OFFLINE_PREFIX}{offline_dir.resolve()} | upload: {sync_command(run_folder.resolve())}"
 
 
 # ---- command line ----------------------------------------------------------------------------------------------

@@ -459,7 +459,7 @@ benchmark tables with their sources, not runs of this code.</footer>
 
 def _wandb_cell(location) -> str:
     """The W&B cell: a link to an online run; for a run kept offline (``offline: <folder> | upload: <command>``,
-    :func:`lightning_gen.app.benchmark.offline_location`) the folder and the ``wandb sync`` command that uploads it."""
+    :func:`lightning_gen.app.wandb_log.offline_location`) the folder and the ``wandb sync`` command that uploads it."""
     url = safe_url(location)
     if url:
         return f'<td><a href="{esc(url)}" target="_blank" rel="noopener noreferrer">W&amp;B</a></td>'
