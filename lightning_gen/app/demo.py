@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     db, records_file = results / "leaderboard.sqlite", results / "demo_records.json"
     run([*CLI, "benchmark", *(str(c) for c, _, _ in trained.values()), "--num-samples", str(args.num_samples),
          "--iw-samples", str(args.iw_samples), "--db", str(db), "--out", str(records_file)])
+    # One "real data" row per data set the demo trained on: real training images under the same protocol.
+    datas = {json.dumps(r["config"]["data"], sort_keys=True) for r in json.loads(records_file.read_text())}
+    for data in map(json.loads, sorted(datas)):
+        init_args = {k: v for k, v in data.get("init_args", {}).items() if k not in ("batch_size", "root")}
+        run([*CLI, "benchmark", "--anchor", "--data", data["class_path"], "--data-args", json.dumps(init_args),
+             "--num-samples", str(args.num_samples), "--db", str(db)])
     board = results / "leaderboard" / "index.html"
     run([*CLI, "leaderboard", "--db", str(db), "--out", str(board)])
 
