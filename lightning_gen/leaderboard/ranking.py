@@ -46,11 +46,11 @@ class Metric:
 
 #: Rankable metrics, in the order their columns appear.
 METRICS: dict[str, Metric] = {m.key: m for m in (
-    Metric("fid", "FID", True, "quality"),
+    Metric("fid", "FID", True, "quality", std_key="fid_std"),  # bootstrap or over --repeats draws
     Metric("kid_mean", "KID ×10³", True, "quality", std_key="kid_std"),  # printed ×1000: formatting.DISPLAY_SCALE
     Metric("is_mean", "IS", False, "quality", std_key="is_std"),
-    Metric("nll_bpd", "NLL (bits/dim)", True, "likelihood"),
-    Metric("nll_nats", "NLL (nats)", True, "likelihood"),
+    Metric("nll_bpd", "NLL (bits/dim)", True, "likelihood", std_key="nll_bpd_se"),  # standard error
+    Metric("nll_nats", "NLL (nats)", True, "likelihood", std_key="nll_nats_se"),
     Metric("probe_acc", "Probe acc.", False, "probe"),
     Metric("samples_per_s", "Samples/s", False, "speed"),
 )}
