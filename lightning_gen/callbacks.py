@@ -18,7 +18,7 @@ from lightning_gen.pictures import latent_pictures, save_latent_pictures
 
 
 class SampleGrid(L.Callback):
-    """Samples ``num_samples`` images with a fixed seed, saves ``<run dir>/samples/step_XXXXXXX.png`` and logs the
+    """Samples ``num_samples`` images with a fixed seed, saves ``<run dir>/samples/step_<7-digit global step>.png`` and logs the
     uint8 grid to every attached logger (W&B, TensorBoard). The same seed every time, so grids compare over
     training.
 
@@ -76,7 +76,7 @@ class SampleGrid(L.Callback):
 class VAEPictures(L.Callback):
     """At each validation epoch end, saves :func:`~lightning_gen.pictures.latent_pictures` of the model (an
     :class:`~lightning_gen.models.vae.Autoencoder` or :class:`~lightning_gen.models.vae.VAE`) as
-    ``<run dir>/pictures/<name>_step_XXXXXXX.png`` and logs them to every attached logger (W&B, TensorBoard).
+    ``<run dir>/pictures/<name>_step_<7-digit global step>.png`` and logs them to every attached logger (W&B, TensorBoard).
     The inputs are the first images of the first validation batch; seeds are fixed so the pictures compare over
     training. Under ``fast_dev_run`` it draws 4 of each.
 

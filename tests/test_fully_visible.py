@@ -5,8 +5,6 @@ The generic contract (every model class) is tested elsewhere; these are the prop
 
 from __future__ import annotations
 
-import itertools
-import math
 import os
 import subprocess
 import sys
@@ -19,21 +17,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from contracts import all_images, image_index
 from helpers import REPO
 from lightning_gen.app.cli import main
 from lightning_gen.data import BinarizedMNIST
 from lightning_gen.data.base import DATA_ENV
+from lightning_gen.models.base import to_levels
 from lightning_gen.models.made import MADE
 from lightning_gen.models.nade import NADE, _NADELogits
 
 SHAPE = (1, 2, 3)  # D = 6: 64 binary images, small enough to enumerate
-
-
-def all_binary_images(shape=SHAPE) -> torch.Tensor:
-    d = math.prod(shape)
-    bits = torch.tensor(list(itertools.product([0, 1], repeat=d)), dtype=torch.uint8)  # (2^D, D), raster order
-    c, h, w = shape
-    return (bits * 255).view(-1, h, w, c).permute(0, 3, 1, 2).contiguous()  # (2^D, D) -> (2^D, C, H, W)
 
 
 def scrambled(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -69,7 +62,7 @@ def logits_fn(model, k: int):
 def test_probabilities_of_all_images_sum_to_one(name):
     model = scrambled(MODELS[name]())
     with torch.no_grad():
-        log_p = model.log_prob(all_binary_images())
+        log_p = model.log_prob(all_images(SHAPE, 2))
     assert log_p.shape == (64,)
     assert abs(log_p.exp().sum().item() - 1.0) < 1e-6
     assert log_p.max() - log_p.min() > 3.0  # not the uniform distribution, where normalisation is trivial
@@ -108,7 +101,7 @@ def test_nade_backward_pass_matches_autograd_of_the_plain_formula():
 
 def test_made_ensemble_log_prob_is_the_log_mean_exp_over_its_masks():
     model = scrambled(MODELS["made_8masks_order_agnostic"]())
-    x = all_binary_images()[::5]
+    x = all_images(SHAPE, 2)[::5]
     bits = (x > 0).permute(0, 2, 3, 1).reshape(x.shape[0], -1).double()  # (N, C, H, W) -> (N, D), raster
     per_mask = []
     for k in range(model.num_masks):
@@ -124,7 +117,7 @@ def test_made_ensemble_log_prob_is_the_log_mean_exp_over_its_masks():
 
 def test_made_training_step_t_trains_mask_t_mod_k():
     model = scrambled(MODELS["made_4masks_connectivity"]()).train()
-    x = all_binary_images()[:16]
+    x = all_images(SHAPE, 2)[:16]
     bits = (x > 0).permute(0, 2, 3, 1).reshape(x.shape[0], -1).double()
     losses = []
     for step in range(6):
@@ -159,11 +152,9 @@ def test_samples_follow_the_model_distribution(name):
     model = scrambled(MODELS[name]())
     n = 20000
     samples = model.sample(n, generator=torch.Generator().manual_seed(0))
-    bits = (samples > 0).permute(0, 2, 3, 1).reshape(n, -1).long()
-    index = (bits * (2 ** torch.arange(model.num_dims - 1, -1, -1))).sum(1)  # raster bits -> enumeration index
-    empirical = torch.bincount(index, minlength=64).double() / n
+    empirical = torch.bincount(image_index(to_levels(samples, 2), 2), minlength=64).double() / n
     with torch.no_grad():
-        p = model.log_prob(all_binary_images()).exp()
+        p = model.log_prob(all_images(SHAPE, 2)).exp()
     total_variation = 0.5 * (empirical - p).abs().sum().item()
     assert total_variation < 0.03  # sampling noise alone gives about 0.01 at this n
 

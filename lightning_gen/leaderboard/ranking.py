@@ -120,7 +120,7 @@ def training_grids(record: dict[str, Any], roots: Sequence[Path] = ()) -> list[t
     """The ``(step, path)`` of every grid :class:`~lightning_gen.callbacks.SampleGrid` saved in the record's run,
     by step; empty if none is found.
 
-    ``SampleGrid`` writes ``<run dir>/samples/step_XXXXXXX.png``. The run dir is the checkpoint's run folder
+    ``SampleGrid`` writes ``<run dir>/samples/step_<7-digit global step>.png``. The run dir is the checkpoint's run folder
     (``<run>/checkpoints/x.ckpt`` -> ``<run>``), or, under W&B, ``<default_root_dir>/wandb-<run id>`` where the
     checkpoint lies in ``.../<run id>/checkpoints``; a record whose ``sample_grid`` is itself one of these files
     names its folder directly. Relative paths are looked up as in :func:`build_entries`.
