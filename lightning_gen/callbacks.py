@@ -366,6 +366,34 @@ class StopReason(L.Callback):
         rank_zero_info(self.message)
 
 
+class WallClock(L.Callback):
+    """Log ``time/train_minutes`` at every validation: wall-clock minutes of ``fit`` so far, validation included.
+
+    Learning curves against time (``scripts/reproduce.py curve --x minutes``) need it: a CPU budget is stated in
+    minutes, not steps. The count is saved in checkpoints, so a resumed stage continues it.
+    """
+
+    def __init__(self) -> None:
+        self.before = 0.0  # minutes spent by the stages this run resumed from
+        self.started: float | None = None
+
+    def minutes(self) -> float:
+        return self.before + (0.0 if self.started is None else (time.monotonic() - self.started) / 60)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.monotonic()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            pl_module.log("time/train_minutes", self.minutes(), rank_zero_only=True)
+
+    def state_dict(self) -> dict:
+        return {"minutes": self.minutes()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.before = float(state_dict["minutes"])
+
+
 def run_folder(trainer: L.Trainer) -> Path:
     """The run folder everything of a training run goes to (``lightning_gen fit`` makes it one folder whatever the
     loggers: :func:`lightning_gen.app.cli.place_run`): the first logger's ``log_dir`` (CSV, TensorBoard) or
