@@ -208,3 +208,26 @@ def test_reproduce_script_matches_lightning_test_and_resumes_at_a_new_learning_r
     assert before["optimizer_states"][0]["param_groups"][0]["lr"] != 0.000125
     for key, value in before["state_dict"].items():
         assert torch.equal(after["state_dict"][key], value)
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "repro").glob("vae_*.yaml")), ids=lambda p: p.stem)
+def test_vae_recipe_schedule_is_burdas_eight_stages_compressed_to_its_epochs(config: Path):
+    """Burda et al.'s 3^i passes at 1e-3 * 10^(-i/7), i = 0..7, compressed to the config's max_epochs E (stage i
+    ends at max(end_{i-1} + 1, round(E * end_i / 3280))): the learning rate of every epoch under the config's
+    MultiStepLR is the stage's."""
+    cfg = yaml.safe_load(config.read_text())
+    epochs = cfg["trainer"]["max_epochs"]
+    ends, previous = [], 0
+    for i in range(7):
+        previous = max(previous + 1, round(epochs * sum(3 ** j for j in range(i + 1)) / 3280))
+        ends.append(previous)
+    scheduler = cfg["model"]["init_args"]["lr_scheduler"]
+    assert scheduler["class_path"] == "torch.optim.lr_scheduler.MultiStepLR"
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, **scheduler["init_args"])
+    for epoch in range(epochs):
+        stage = sum(end <= epoch for end in ends)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 10 ** (-stage / 7), rel=1e-9), epoch
+        optimizer.step()
+        schedule.step()
+    assert stage == 7

@@ -95,6 +95,8 @@ class GenerativeModule(L.LightningModule):
         self.num_levels = int(num_levels)
         self.num_classes = int(num_classes)
         self.optimizer = optimizer
+        #: An ``LRSchedulerCallable`` stepped once per epoch, or None; a subclass that offers one sets it.
+        self.lr_scheduler = None
         # Evaluation sums per stage and images seen per (stage, dataloader): see accumulate_eval.
         self._eval_sums: dict[str, dict[str, Tensor]] = {}
         self._eval_seen: dict[tuple[str, int], list] = {}
@@ -160,7 +162,10 @@ class GenerativeModule(L.LightningModule):
         return trainer is not None and compat.logs_this_step(trainer)
 
     def configure_optimizers(self):
-        return self.optimizer(self.parameters())
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer), "interval": "epoch"}}
 
     # ---- exact evaluation means ----------------------------------------------------------------------------
     def _real_images_on_this_rank(self, stage: str, dataloader_idx: int) -> int | None:

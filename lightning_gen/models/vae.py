@@ -39,7 +39,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from lightning_gen.models.base import GenerativeModule, bits_per_dim, from_levels, to_levels
@@ -271,6 +271,8 @@ class VAE(_LatentModel):
         iw_samples: importance samples ``k`` of :meth:`log_prob` and the test step (5000 as in [2]).
         iw_chunk_size: decoder evaluations (samples times images) made at once by :meth:`log_prob`; bounds its
             memory whatever ``k`` and the batch size.
+        lr_scheduler: an ``LRSchedulerCallable`` stepped once per epoch (None: a constant learning rate), e.g.
+            ``torch.optim.lr_scheduler.MultiStepLR`` for [2]'s eight stages (``configs/repro/vae_*.yaml``).
     """
 
     has_likelihood = True
@@ -293,9 +295,11 @@ class VAE(_LatentModel):
         kl_warmup_steps: int = 0,
         iw_samples: int = 5000,
         iw_chunk_size: int = 4096,
+        lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(image_shape, num_levels, num_classes, optimizer)
         self.save_hyperparameters()
+        self.lr_scheduler = lr_scheduler
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
         if likelihood == "bernoulli" and self.num_levels != 2:
