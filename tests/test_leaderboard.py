@@ -27,7 +27,7 @@ import lightning_gen.leaderboard as leaderboard
 from lightning_gen.leaderboard import main
 from lightning_gen.leaderboard.formatting import fmt_metric
 from lightning_gen.leaderboard.html import STATIC_FILES, render_dashboard, static_text
-from lightning_gen.leaderboard.ranking import METRICS, Entry, build_entries, choose_metric, rank
+from lightning_gen.leaderboard.ranking import METRICS, Entry, build_entries, choose_metric, interval, rank, spread
 from lightning_gen.leaderboard.plots import (
     FAMILY_COLORS,
     LABEL_CHAR_WIDTH,
@@ -698,6 +698,31 @@ def test_rank_follows_metric_direction(metric):
     assert ranks == ([1, 1, 3, 4, None] if METRICS[metric].lower_is_better else [1, 2, 3, 3, None])
 
 
+def test_rows_whose_intervals_overlap_share_a_rank():
+    """value ± spread intervals that overlap tie (competition ranks); a published point inside a run's interval
+    ties with it; a row is compared with its tie group's first row, not with its neighbour."""
+    def e(name, nll, se=None, published=False):
+        metrics = {"nll_nats": nll} | ({} if se is None else {"nll_nats_se": se})
+        return Entry(model=name, family="autoregressive", dataset="D", dataset_id="d", metrics=metrics,
+                     published=published)
+
+    entries = [e("e", 12.0, 0.2), e("c", 11.2, 0.5), e("a", 10.0, 0.5), e("d", 11.5, published=True),
+               e("b", 10.4, 0.1), e("f", 10.6, 0.1)]
+    got = [(r, x.model) for r, x in rank(entries, "nll_nats")]
+    # a [9.5, 10.5]; b [10.3, 10.5] overlaps a; f [10.5, 10.7] touches a's end; c [10.7, 11.7] overlaps f but
+    # not a, so it starts a group; d (a point) lies in c's interval; e [11.8, 12.2] is clear of c.
+    assert got == [(1, "a"), (1, "b"), (1, "f"), (4, "c"), (4, "d"), (6, "e")]
+    assert interval(entries[0], "nll_nats") == pytest.approx((11.8, 12.2))
+    assert spread(entries[3], "nll_nats") is None  # a published number has no spread: a point
+
+    sections = _sections(render_dashboard(entries))
+    rows = sections["d"].rows
+    assert [r for r, _, _ in rows] == [1, 1, 1, 4, 4, 6]
+    page = render_dashboard(entries)
+    assert page.count('class="rank tie"') == 5 and ">=1</td>" in page and ">=4</td>" in page
+    assert ">6</td>" in page and ">=6</td>" not in page
+
+
 def test_choose_metric():
     e = lambda **m: Entry(model="m", family="gan", dataset="D", dataset_id="d", metrics=m)  # noqa: E731
     assert choose_metric([e(fid=1.0, is_mean=2.0), e(nll_bpd=3.0)]) == "nll_bpd"  # any likelihood ranks first
@@ -728,7 +753,7 @@ class _Sections(HTMLParser):
             self._ranked_by = True
         elif tag == "tr" and "entry" in attrs.get("class", "").split():
             self._row = [None, attrs["data-run"], ""]
-        elif tag == "td" and attrs.get("class") == "rank" and self._row is not None:
+        elif tag == "td" and "rank" in attrs.get("class", "").split() and self._row is not None:
             self._row[0] = int(attrs["data-sort"]) if attrs["data-sort"] else None
 
     def handle_endtag(self, tag):

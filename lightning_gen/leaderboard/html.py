@@ -12,7 +12,8 @@ panel (metrics, checkpoint, protocol, config), which wraps instead of scrolling.
 Runs that differ only in their seed are one row, mean ± std over the seeds
 (:func:`~lightning_gen.leaderboard.ranking.aggregate_seeds`), whose full-width row holds the single runs behind a
 click; a real-data anchor (family ``data``) is a tinted, unranked "real data" row; an FID whose record says
-``protocol.fid_biased`` carries a "biased" marker whose tooltip says why.
+``protocol.fid_biased`` carries a "biased" marker whose tooltip says why. Rows whose value ± spread intervals
+overlap share a rank, printed ``=N`` (:func:`~lightning_gen.leaderboard.ranking.rank`).
 Columns sort on click; selects filter by dataset and model family. The style sheet and the script are the package
 files ``static/dashboard.css`` and ``static/dashboard.js``, read with :mod:`importlib.resources` and inlined.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cache
@@ -33,7 +35,7 @@ from pathlib import Path
 
 from lightning_gen.leaderboard.formatting import esc, fmt_count, fmt_duration, fmt_metric, fmt_params, safe_url
 from lightning_gen.leaderboard.plots import FAMILY_COLORS, PLOTS, family_color, scatter_svg
-from lightning_gen.leaderboard.ranking import METRICS, Entry, Metric, choose_metric, rank
+from lightning_gen.leaderboard.ranking import METRICS, Entry, Metric, choose_metric, rank, spread
 
 __all__ = ["STATIC_FILES", "STRIP_STEPS", "THUMB_MIN_SCALE", "render_dashboard", "static_text"]
 
@@ -219,8 +221,8 @@ def _metric_cell(metric: Metric, entry: Entry, ranked: bool) -> str:
     if v is None:
         return f'<td class="{cls}" data-sort=""></td>'
     text = fmt_metric(metric.key, v)
-    # A seed aggregate shows the spread over its seeds; a single run the metric's own spread (IS splits, KID subsets).
-    std = entry.seed_std.get(metric.key) if entry.seeds else entry.value(metric.std_key) if metric.std_key else None
+    # A seed aggregate shows the spread over its seeds; a single run the metric's own spread (ranking.spread).
+    std = spread(entry, metric.key)
     if std is not None:  # a narrow column breaks before the ±, never inside a number
         text += f" ±\u00a0{fmt_metric(metric.key, std)}"
     parts = _protocol_parts(metric, entry)
@@ -276,10 +278,20 @@ def _seeds_table(entry: Entry, metric_cols: list[Metric], ranked_key: str, show_
             f'<table class="board seeds-table"><tbody>{rows}</tbody></table></details>')
 
 
+#: The tooltip of a shared rank.
+TIE_TITLE = ("tied: this row's interval (value ± the spread shown) overlaps that of the first row with this rank, "
+             "so their order is inside the noise")
+
+
 def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key: str,
-         show_params: bool, show_time: bool) -> str:
+         show_params: bool, show_time: bool, tied: bool = False) -> str:
     cls = "entry published" if entry.published else "entry anchor has-more" if entry.anchor else "entry has-more"
-    cells = [f'<td class="rank" data-sort="{"" if rank_ is None else rank_}">{"" if rank_ is None else rank_}</td>']
+    if rank_ is None:
+        cells = ['<td class="rank" data-sort=""></td>']
+    elif tied:
+        cells = [f'<td class="rank tie" data-sort="{rank_}" title="{esc(TIE_TITLE)}">={rank_}</td>']
+    else:
+        cells = [f'<td class="rank" data-sort="{rank_}">{rank_}</td>']
     if entry.published:
         model = (f'<span class="model">{esc(entry.model)}</span><span class="badge pub">published</span>'
                  f'<span class="src">{esc(entry.source)}{(" — " + esc(entry.note)) if entry.note else ""}</span>')
@@ -343,7 +355,8 @@ def _ranked_by(ranked_key: str | None, preferred: str | None) -> str:
     else:
         why = "no entry reports a likelihood or a sample-quality score"
     return (f"Ranked by <b>{esc(m.label)}</b> ({'lower' if m.lower_is_better else 'higher'} is better; {why}); "
-            f"rows without it are listed last. Click a column header to sort.")
+            f"rows without it are listed last; <b>=N</b> marks rows tied at rank N (their value ± spread intervals overlap). "
+            f"Click a column header to sort.")
 
 
 def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str | None) -> str:
@@ -376,7 +389,9 @@ def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str |
         head.append(_th("Train time", numeric=True))
     head.append("<th>Samples</th><th>W&amp;B</th>")
 
-    rows = [_row(r, e, metric_cols, ranked_key or "", show_params, show_time) for r, e in ordered]
+    shared = Counter(r for r, _ in ordered if r is not None)
+    rows = [_row(r, e, metric_cols, ranked_key or "", show_params, show_time, tied=shared[r] > 1)
+            for r, e in ordered]
     by = _ranked_by(ranked_key, preferred)
     n_runs = sum(max(1, len(e.seeds)) for e in entries if not e.published and not e.anchor)
     n_pub = sum(e.published for e in entries)

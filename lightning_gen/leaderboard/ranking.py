@@ -3,7 +3,9 @@
 The board has one section per ``dataset_id`` (numbers of different data sets, static and dynamic binarized MNIST
 among them, are never ranked against each other), and each section is ranked by its primary metric
 (:func:`choose_metric`: the likelihood wherever an entry has one, else FID), best first with competition ranks
-(:func:`rank`); the HTML page and the W&B table both rank this way. A run's entry also carries the sample grids its
+(:func:`rank`); the HTML page and the W&B table both rank this way. Rows whose intervals (the value ± the spread the
+board prints, :func:`spread`) overlap tie: they share a rank, so a difference inside the noise is not shown as an
+order. A run's entry also carries the sample grids its
 :class:`~lightning_gen.callbacks.SampleGrid` saved during training (:func:`training_grids`), found from the record's
 checkpoint path.
 
@@ -28,8 +30,8 @@ from typing import Any
 from lightning_gen.leaderboard.references import published_entries
 
 __all__ = ["ANCHOR_FAMILY", "LIKELIHOOD_METRICS", "METRICS", "RUN_LOCATION_KEYS", "Entry", "Metric",
-           "aggregate_seeds", "build_entries", "choose_metric", "rank", "ranked_by_dataset", "seed_group_key",
-           "training_grids"]
+           "aggregate_seeds", "build_entries", "choose_metric", "interval", "rank", "ranked_by_dataset",
+           "seed_group_key", "spread", "training_grids"]
 
 #: The family of a real-data anchor record (the benchmark's ``--anchor``): listed, never ranked.
 ANCHOR_FAMILY = "data"
@@ -292,22 +294,46 @@ def choose_metric(entries: Sequence[Entry], preferred: str | None = None) -> str
     return None
 
 
+def spread(entry: Entry, metric: str) -> float | None:
+    """The ± the board prints beside ``entry``'s ``metric``: the standard deviation over the seeds of a seed
+    aggregate, else the record's own spread (the NLL's standard error over test images, FID's bootstrap or
+    over-draws standard deviation); None where none is known, as for published numbers."""
+    if entry.seeds:
+        return entry.seed_std.get(metric)
+    key = METRICS[metric].std_key
+    return entry.value(key) if key else None
+
+
+def interval(entry: Entry, metric: str) -> tuple[float, float]:
+    """``value ± spread`` (a point where no spread is known): the interval :func:`rank` compares for ties."""
+    value, width = entry.value(metric), spread(entry, metric) or 0.0
+    return value - width, value + width
+
+
 def rank(entries: Sequence[Entry], metric: str) -> list[tuple[int | None, Entry]]:
     """Entries best first by ``metric`` with competition ranks (1, 2, 2, 4); rows without it last, unranked.
+
+    A row ties with the first row of the tie group above it (takes its rank) when their intervals
+    (:func:`interval`, value ± the spread shown) overlap, so two runs 0.1 nats apart with standard errors of 0.2,
+    or a run whose interval covers a published number, share a rank; equal values always tie. Ties do not chain:
+    a row is compared with the group's first row, not with its neighbour.
     Real-data anchors (:attr:`Entry.anchor`) stand in order among them with no rank, and take none from the rows
     after them."""
     sign = 1.0 if METRICS[metric].lower_is_better else -1.0
     scored = [e for e in entries if e.value(metric) is not None]
-    scored.sort(key=lambda e: sign * e.value(metric))  # stable: ties keep their order
+    scored.sort(key=lambda e: sign * e.value(metric))  # stable: equal values keep their order
     out: list[tuple[int | None, Entry]] = []
-    ranked: list[tuple[int, Entry]] = []
+    count = 0
+    lead: tuple[int, tuple[float, float]] | None = None  # rank and interval of the current tie group's first row
     for e in scored:
         if e.anchor:
             out.append((None, e))
             continue
-        same_as_previous = bool(ranked) and e.value(metric) == ranked[-1][1].value(metric)
-        ranked.append((ranked[-1][0] if same_as_previous else len(ranked) + 1, e))
-        out.append(ranked[-1])
+        count += 1
+        lo, hi = interval(e, metric)
+        if lead is None or lo > lead[1][1] or hi < lead[1][0]:
+            lead = (count, (lo, hi))
+        out.append((lead[0], e))
     out += [(None, e) for e in entries if e.value(metric) is None]
     return out
 
