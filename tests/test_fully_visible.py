@@ -25,6 +25,7 @@ from lightning_gen.data.base import DATA_ENV
 from lightning_gen.models.base import to_levels
 from lightning_gen.models.made import MADE
 from lightning_gen.models.nade import NADE, _NADELogits
+from lightning_gen.models.vae import VAE
 
 SHAPE = (1, 2, 3)  # D = 6: 64 binary images, small enough to enumerate
 
@@ -201,6 +202,23 @@ def test_reproduce_script_matches_lightning_test_and_resumes_at_a_new_learning_r
                                                str(fake_data_root), "--batch-size", "5").split())
     assert float(last["nll_nats"]) == pytest.approx(expected["test/nll_nats"], abs=1e-3)
     assert 0 < float(last["se"]) < float(last["nll_nats"])
+
+    # The VAE: the script's estimate is the benchmark's, each image's samples keyed on (seed, image).
+    vae = VAE(data.image_shape, arch="mlp", hidden_sizes=[16], z_dim=4, iw_samples=7)
+    L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              limit_val_batches=0, default_root_dir=tmp_path).fit(vae, datamodule=data)
+    vae_ckpt = tmp_path / "vae.ckpt"
+    torch.save({"state_dict": vae.state_dict(), "hyper_parameters": dict(vae.hparams),
+                "pytorch-lightning_version": L.__version__}, vae_ckpt)
+    vae_config = tmp_path / "vae.yaml"
+    vae_config.write_text(yaml.safe_dump({"model": {"class_path": "lightning_gen.models.vae.VAE"},
+                                          "data": {"class_path": "lightning_gen.data.BinarizedMNIST"}}))
+    out = dict(kv.split("=") for kv in script("--config", str(vae_config), "--ckpt", str(vae_ckpt), "--data-root",
+                                              str(fake_data_root), "--k", "9", "--seed", "3").split())
+    test_images = data.splits()["test"][0]
+    with torch.no_grad():
+        want = -vae.eval().log_prob(test_images, k=9, seed=3).mean().item()
+    assert float(out["nll_nats"]) == pytest.approx(want, abs=1e-3)
 
     script("set-lr", "--ckpt", str(ckpt), "--lr", "0.000125", "--out", str(tmp_path / "stage.ckpt"))
     before, after = (torch.load(p, map_location="cpu", weights_only=False) for p in (ckpt, tmp_path / "stage.ckpt"))
