@@ -18,10 +18,10 @@ writes a copy of a training checkpoint whose optimizer resumes at learning rate 
 schedule run as resumed fits, for models without a scheduler option; see configs/repro/vae_*.yaml).
 
     python scripts/reproduce.py curve --metrics RUN/lightning_logs/version_*/metrics.csv --paper 88.86 \
-        --title "NADE, static binarized MNIST" --out docs/repro_nade.png
+        --title "NADE, static binarized MNIST" --x epoch minutes --out docs/repro_nade.png
 
-draws the validation curve (per epoch, from the CSV logs of one run and its resumed stages) with the published
-test number as a dashed line.
+draws the validation curve (from the CSV logs of one run and its resumed stages) against each ``--x`` (epoch, step,
+or wall-clock minutes from the WallClock callback), one panel each, with the published number as a dashed line.
 """
 
 from __future__ import annotations
@@ -61,15 +61,22 @@ def set_lr_main(argv: list[str]) -> int:
     return 0
 
 
-def read_curve(paths: list[str], metric: str) -> list[tuple[int, float]]:
-    """``(epoch, value)`` of ``metric`` from CSVLogger files; a later file (a resumed stage) wins on an epoch."""
-    by_epoch: dict[int, float] = {}
+#: The x axes ``curve --x`` can draw: the metrics.csv column each reads, and its label.
+X_AXES = {"epoch": ("epoch", "epoch"), "step": ("step", "training step"),
+          "minutes": ("time/train_minutes", "wall-clock minutes of training (lightning_gen.callbacks.WallClock)")}
+
+
+def read_curve(paths: list[str], metric: str, x: str = "epoch") -> list[tuple[float, float]]:
+    """``(x, value)`` of ``metric`` from CSVLogger files, ``x`` one of :data:`X_AXES`; a later file (a resumed
+    stage) wins on an x value. Rows without the x column (a run without WallClock, for minutes) are skipped."""
+    column = X_AXES[x][0]
+    by_x: dict[float, float] = {}
     for path in paths:
         with open(path) as f:
             for row in csv.DictReader(f):
-                if row.get(metric):
-                    by_epoch[int(row["epoch"])] = float(row[metric])
-    return sorted(by_epoch.items())
+                if row.get(metric) and row.get(column):
+                    by_x[float(row[column])] = float(row[metric])
+    return sorted(by_x.items())
 
 
 def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
@@ -81,51 +88,68 @@ def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
 def curve_main(argv: list[str]) -> int:
     from PIL import Image, ImageDraw
 
-    p = argparse.ArgumentParser(prog="reproduce.py curve", description="validation curve against a published number")
+    p = argparse.ArgumentParser(prog="reproduce.py curve", description="a validation curve, beside a published number")
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.csv files, in stage order")
     p.add_argument("--metric", default="val/nll_nats")
-    p.add_argument("--paper", type=float, required=True, help="the published test NLL (nats)")
-    p.add_argument("--test", type=float, default=None, help="our test NLL (nats), marked at the best epoch")
+    p.add_argument("--x", nargs="+", default=["epoch"], choices=list(X_AXES),
+                   help="x axis of each panel, side by side (minutes needs the WallClock callback's column)")
+    p.add_argument("--paper", type=float, default=None, help="the published number, drawn as a dashed line")
+    p.add_argument("--paper-label", default="published test NLL")
+    p.add_argument("--test", type=float, default=None, help="our test NLL (nats), marked at the best point")
     p.add_argument("--title", default="")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    points = read_curve(args.metrics, args.metric)
-    if not points:
-        p.error(f"no {args.metric} values in {args.metrics}")
-    best = min(v for _, v in points)
-    # Show the end of training, where the gap to the paper is decided: from the paper's number minus a margin to
-    # the larger of the last value and the best plus the same spread, clipping the early epochs.
-    lo = min(args.paper, best, args.test or best) - 1.0
-    hi = max(lo + 4.0, min(max(v for _, v in points), best + 3 * (best - lo)))
-    width, height, left, right, top, bottom = 720, 440, 70, 20, 40, 50
-    img = Image.new("RGB", (width, height), "white")
+    panels = [(x, read_curve(args.metrics, args.metric, x)) for x in args.x]
+    for x, points in panels:
+        if not points:
+            p.error(f"no {args.metric} values with a {X_AXES[x][0]} column in {args.metrics}")
+    values = [v for _, points in panels for _, v in points]
+    best = min(values)
+    if args.paper is not None:
+        # Show the end of training, where the gap to the paper is decided: from the paper's number minus a margin
+        # to the larger of the last value and the best plus the same spread, clipping the early epochs.
+        lo = min(args.paper, best, args.test or best) - 1.0
+        hi = max(lo + 4.0, min(max(values), best + 3 * (best - lo)))
+    else:
+        lo, hi = best - 0.05 * (max(values) - best) - 1e-9, max(values)
+    panel_w, height, left, right, top, bottom = 560, 440, 70, 20, 40, 50
+    img = Image.new("RGB", (panel_w * len(panels), height), "white")
     draw = ImageDraw.Draw(img)
-    max_epoch = max(points[-1][0], 1)
-    sx = lambda e: left + (width - left - right) * e / max_epoch  # noqa: E731
     sy = lambda v: top + (height - top - bottom) * (hi - min(max(v, lo), hi)) / (hi - lo)  # noqa: E731
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    for t in nice_ticks(lo, hi):
-        draw.line([left - 4, sy(t), left, sy(t)], fill="black")
-        draw.text((8, sy(t) - 6), f"{t:g}", fill="black")
-    for t in nice_ticks(0, max_epoch):
-        draw.line([sx(t), height - bottom, sx(t), height - bottom + 4], fill="black")
-        draw.text((sx(t) - 8, height - bottom + 8), f"{t:g}", fill="black")
-    x = left
-    while x < width - right:  # dashed line: the published number
-        draw.line([x, sy(args.paper), min(x + 8, width - right), sy(args.paper)], fill=(200, 30, 30), width=2)
-        x += 14
-    draw.line([(sx(e), sy(v)) for e, v in points], fill=(30, 80, 200), width=2)
-    draw.text((left, 12), f"{args.title}  ({args.metric} per epoch; best {best:.2f})", fill="black")
-    draw.text((width - right - 230, sy(args.paper) - 16), f"published test NLL {args.paper:g}", fill=(200, 30, 30))
-    draw.text((width // 2 - 20, height - 20), "epoch", fill="black")
-    if args.test is not None:
-        e = min(points, key=lambda ev: ev[1])[0]
-        draw.ellipse([sx(e) - 4, sy(args.test) - 4, sx(e) + 4, sy(args.test) + 4], fill=(20, 140, 60))
-        label = f"our test NLL {args.test:.2f} (best epoch)"
-        lx = sx(e) + 8 if sx(e) < width * 0.6 else sx(e) - 8 - draw.textlength(label)
-        draw.text((lx, sy(args.test) + 4), label, fill=(20, 140, 60))
+    for i, (x, points) in enumerate(panels):
+        x0, x1 = i * panel_w + left, (i + 1) * panel_w - right
+        x_max = max(points[-1][0], 1e-9)
+        sx = lambda e: x0 + (x1 - x0) * e / x_max  # noqa: E731
+        draw.rectangle([x0, top, x1, height - bottom], outline="black")
+        for t in nice_ticks(lo, hi):
+            draw.line([x0 - 4, sy(t), x0, sy(t)], fill="black")
+            draw.text((x0 - 60, sy(t) - 6), f"{t:g}", fill="black")
+        for t in nice_ticks(0, x_max):
+            draw.line([sx(t), height - bottom, sx(t), height - bottom + 4], fill="black")
+            draw.text((sx(t) - 8, height - bottom + 8), f"{t:g}", fill="black")
+        if args.paper is not None:
+            xd = x0
+            while xd < x1:  # dashed line: the published number
+                draw.line([xd, sy(args.paper), min(xd + 8, x1), sy(args.paper)], fill=(200, 30, 30), width=2)
+                xd += 14
+            draw.text((x1 - 230, sy(args.paper) - 16), f"{args.paper_label} {args.paper:g}", fill=(200, 30, 30))
+        if len(points) > 1:
+            draw.line([(sx(e), sy(v)) for e, v in points], fill=(30, 80, 200), width=2)
+        else:
+            draw.ellipse([sx(points[0][0]) - 3, sy(points[0][1]) - 3, sx(points[0][0]) + 3, sy(points[0][1]) + 3],
+                         fill=(30, 80, 200))
+        label = X_AXES[x][1]
+        draw.text(((x0 + x1) / 2 - draw.textlength(label) / 2, height - 20), label, fill="black")
+        if args.test is not None:
+            e = min(points, key=lambda ev: ev[1])[0]
+            draw.ellipse([sx(e) - 4, sy(args.test) - 4, sx(e) + 4, sy(args.test) + 4], fill=(20, 140, 60))
+            text = f"our test NLL {args.test:.2f} (best)"
+            lx = sx(e) + 8 if sx(e) < x0 + (x1 - x0) * 0.6 else sx(e) - 8 - draw.textlength(text)
+            draw.text((lx, sy(args.test) + 4), text, fill=(20, 140, 60))
+    draw.text((left, 12), f"{args.title}  ({args.metric}; best {best:.2f})", fill="black")
     img.save(args.out)
-    print(f"{len(points)} epochs, best {best:.3f}, last {points[-1][1]:.3f} -> {args.out}")
+    last = panels[0][1][-1]
+    print(f"{len(panels[0][1])} points, best {best:.3f}, last {last[1]:.3f} at {args.x[0]} {last[0]:g} -> {args.out}")
     return 0
 
 

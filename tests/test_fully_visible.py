@@ -249,3 +249,27 @@ def test_vae_recipe_schedule_is_burdas_eight_stages_compressed_to_its_epochs(con
         optimizer.step()
         schedule.step()
     assert stage == 7
+
+
+def test_curve_reads_each_x_axis_and_draws_one_panel_per_axis(tmp_path):
+    """reproduce.py curve: validation points against epoch, step or WallClock minutes; rows without the x column
+    (a stage run without WallClock) are skipped, and a later stage wins on the same x."""
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("epoch,step,time/train_minutes,val/nll_nats,train/loss\n"
+                     "0,99,1.5,100.0,\n0,120,,,3.0\n1,199,3.0,95.0,\n")
+    second.write_text("epoch,step,val/nll_nats\n1,199,94.0\n2,299,93.0\n")  # resumed without WallClock
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import reproduce
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    assert reproduce.read_curve([str(first), str(second)], "val/nll_nats", "epoch") == [(0, 100.0), (1, 94.0),
+                                                                                        (2, 93.0)]
+    assert reproduce.read_curve([str(first)], "val/nll_nats", "step") == [(99, 100.0), (199, 95.0)]
+    assert reproduce.read_curve([str(first), str(second)], "val/nll_nats", "minutes") == [(1.5, 100.0), (3.0, 95.0)]
+    out = tmp_path / "curve.png"
+    assert reproduce.main(["curve", "--metrics", str(first), "--x", "step", "minutes", "--paper", "90",
+                           "--out", str(out)]) == 0
+    from PIL import Image
+
+    assert Image.open(out).size == (2 * 560, 440)
