@@ -358,7 +358,10 @@ def test_latent_and_gan_records(class_path, extra, family, estimator, tmp_path, 
     [record] = json.loads(out.read_text())
     assert record["family"] == family and record["protocol"]["nll_estimator"] == estimator
     assert (record["metrics"]["nll_nats"] is None) == (estimator is None)
-    assert 0 <= record["metrics"]["probe_acc"] <= 1
+    acc = record["metrics"]["probe_acc"]
+    assert 0 <= acc <= 1
+    n_test = len(Digits(binarize=True).splits()["test"][0])
+    assert record["metrics"]["probe_acc_se"] == pytest.approx((acc * (1 - acc) / n_test) ** 0.5)
 
 
 # ---- the training-time likelihood is the benchmark's ---------------------------------------------------------

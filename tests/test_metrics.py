@@ -525,11 +525,16 @@ def test_probe_separates_separable_features():
 
     (tx, ty), (vx, vy) = make(400), make(200)
     result = linear_probe(lambda f: f, (tx, ty, vx, vy))
-    assert result == {"probe_acc": pytest.approx(1.0, abs=0.01), "n_train": 400, "n_test": 200}
+    assert result == {"probe_acc": pytest.approx(1.0, abs=0.01), "probe_acc_se": pytest.approx(
+        (result["probe_acc"] * (1 - result["probe_acc"]) / 200) ** 0.5, rel=1e-12), "n_train": 400, "n_test": 200}
     assert linear_probe(lambda f: f, (tx, ty, vx, vy), max_train=50)["n_train"] == 50
     # features carrying no information about the labels: chance level
     noise = linear_probe(lambda f: torch.randn(f.shape[0], 6, generator=g), (tx, ty, vx, vy))
     assert noise["probe_acc"] < 0.45
+    # the binomial standard error over the 200 test images, as numpy computes it
+    hits = np.zeros(200)
+    hits[: round(noise["probe_acc"] * 200)] = 1
+    assert noise["probe_acc_se"] == pytest.approx(hits.std() / np.sqrt(200), rel=1e-9)
 
 
 def test_probe_refuses_unlabelled_data():

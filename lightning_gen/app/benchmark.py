@@ -165,7 +165,7 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
     res = result.results
     if nll and res["num_test_images"] != num_test_images:
         raise RuntimeError(f"NLL covered {res['num_test_images']} images, the test split has {num_test_images}")
-    probe_acc = run_probe(model, datamodule, options) if probe else None
+    probe_scores = run_probe(model, datamodule, options) if probe else {}
 
     name = name or run.name
     grid_path = None
@@ -183,7 +183,8 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
                                               "coverage")},
             "nll_nats": nll_nats, "nll_bpd": bits_per_dim(nll_nats, model.num_dims) if nll else None,
             "nll_nats_se": nll_se, "nll_bpd_se": None if nll_se is None else bits_per_dim(nll_se, model.num_dims),
-            "probe_acc": probe_acc, "samples_per_s": res.get("samples_per_s"),
+            "probe_acc": probe_scores.get("probe_acc"), "probe_acc_se": probe_scores.get("probe_acc_se"),
+            "samples_per_s": res.get("samples_per_s"),
             "num_params": sum(p.numel() for p in model.parameters()),
         },
         protocol={
@@ -209,11 +210,12 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
     return record, result.grid
 
 
-def run_probe(model: GenerativeModule, datamodule: ImageDataModule, options: BenchmarkOptions) -> float:
-    """Linear-probe test accuracy of the model's ``encode`` / ``features``."""
+def run_probe(model: GenerativeModule, datamodule: ImageDataModule, options: BenchmarkOptions) -> dict[str, float]:
+    """Linear-probe test accuracy of the model's ``encode`` / ``features`` and its standard error."""
     model.eval()
-    return float(linear_probe(feature_fn(model), probe_splits(datamodule), options.probe_max_train,
-                              device=model.device, batch_size=options.batch_size, seed=options.seed)["probe_acc"])
+    result = linear_probe(feature_fn(model), probe_splits(datamodule), options.probe_max_train,
+                          device=model.device, batch_size=options.batch_size, seed=options.seed)
+    return {key: float(result[key]) for key in ("probe_acc", "probe_acc_se")}
 
 
 # ---- output ----------------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("is_mean", "IS", False, "quality", std_key="is_std"),
     Metric("nll_bpd", "NLL (bits/dim)", True, "likelihood", std_key="nll_bpd_se"),  # standard error
     Metric("nll_nats", "NLL (nats)", True, "likelihood", std_key="nll_nats_se"),
-    Metric("probe_acc", "Probe acc.", False, "probe"),
+    Metric("probe_acc", "Probe acc.", False, "probe", std_key="probe_acc_se"),  # binomial standard error
     Metric("samples_per_s", "Samples/s", False, "speed"),
 )}
 #: The likelihood metrics: a section where any entry has one is ranked by one of them.

@@ -62,13 +62,13 @@ REQUIRED_KEYS = ("schema", "run_name", "model", "family", "dataset", "dataset_id
 OPTIONAL_KEYS = ("checkpoint", "checkpoint_sha256", "config", "git_commit", "wandb_url", "sample_grid",
                  "train_time_s")
 #: The metrics a record knows; absent ones are stored as ``None`` (a record may add others). ``*_se`` is the standard
-#: error of the NLL over the test images; ``fid_std``, ``is_mean_std``, ``kid_mean_std`` the spread of ``fid``,
+#: error of the NLL over the test images (``probe_acc_se``: the binomial one of the probe's test accuracy); ``fid_std``, ``is_mean_std``, ``kid_mean_std`` the spread of ``fid``,
 #: ``is_mean``, ``kid_mean`` over independent sample draws (``fid_std``: a bootstrap with one draw); ``is_std`` and
 #: ``kid_std`` are within one draw (IS splits, KID subsets). ``precision``/``recall`` (Kynkaanniemi et al. 2019),
 #: ``density``/``coverage`` (Naeem et al. 2020), k = 5, on the FID features.
 METRIC_KEYS = ("fid", "fid_std", "is_mean", "is_std", "is_mean_std", "kid_mean", "kid_std", "kid_mean_std",
                "precision", "recall", "density", "coverage", "nll_nats", "nll_nats_se", "nll_bpd", "nll_bpd_se",
-               "probe_acc", "samples_per_s", "num_params")
+               "probe_acc", "probe_acc_se", "samples_per_s", "num_params")
 #: The protocol fields a record knows; absent ones are stored as ``None`` (a record may add others; ``None`` also
 #: where a record predates a field). ``fid_biased``: the generated or the reference set had no more images than the
 #: extractor has feature dimensions, so the FID comes from a singular covariance and is biased upwards (the

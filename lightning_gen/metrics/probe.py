@@ -6,7 +6,11 @@ means), a discriminator's ``features(x)`` (GANs), or anything else mapping a bat
 are standardised with the training split's mean and deviation before the fit.
 
     from lightning_gen.metrics.probe import linear_probe
-    linear_probe(model.encode, (train_x, train_y, test_x, test_y))  # {"probe_acc": ..., "n_train": ..., "n_test": ...}
+    linear_probe(model.encode, (train_x, train_y, test_x, test_y))
+    # {"probe_acc": ..., "probe_acc_se": ..., "n_train": ..., "n_test": ...}
+
+``probe_acc_se`` is the binomial standard error of the test accuracy over the test images,
+``sqrt(acc (1 - acc) / n_test)``: the uncertainty of the score from the finite test set, for a fixed fit.
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ def linear_probe(
         C, max_iter: inverse L2 regularisation strength and iteration cap of the logistic regression.
 
     Returns:
-        ``{"probe_acc": test accuracy, "n_train": images fitted on, "n_test": images scored}``.
+        ``{"probe_acc": test accuracy, "probe_acc_se": its binomial standard error over the test images,
+        "n_train": images fitted on, "n_test": images scored}``.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -79,4 +84,6 @@ def linear_probe(
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
     clf.fit(f_train, train_y.numpy())
     acc = float((clf.predict(f_test) == test_y.numpy()).mean())
-    return {"probe_acc": acc, "n_train": int(f_train.shape[0]), "n_test": int(f_test.shape[0])}
+    n_test = int(f_test.shape[0])
+    return {"probe_acc": acc, "probe_acc_se": float(np.sqrt(acc * (1 - acc) / n_test)),
+            "n_train": int(f_train.shape[0]), "n_test": n_test}
