@@ -286,6 +286,29 @@ def test_seeds_script_command_lines_parse(tmp_path):
     assert bad.returncode == 2 and "usage" in bad.stderr
 
 
+@pytest.mark.slow
+def test_seeds_script_trains_and_benchmarks_seeds_into_one_dashboard_row(tmp_path):
+    """``scripts/seeds.sh`` for real: two seeds of the digits FVSBN are trained, benchmarked into one store, and
+    the dashboard shows one row of 2 seeds, mean ± std over them, with each seed's own numbers behind it."""
+    from lightning_gen.leaderboard.ranking import aggregate_seeds, build_entries
+
+    db = tmp_path / "results.sqlite"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
+           "LIGHTNING_GEN": f"{sys.executable} -m lightning_gen",
+           "BENCHMARK_ARGS": f"--num-samples 200 --no-progress --db {db}"}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "seeds.sh"), str(REPO / "configs" / "fvsbn_digits.yaml"),
+                           "2", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = Store(db).records()
+    assert sorted(r["run_name"] for r in records) == ["fvsbn_digits_seed0", "fvsbn_digits_seed1"]
+    assert records[0]["metrics"]["nll_nats"] != records[1]["metrics"]["nll_nats"]  # the seeds differ
+    [row] = aggregate_seeds(build_entries(records, include_published=False))
+    nll = [r["metrics"]["nll_nats"] for r in records]
+    assert len(row.seeds) == 2 and row.value("nll_nats") == pytest.approx(sum(nll) / 2)
+    assert row.seed_std["nll_nats"] == pytest.approx(abs(nll[0] - nll[1]) / math.sqrt(2))
+
+
 def test_same_seed_same_samples_other_seed_other_samples(fvsbn_ckpt, tmp_path, capsys):
     def fid(seed):
         out = tmp_path / f"seed{seed}.json"
