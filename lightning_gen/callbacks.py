@@ -354,8 +354,7 @@ class StopReason(L.Callback):
         reason = self.reason(trainer)
         if reason is None:
             return
-        checkpoint = trainer.checkpoint_callback
-        saved = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint is not None else ""
+        saved = latest_checkpoint(trainer)
         resume = ""
         if saved:
             resume = f"; resume with --ckpt_path {saved}"
@@ -392,6 +391,23 @@ class WallClock(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.before = float(state_dict["minutes"])
+
+
+def latest_checkpoint(trainer: L.Trainer) -> str:
+    """The checkpoint holding the newest training state, to resume from: the most recently written file among every
+    ModelCheckpoint's ``last.ckpt`` and the files of those that monitor nothing (which keep the latest); "" if none.
+
+    Not ``trainer.checkpoint_callback.last_model_path``: since Lightning 2.6 a ModelCheckpoint with a ``monitor``
+    writes ``last.ckpt`` (``save_last``) only when it also saves a top-k file, so beside ``save_top_k: 1`` its
+    ``last.ckpt`` is a copy of the best checkpoint, and resuming from it silently drops the epochs after the best
+    one. The configs therefore keep the latest state with a second ModelCheckpoint, ``{filename: last}``.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    paths = [path for callback in trainer.callbacks if isinstance(callback, ModelCheckpoint)
+             for path in (callback.last_model_path, callback.best_model_path if callback.monitor is None else "")
+             if path and Path(path).is_file()]
+    return max(paths, key=lambda path: Path(path).stat().st_mtime_ns, default="")
 
 
 def run_folder(trainer: L.Trainer) -> Path:

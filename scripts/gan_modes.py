@@ -45,8 +45,8 @@ def train_and_measure(variant: str, g_steps: int, seed: int, out_dir: Path, num_
               "--seed_everything", str(seed), "--trainer.max_steps", str(g_steps * (k + 1)),
               "--trainer.default_root_dir", str(run_dir), "--trainer.logger", "false",
               "--trainer.enable_progress_bar", "false",
-              "--trainer.callbacks", "lightning.pytorch.callbacks.ModelCheckpoint",
-              "--trainer.callbacks.dirpath", str(run_dir / "checkpoints"), "--trainer.callbacks.save_last", "true"])
+              # the config's one ModelCheckpoint (filename "last": the latest state), into a known folder
+              "--trainer.callbacks.dirpath", str(run_dir / "checkpoints")])
     seconds = time.time() - start
     model = load_model(run_dir / "checkpoints" / "last.ckpt")
     data = RingOfGaussians()  # the config's ring: the data module's defaults

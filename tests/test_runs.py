@@ -167,6 +167,37 @@ def test_best_checkpoint_is_the_one_with_the_lowest_val_fid(tmp_path):
     assert best["epoch"] == fids.index(min(fids))
 
 
+def test_last_checkpoint_is_the_latest_state_even_when_the_best_is_older(tmp_path):
+    """Every config's checkpoints: best.ckpt by its monitor, last.ckpt the latest state to resume from. With
+    Lightning 2.6 a monitored ModelCheckpoint's save_last wrote last.ckpt only when the best improved, so after an
+    early best it held the best epoch and a resume dropped the epochs after it (found in a 148-epoch FVSBN run
+    whose last.ckpt held epoch 42). Here the monitor's mode is reversed so the best is the first epoch."""
+    config = yaml.safe_load((CONFIGS / "fvsbn_digits.yaml").read_text())
+    [monitored] = [c for c in config["trainer"]["callbacks"] if c["init_args"].get("monitor")]
+    monitored["init_args"]["mode"] = "max"  # val NLL falls: the first epoch is the "best"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = run_cli(["fit", "--config", str(path), "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "2",
+                    "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "run")],
+                   cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
+    best, last = (torch.load(folder / name, map_location="cpu", weights_only=False) for name in ("best.ckpt", "last.ckpt"))
+    assert (best["epoch"], last["epoch"]) == (0, 2) and last["global_step"] == 6
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_no_config_relies_on_save_last_beside_a_monitor(config):
+    """A monitored ModelCheckpoint's save_last keeps a copy of the best (Lightning 2.6), not the latest state."""
+    for callback in (yaml.safe_load(config.read_text()).get("trainer") or {}).get("callbacks") or []:
+        args = callback.get("init_args") or {}
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            assert not (args.get("monitor") and args.get("save_last")), f"{config}: use a second ModelCheckpoint " \
+                "{filename: last} for the latest state"
+            assert args.get("save_top_k", 1) != 0 or not args.get("save_last"), config
+
+
 def test_sample_metrics_refuse_sizes_that_cannot_give_a_fid():
     with pytest.raises(ValueError, match="at least 2"):
         SampleMetrics(num_samples=1)
