@@ -183,7 +183,8 @@ def test_last_checkpoint_is_the_latest_state_even_when_the_best_is_older(tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
-    best, last = (torch.load(folder / name, map_location="cpu", weights_only=False) for name in ("best.ckpt", "last.ckpt"))
+    best, last = (torch.load(folder / name, map_location="cpu", weights_only=False)
+                  for name in ("best.ckpt", "last.ckpt"))
     assert (best["epoch"], last["epoch"]) == (0, 2) and last["global_step"] == 6
 
 

@@ -355,8 +355,8 @@ def _ranked_by(ranked_key: str | None, preferred: str | None) -> str:
     else:
         why = "no entry reports a likelihood or a sample-quality score"
     return (f"Ranked by <b>{esc(m.label)}</b> ({'lower' if m.lower_is_better else 'higher'} is better; {why}); "
-            f"rows without it are listed last; <b>=N</b> marks rows tied at rank N (their value ± spread intervals overlap). "
-            f"Click a column header to sort.")
+            f"rows without it are listed last; <b>=N</b> marks rows tied at rank N (their value ± spread intervals "
+            f"overlap). Click a column header to sort.")
 
 
 def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str | None) -> str:

@@ -5,9 +5,8 @@ among them, are never ranked against each other), and each section is ranked by 
 (:func:`choose_metric`: the likelihood wherever an entry has one, else FID), best first with competition ranks
 (:func:`rank`); the HTML page and the W&B table both rank this way. Rows whose intervals (the value ± the spread the
 board prints, :func:`spread`) overlap tie: they share a rank, so a difference inside the noise is not shown as an
-order. A run's entry also carries the sample grids its
-:class:`~lightning_gen.callbacks.SampleGrid` saved during training (:func:`training_grids`), found from the record's
-checkpoint path.
+order. A run's entry also carries the sample grids its :class:`~lightning_gen.callbacks.SampleGrid` saved during
+training (:func:`training_grids`), found from the record's checkpoint path.
 
 Seeds: runs whose records agree on the data set, model, family, protocol and config, all but the seed
 (:func:`seed_group_key`: ``seed_everything`` and the keys that only say where a run wrote its files), are one

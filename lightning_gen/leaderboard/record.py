@@ -62,8 +62,9 @@ REQUIRED_KEYS = ("schema", "run_name", "model", "family", "dataset", "dataset_id
 OPTIONAL_KEYS = ("checkpoint", "checkpoint_sha256", "config", "git_commit", "wandb_url", "sample_grid",
                  "train_time_s")
 #: The metrics a record knows; absent ones are stored as ``None`` (a record may add others). ``*_se`` is the standard
-#: error of the NLL over the test images (``probe_acc_se``: the binomial one of the probe's test accuracy); ``fid_std``, ``is_mean_std``, ``kid_mean_std`` the spread of ``fid``,
-#: ``is_mean``, ``kid_mean`` over independent sample draws (``fid_std``: a bootstrap with one draw); ``is_std`` and
+#: error of the NLL over the test images (``probe_acc_se``: the binomial one of the probe's test accuracy);
+#: ``fid_std``, ``is_mean_std``, ``kid_mean_std`` the spread of ``fid``, ``is_mean``, ``kid_mean`` over independent
+#: sample draws (``fid_std``: a bootstrap with one draw); ``is_std`` and
 #: ``kid_std`` are within one draw (IS splits, KID subsets). ``precision``/``recall`` (Kynkaanniemi et al. 2019),
 #: ``density``/``coverage`` (Naeem et al. 2020), k = 5, on the FID features.
 METRIC_KEYS = ("fid", "fid_std", "is_mean", "is_std", "is_mean_std", "kid_mean", "kid_std", "kid_mean_std",

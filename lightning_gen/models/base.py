@@ -165,7 +165,8 @@ class GenerativeModule(L.LightningModule):
         optimizer = self.optimizer(self.parameters())
         if self.lr_scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer), "interval": "epoch"}}
+        scheduler = {"scheduler": self.lr_scheduler(optimizer), "interval": "epoch"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # ---- exact evaluation means ----------------------------------------------------------------------------
     def _real_images_on_this_rank(self, stage: str, dataloader_idx: int) -> int | None:
