@@ -315,3 +315,26 @@ def test_autoencoder_codes_of_digits_beat_chance_and_scripts_run(tmp_path):
     assert out.returncode == 0, out.stderr[-4000:]
     assert {p.name for p in (tmp_path / "pics").glob("*.png")} == {
         "reconstructions.png", "samples.png", "sample_means.png", "interpolations.png"}
+
+
+def test_lr_scheduler_steps_once_per_epoch(tmp_path):
+    """``lr_scheduler`` (the repro recipes' MultiStepLR for Burda's stages): stepped at each epoch's end."""
+    import lightning as L
+
+    from lightning_gen.data import Digits
+
+    def schedule(optimizer):
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1, 2], gamma=0.5)
+
+    model = VAE((1, 8, 8), 2, arch="mlp", hidden_sizes=[8], z_dim=2,
+                optimizer=lambda params: torch.optim.Adam(params, lr=1e-3), lr_scheduler=schedule)
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    L.Trainer(max_epochs=3, limit_train_batches=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()],
+              default_root_dir=tmp_path).fit(model, Digits(batch_size=16, binarize=True))
+    assert seen == pytest.approx([1e-3, 5e-4, 2.5e-4])
