@@ -273,3 +273,37 @@ def test_curve_reads_each_x_axis_and_draws_one_panel_per_axis(tmp_path):
     from PIL import Image
 
     assert Image.open(out).size == (2 * 560, 440)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["fvsbn_binarized_mnist_static", "vae_binarized_mnist_dynamic"])
+def test_reproduce_sh_trains_and_stores_a_row_beside_the_published_ones(recipe, fake_data_root, tmp_path):
+    """scripts/reproduce.sh: one command trains a recipe and writes its record (the full test split, with its
+    standard error) into results/repro.sqlite, in the dashboard section of the published rows it compares with."""
+    from lightning_gen.leaderboard.html import render_dashboard
+    from lightning_gen.leaderboard.ranking import build_entries
+    from lightning_gen.leaderboard.store import Store
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "LIGHTNING_GEN_DATA": str(fake_data_root),
+           "LIGHTNING_GEN": f"{sys.executable} -m lightning_gen", "BENCHMARK_ARGS": "--iw-samples 8"}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "reproduce.sh"), str(REPO / "configs" / "repro" /
+                                                                            f"{recipe}.yaml"),
+                           "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
+                           "--trainer.enable_progress_bar", "false"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [record] = Store(tmp_path / "results" / "repro.sqlite").records()
+    dataset_id = "binarized-mnist-" + recipe.rsplit("_", 1)[1]
+    assert record["run_name"] == recipe and record["dataset_id"] == dataset_id
+    test_images = BinarizedMNIST(str(fake_data_root), binarization=recipe.rsplit("_", 1)[1]).splits()["test"][0]
+    assert record["protocol"]["num_test_images"] == len(test_images) and record["metrics"]["nll_nats_se"] > 0
+    assert record["metrics"]["fid"] is None  # likelihood only, unless BENCHMARK_ARGS asks for samples
+    assert record["protocol"]["nll_estimator"] == ("exact" if recipe.startswith("fvsbn") else
+                                                   "importance-weighted k=8")
+    page = render_dashboard(build_entries([record]))
+    section = page[page.index(f'data-dataset="{dataset_id}"'):]
+    assert recipe in section[:section.index("</section>")] and "published" in section[:section.index("</section>")]
+
+    usage = subprocess.run(["bash", str(REPO / "scripts" / "reproduce.sh"), "no-such.yaml"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage" in usage.stderr
