@@ -273,6 +273,9 @@ class VAE(_LatentModel):
             memory whatever ``k`` and the batch size.
         lr_scheduler: an ``LRSchedulerCallable`` stepped once per epoch (None: a constant learning rate), e.g.
             ``torch.optim.lr_scheduler.MultiStepLR`` for [2]'s eight stages (``configs/repro/vae_*.yaml``).
+        train_samples: ``k`` of the training objective. 1: the ELBO (a VAE); ``k > 1``: the k-sample
+            importance-weighted bound of [2] (an IWAE; ``k`` decoder passes a step), logged as
+            ``train/iwae_nats``. Validation still reports the ELBO and the test step the ``iw_samples`` estimate.
     """
 
     has_likelihood = True
@@ -296,10 +299,18 @@ class VAE(_LatentModel):
         iw_samples: int = 5000,
         iw_chunk_size: int = 4096,
         lr_scheduler: LRSchedulerCallable | None = None,
+        train_samples: int = 1,
     ) -> None:
         super().__init__(image_shape, num_levels, num_classes, optimizer)
         self.save_hyperparameters()
         self.lr_scheduler = lr_scheduler
+        if train_samples < 1:
+            raise ValueError(f"train_samples must be at least 1 (1: the ELBO), got {train_samples}")
+        if train_samples > 1 and (beta != 1 or kl_warmup_steps):
+            raise ValueError(f"train_samples={train_samples} trains on the importance-weighted bound, which has no "
+                             f"separate KL term for beta={beta} or kl_warmup_steps={kl_warmup_steps} to weight; use "
+                             f"beta 1 and no warm-up, or train_samples 1")
+        self.train_samples = int(train_samples)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
         if likelihood == "bernoulli" and self.num_levels != 2:
@@ -393,6 +404,21 @@ class VAE(_LatentModel):
         recon = -self.pixel_log_prob(self.decoder(z), levels)
         return recon, gaussian_kl_to_standard(mean, logvar)
 
+    def iwae_loss(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """``-log (1/k) sum_i p(x, z_i) / q(z_i | x)``, ``z_1..z_k ~ q(z | x)`` reparameterised: the negative
+        k-sample importance-weighted bound of [2] (eq. 8), ``(N,)`` nats, differentiable. For ``k = 1`` it is the
+        one-sample negative ELBO with a sampled (not analytic) KL; it decreases towards ``-log p(x)`` as ``k``
+        grows, in expectation."""
+        levels = self._levels(x)
+        mean, logvar = self._posterior(levels)
+        eps = torch.randn((k, *mean.shape), generator=generator, device=self.device, dtype=mean.dtype)
+        z = mean + torch.exp(0.5 * logvar) * eps  # (k, N, D)
+        out = self.decoder(z.flatten(0, 1))
+        out = out.view(k, x.shape[0], *out.shape[1:])
+        log_w = (self.pixel_log_prob(out, levels) + standard_normal_log_prob(z)
+                 - diagonal_gaussian_log_prob(z, mean, logvar))  # (k, N)
+        return -(torch.logsumexp(log_w, dim=0) - math.log(k))
+
     def kl_weight(self) -> float:
         if self.kl_warmup_steps == 0:
             return self.beta
@@ -446,6 +472,11 @@ class VAE(_LatentModel):
     # ---- Lightning -----------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         x, _ = batch
+        if self.train_samples > 1:  # the IWAE objective [2]; beta and the KL warm-up apply to the ELBO only
+            loss = self.iwae_loss(x, self.train_samples)
+            if self.logs_this_step():
+                self.log("train/iwae_nats", loss.mean().detach(), prog_bar=True, batch_size=x.shape[0])
+            return loss.mean() / self.num_dims
         recon, kl = self.elbo_terms(x)
         weight = self.kl_weight()
         n = x.shape[0]
