@@ -323,11 +323,11 @@ def test_lr_scheduler_steps_once_per_epoch(tmp_path):
 
     from lightning_gen.data import Digits
 
-    def schedule(optimizer):
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1, 2], gamma=0.5)
+    from functools import partial
 
     model = VAE((1, 8, 8), 2, arch="mlp", hidden_sizes=[8], z_dim=2,
-                optimizer=lambda params: torch.optim.Adam(params, lr=1e-3), lr_scheduler=schedule)
+                optimizer=partial(torch.optim.Adam, lr=1e-3),
+                lr_scheduler=partial(torch.optim.lr_scheduler.MultiStepLR, milestones=[1, 2], gamma=0.5))
     seen = []
 
     class Record(L.Callback):
