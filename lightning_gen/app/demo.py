@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from lightning_gen.app.run import PREFERRED_CHECKPOINTS
+
 REPO = Path(__file__).resolve().parents[2]
 #: The command every step runs: the venv's ``lightning-gen`` is ``python -m lightning_gen`` of this interpreter.
 CLI = [sys.executable, "-m", "lightning_gen"]
@@ -27,13 +29,15 @@ def run(cmd: list[str]) -> None:
 
 
 def train(config: Path, out: Path, extra: list[str]) -> Path:
-    """Fit one config into ``out/<config name>`` and return its last checkpoint."""
+    """Fit one config into ``out/<config name>`` and return the checkpoint the benchmark should score: the newest
+    run's ``best.ckpt`` (by the config's monitored metric), else its ``last.ckpt``, as ``benchmark RUN_DIR`` picks."""
     root = out / config.stem
     run([*CLI, "fit", "--config", str(config.relative_to(REPO)), "--trainer.default_root_dir", str(root), *extra])
-    checkpoints = sorted(root.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not checkpoints:
-        raise SystemExit(f"{config.name}: training wrote no checkpoint under {root}")
-    return checkpoints[-1]
+    folders = sorted(root.glob("**/checkpoints"), key=lambda p: p.stat().st_mtime)
+    for name in PREFERRED_CHECKPOINTS:
+        if folders and (folders[-1] / name).is_file():
+            return folders[-1] / name
+    raise SystemExit(f"{config.name}: training wrote no checkpoint under {root}")
 
 
 def sample_grid(run_dir: Path) -> Path | None:
