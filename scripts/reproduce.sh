@@ -30,16 +30,8 @@ read -r -a lightning_gen <<< "${LIGHTNING_GEN:-.venv/bin/lightning-gen}"
 read -r -a benchmark_args <<< "${BENCHMARK_ARGS:-}"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-run() {
-  if [[ -n "${DRY_RUN:-}" ]]; then printf '%q ' "$@"; echo; else "$@"; fi
-}
-
-# The run folder fit wrote last under the config's root (lightning_logs/version_K, or a W&B run folder).
-newest_run() {
-  local found
-  found=$(find "$1" -type d -name checkpoints -printf '%T@ %h\n' 2>/dev/null | sort -n | tail -n 1 | cut -d' ' -f2-)
-  echo "${found:-$1}"
-}
+# run (DRY_RUN prints instead) and newest_run ROOT
+source "$(dirname "${BASH_SOURCE[0]}")/run_helpers.sh"
 
 run "${lightning_gen[@]}" fit --config "$config" --data.init_args.root "$LIGHTNING_GEN_DATA" "$@"
 run "${lightning_gen[@]}" benchmark "$(newest_run "$root")" --run-name "$name" --data-root "$LIGHTNING_GEN_DATA" \

@@ -22,16 +22,8 @@ name=$(basename "$config" .yaml)
 read -r -a lightning_gen <<< "${LIGHTNING_GEN:-.venv/bin/lightning-gen}"
 read -r -a benchmark_args <<< "${BENCHMARK_ARGS:-}"
 
-run() {
-  if [[ -n "${DRY_RUN:-}" ]]; then printf '%q ' "$@"; echo; else "$@"; fi
-}
-
-# The run folder fit wrote last under a seed's root (lightning_logs/version_K, or a W&B run folder).
-newest_run() {
-  local found
-  found=$(find "$1" -type d -name checkpoints -printf '%T@ %h\n' 2>/dev/null | sort -n | tail -n 1 | cut -d' ' -f2-)
-  echo "${found:-$1}"
-}
+# run (DRY_RUN prints instead) and newest_run ROOT
+source "$(dirname "${BASH_SOURCE[0]}")/run_helpers.sh"
 
 for ((s = 0; s < seeds; s++)); do
   run "${lightning_gen[@]}" fit --config "$config" --seed_everything "$s" \
