@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from lightning_gen.app.run import PREFERRED_CHECKPOINTS
+from lightning_gen.app.run import CheckpointNotFound, choose_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 #: The command every step runs: the venv's ``lightning-gen`` is ``python -m lightning_gen`` of this interpreter.
@@ -34,10 +34,10 @@ def train(config: Path, out: Path, extra: list[str]) -> Path:
     root = out / config.stem
     run([*CLI, "fit", "--config", str(config.relative_to(REPO)), "--trainer.default_root_dir", str(root), *extra])
     folders = sorted(root.glob("**/checkpoints"), key=lambda p: p.stat().st_mtime)
-    for name in PREFERRED_CHECKPOINTS:
-        if folders and (folders[-1] / name).is_file():
-            return folders[-1] / name
-    raise SystemExit(f"{config.name}: training wrote no checkpoint under {root}")
+    try:
+        return choose_checkpoint(folders[-1].parent if folders else root)
+    except CheckpointNotFound:
+        raise SystemExit(f"{config.name}: training wrote no checkpoint under {root}") from None
 
 
 def sample_grid(run_dir: Path) -> Path | None:

@@ -70,7 +70,8 @@ def run_name(checkpoint: Path) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "" if c == "=" else "_" for c in name)
 
 
-def _choose_checkpoint(folder: Path) -> Path:
+def choose_checkpoint(folder: Path) -> Path:
+    """The checkpoint of a run folder: ``best.ckpt`` > ``last.ckpt`` > the newest ``*.ckpt`` in ``checkpoints/``."""
     candidates = folder / "checkpoints"
     for name in PREFERRED_CHECKPOINTS:
         if (candidates / name).is_file():
@@ -112,7 +113,7 @@ class Run:
         ``checkpoints/``) or a checkpoint file."""
         path = Path(path)
         if path.is_dir():
-            return cls(path, _choose_checkpoint(path))
+            return cls(path, choose_checkpoint(path))
         if path.is_file():
             return cls(run_dir(path), path)
         raise CheckpointNotFound(f"checkpoint {path} does not exist" if path.suffix == ".ckpt" else
