@@ -45,6 +45,8 @@ MODELS = {
     "made_1mask": lambda: MADE(SHAPE, hidden_sizes=[7]),
     "made_8masks_order_agnostic": lambda: MADE(SHAPE, hidden_sizes=[7, 9], num_masks=8, order_agnostic=True),
     "made_4masks_connectivity": lambda: MADE(SHAPE, hidden_sizes=[7], num_masks=4),
+    "made_direct_4masks_order_agnostic": lambda: MADE(SHAPE, hidden_sizes=[7], num_masks=4, order_agnostic=True,
+                                                      direct_connection=True),
 }
 
 
@@ -82,6 +84,19 @@ def test_each_conditional_depends_only_on_earlier_pixels(name):
             assert (grad[:, later] == 0).all(), f"mask {k}: logit of pixel {d} sees pixels {later.nonzero().tolist()}"
             earlier_seen += grad[:, ~later].abs().sum().item()
         assert earlier_seen > 0  # the conditionals do depend on earlier pixels: the test is not vacuous
+
+
+def test_made_direct_connection_is_the_masked_fvsbn_term():
+    """With the hidden path silenced, the logits are the biases plus the direct term over strictly earlier inputs."""
+    model = scrambled(MODELS["made_direct_4masks_order_agnostic"]())
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.weight.zero_()
+    inputs = torch.randint(0, 2, (5, model.num_dims), dtype=torch.float64)
+    for k, order in enumerate(orderings(model)):
+        earlier = (order[:, None] > order[None, :]).double()  # [d, j]: pixel j comes before pixel d
+        expected = model.layers[-1].bias + inputs @ (model.direct.weight * earlier).T
+        torch.testing.assert_close(model.logits(inputs, k), expected)
 
 
 def test_nade_backward_pass_matches_autograd_of_the_plain_formula():

@@ -31,8 +31,12 @@ Variants, as in [1]:
   log-mean-exp of the ``K`` masks' log-likelihoods (as [1] evaluates its "32 masks" MADE), and :meth:`sample`
   draws each image from a mask chosen uniformly, which is a draw from that same mixture.
 
-Deliberate differences from [1]: Adam instead of the paper's stochastic gradient descent by default (configs
-choose), and no direct input-to-output connections. The hidden units are ReLUs.
+``direct_connection=True`` adds the direct input-to-output connections of the authors' code (its
+``direct_input_connect: Output``, used by their MNIST command): logit ``d`` also gets a masked linear term
+``sum_j V_dj x_j`` over the inputs of smaller degree, the FVSBN inside the MADE.
+
+Deliberate differences from [1]: Adam instead of the paper's Adagrad by default (configs choose). The hidden units
+are ReLUs, as in the authors' MNIST command.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class MADE(LikelihoodModule):
         num_masks: masks (orderings/connectivities) cycled through during training and averaged at evaluation.
         order_agnostic: redraw the input ordering with each mask (else always the natural raster order).
         mask_seed: seed of mask 0; mask ``k`` is drawn from ``mask_seed + k``.
+        direct_connection: add masked direct input-to-output weights (``D x D``, strictly earlier inputs only).
         Other args: see :class:`~lightning_gen.models.base.GenerativeModule`.
     """
 
@@ -103,6 +108,7 @@ class MADE(LikelihoodModule):
         num_masks: int = 1,
         order_agnostic: bool = False,
         mask_seed: int = 0,
+        direct_connection: bool = False,
     ) -> None:
         super().__init__(image_shape, num_levels, num_classes, optimizer)
         self.save_hyperparameters()
@@ -116,6 +122,7 @@ class MADE(LikelihoodModule):
         self.order_agnostic = bool(order_agnostic)
         sizes = [self.num_dims, *self.hidden_sizes, self.num_dims]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.direct = nn.Linear(self.num_dims, self.num_dims, bias=False) if direct_connection else None
         orderings, layer_masks = [], [[] for _ in self.layers]
         for k in range(self.num_masks):
             degrees = made_degrees(self.num_dims, self.hidden_sizes,
@@ -127,6 +134,10 @@ class MADE(LikelihoodModule):
         self.register_buffer("input_degrees", torch.stack(orderings), persistent=False)  # (K, D)
         for i, stack in enumerate(layer_masks):
             self.register_buffer(f"mask{i}", torch.stack(stack), persistent=False)  # (K, out, in)
+        if self.direct is not None:  # logit d sees input j iff m(d) > m(j)
+            degrees = self.input_degrees.float()
+            self.register_buffer("direct_mask", (degrees[:, :, None] > degrees[:, None, :]).float(),
+                                 persistent=False)  # (K, D, D)
 
     def _flatten(self, x: Tensor) -> Tensor:
         # (B, C, H, W) -> (B, H, W, C) -> (B, D): raster order, channels innermost (as FVSBN)
@@ -140,6 +151,8 @@ class MADE(LikelihoodModule):
             h = F.linear(h, layer.weight * getattr(self, f"mask{i}")[mask], layer.bias)
             if i < len(self.layers) - 1:
                 h = F.relu(h)
+        if self.direct is not None:
+            h = h + F.linear(inputs, self.direct.weight * self.direct_mask[mask])
         return h
 
     def log_prob_per_mask(self, x: Tensor) -> Tensor:
