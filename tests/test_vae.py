@@ -387,3 +387,26 @@ def test_iwae_training_step_uses_the_bound_and_refuses_a_kl_weight():
         VAE((1, 4, 4), 2, arch="mlp", train_samples=5, beta=0.5)
     with pytest.raises(ValueError, match="at least 1"):
         VAE((1, 4, 4), 2, arch="mlp", train_samples=0)
+
+
+def test_iwae_validation_reports_its_training_bound(tmp_path):
+    """An IWAE (``train_samples`` k > 1) is selected by the k-sample bound it trains on, not by the ELBO: validation
+    logs ``val/iwae_nats``, the mean over the validation images of ``-log_prob(k, seed=0)``; a VAE does not."""
+    import lightning as L
+
+    from lightning_gen.data import Digits
+
+    data = Digits(batch_size=16, binarize=True)
+    for k in (5, 1):
+        model = VAE((1, 8, 8), 2, arch="mlp", hidden_sizes=[8], z_dim=2, train_samples=k)
+        trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=3, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, default_root_dir=tmp_path)
+        trainer.fit(model, data)
+        if k == 1:
+            assert "val/iwae_nats" not in trainer.callback_metrics
+            continue
+        images = torch.cat([x for x, _ in list(data.val_dataloader())[:3]])
+        expected = -model.log_prob(images, k=5, seed=0).mean()
+        assert trainer.callback_metrics["val/iwae_nats"].item() == pytest.approx(expected.item(), rel=1e-6)
+        assert trainer.callback_metrics["val/elbo_nats"].item() > 0

@@ -275,7 +275,9 @@ class VAE(_LatentModel):
             ``torch.optim.lr_scheduler.MultiStepLR`` for [2]'s eight stages (``configs/repro/vae_*.yaml``).
         train_samples: ``k`` of the training objective. 1: the ELBO (a VAE); ``k > 1``: the k-sample
             importance-weighted bound of [2] (an IWAE; ``k`` decoder passes a step), logged as
-            ``train/iwae_nats``. Validation still reports the ELBO and the test step the ``iw_samples`` estimate.
+            ``train/iwae_nats``. Validation reports the ELBO and, for ``k > 1``, ``val/iwae_nats``: the same
+            ``k``-sample bound (fixed seed), which is what a checkpoint should be selected by; the test step
+            reports the ``iw_samples`` estimate.
     """
 
     has_likelihood = True
@@ -497,10 +499,13 @@ class VAE(_LatentModel):
             values = {"elbo_nats": recon + kl, "recon_nats": recon, "kl_nats": kl}
             if stage == "test":
                 values["nll_nats"] = -self.log_prob(x, seed=0)
+            elif self.train_samples > 1:  # the training objective, to select checkpoints by
+                values["iwae_nats"] = -self.log_prob(x, k=self.train_samples, seed=0)
         self.accumulate_eval(stage, values, batch_idx, dataloader_idx)
 
     def _log_eval(self, stage: str) -> None:
-        names = ("elbo_nats", "recon_nats", "kl_nats") + (("nll_nats",) if stage == "test" else ())
+        extra = ("nll_nats",) if stage == "test" else ("iwae_nats",) if self.train_samples > 1 else ()
+        names = ("elbo_nats", "recon_nats", "kl_nats") + extra
         means = self.eval_means(stage, names)
         kwargs = dict(sync_dist=True)  # every rank holds the same global value; this only silences a warning
         self.log(f"{stage}/elbo_nats", means["elbo_nats"], prog_bar=True, **kwargs)
@@ -511,6 +516,8 @@ class VAE(_LatentModel):
             self.log("test/nll_nats", means["nll_nats"], prog_bar=True, **kwargs)
             self.log("test/nll_bpd", bits_per_dim(means["nll_nats"], self.num_dims), prog_bar=True, **kwargs)
             self.log("test/iw_samples", float(self.iw_samples), **kwargs)
+        elif "iwae_nats" in means:
+            self.log(f"{stage}/iwae_nats", means["iwae_nats"], prog_bar=True, **kwargs)
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         self._eval_step(batch[0], "val", batch_idx, dataloader_idx)
