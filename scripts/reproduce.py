@@ -63,7 +63,7 @@ def set_lr_main(argv: list[str]) -> int:
 
 #: The x axes ``curve --x`` can draw: the metrics.csv column each reads, and its label.
 X_AXES = {"epoch": ("epoch", "epoch"), "step": ("step", "training step"),
-          "minutes": ("time/train_minutes", "wall-clock minutes of training (lightning_gen.callbacks.WallClock)")}
+          "minutes": ("time/train_minutes", "wall-clock minutes of training")}
 
 
 def read_curve(paths: list[str], metric: str, x: str = "epoch") -> list[tuple[float, float]]:
@@ -145,7 +145,8 @@ def curve_main(argv: list[str]) -> int:
             draw.ellipse([sx(e) - 4, sy(args.test) - 4, sx(e) + 4, sy(args.test) + 4], fill=(20, 140, 60))
             text = f"our test NLL {args.test:.2f} (best)"
             lx = sx(e) + 8 if sx(e) < x0 + (x1 - x0) * 0.6 else sx(e) - 8 - draw.textlength(text)
-            draw.text((lx, sy(args.test) + 4), text, fill=(20, 140, 60))
+            above = args.paper is not None and sy(args.test) < sy(args.paper)  # keep clear of the dashed line
+            draw.text((lx, sy(args.test) - 18 if above else sy(args.test) + 4), text, fill=(20, 140, 60))
     draw.text((left, 12), f"{args.title}  ({args.metric}; best {best:.2f})", fill="black")
     img.save(args.out)
     last = panels[0][1][-1]
