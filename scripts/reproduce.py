@@ -133,9 +133,12 @@ def curve_main(argv: list[str]) -> int:
                 draw.line([xd, sy(args.paper), min(xd + 8, x1), sy(args.paper)], fill=(200, 30, 30), width=2)
                 xd += 14
             # the published label on the side of its line away from our test point (whose label sits beyond it)
+            # (no room below the line: above it, at the left, away from our point's label at the right)
             ours_above = args.test is not None and sy(args.test) < sy(args.paper)
-            draw.text((x1 - 230, sy(args.paper) + (4 if ours_above else -16)), f"{args.paper_label} {args.paper:g}",
-                      fill=(200, 30, 30))
+            room_below = sy(args.paper) + 18 < height - bottom
+            lx, ly = ((x1 - 230, sy(args.paper) + 4) if ours_above and room_below
+                      else (x0 + 8, sy(args.paper) - 16) if ours_above else (x1 - 230, sy(args.paper) - 16))
+            draw.text((lx, ly), f"{args.paper_label} {args.paper:g}", fill=(200, 30, 30))
         if len(points) > 1:
             draw.line([(sx(e), sy(v)) for e, v in points], fill=(30, 80, 200), width=2)
         else:
