@@ -21,15 +21,18 @@ schedule run as resumed fits, for models without a scheduler option; see configs
         --title "NADE, static binarized MNIST" --x epoch minutes --out docs/repro_nade.png
 
 draws the validation curve (from the CSV logs of one run and its resumed stages) against each ``--x`` (epoch, step,
-or wall-clock minutes from the WallClock callback), one panel each, with the published number as a dashed line.
+or wall-clock minutes from the WallClock callback; ``--minutes-from-grids`` for a run without it), one panel each,
+with the published number as a dashed line.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import importlib
 import math
+import os
 import sys
 import time
 
@@ -66,16 +69,36 @@ X_AXES = {"epoch": ("epoch", "epoch"), "step": ("step", "training step"),
           "minutes": ("time/train_minutes", "wall-clock minutes of training")}
 
 
-def read_curve(paths: list[str], metric: str, x: str = "epoch") -> list[tuple[float, float]]:
+def grid_minutes(metrics_path: str) -> dict[int, float]:
+    """Wall-clock minutes at each step a run's ``SampleGrid`` wrote ``samples/step_NNNNNNN.png``: the grid's file time
+    less that of the run's ``config.yaml`` (written as fit starts). For runs that predate the WallClock callback."""
+    run = os.path.dirname(os.path.abspath(metrics_path))
+    start = os.path.getmtime(os.path.join(run, "config.yaml"))
+    grids = glob.glob(os.path.join(run, "samples", "step_*.png"))
+    return {int(os.path.basename(g)[5:-4]): (os.path.getmtime(g) - start) / 60 for g in grids}
+
+
+def read_curve(paths: list[str], metric: str, x: str = "epoch",
+               from_grids: bool = False) -> list[tuple[float, float]]:
     """``(x, value)`` of ``metric`` from CSVLogger files, ``x`` one of :data:`X_AXES`; a later file (a resumed
-    stage) wins on an x value. Rows without the x column (a run without WallClock, for minutes) are skipped."""
+    stage) wins on an x value. Rows without the x column (a run without WallClock, for minutes) are skipped, unless
+    ``from_grids``: then minutes come from :func:`grid_minutes` at the row's step (a grid written one step off, at
+    the epoch's end, counts)."""
     column = X_AXES[x][0]
     by_x: dict[float, float] = {}
     for path in paths:
+        grids = grid_minutes(path) if from_grids and x == "minutes" else {}
         with open(path) as f:
             for row in csv.DictReader(f):
-                if row.get(metric) and row.get(column):
+                if not row.get(metric):
+                    continue
+                if row.get(column):
                     by_x[float(row[column])] = float(row[metric])
+                elif grids:
+                    step = int(row["step"])
+                    at = next((grids[s] for s in (step, step + 1, step - 1) if s in grids), None)
+                    if at is not None:
+                        by_x[at] = float(row[metric])
     return sorted(by_x.items())
 
 
@@ -93,13 +116,15 @@ def curve_main(argv: list[str]) -> int:
     p.add_argument("--metric", default="val/nll_nats")
     p.add_argument("--x", nargs="+", default=["epoch"], choices=list(X_AXES),
                    help="x axis of each panel, side by side (minutes needs the WallClock callback's column)")
+    p.add_argument("--minutes-from-grids", action="store_true",
+                   help="for a run without the WallClock column: minutes from the file times of its sample grids")
     p.add_argument("--paper", type=float, default=None, help="the published number, drawn as a dashed line")
     p.add_argument("--paper-label", default="published test NLL")
     p.add_argument("--test", type=float, default=None, help="our test NLL (nats), marked at the best point")
     p.add_argument("--title", default="")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    panels = [(x, read_curve(args.metrics, args.metric, x)) for x in args.x]
+    panels = [(x, read_curve(args.metrics, args.metric, x, args.minutes_from_grids)) for x in args.x]
     for x, points in panels:
         if not points:
             p.error(f"no {args.metric} values with a {X_AXES[x][0]} column in {args.metrics}")
@@ -116,6 +141,8 @@ def curve_main(argv: list[str]) -> int:
     img = Image.new("RGB", (panel_w * len(panels), height), "white")
     draw = ImageDraw.Draw(img)
     sy = lambda v: top + (height - top - bottom) * (hi - min(max(v, lo), hi)) / (hi - lo)  # noqa: E731
+    # our test point above the published line: the two labels go on opposite sides of it
+    ours_above = args.test is not None and args.paper is not None and sy(args.test) < sy(args.paper)
     for i, (x, points) in enumerate(panels):
         x0, x1 = i * panel_w + left, (i + 1) * panel_w - right
         x_max = max(points[-1][0], 1e-9)
@@ -132,9 +159,7 @@ def curve_main(argv: list[str]) -> int:
             while xd < x1:  # dashed line: the published number
                 draw.line([xd, sy(args.paper), min(xd + 8, x1), sy(args.paper)], fill=(200, 30, 30), width=2)
                 xd += 14
-            # the published label on the side of its line away from our test point (whose label sits beyond it)
-            # (no room below the line: above it, at the left, away from our point's label at the right)
-            ours_above = args.test is not None and sy(args.test) < sy(args.paper)
+            # its label on the side of the line away from our test point's (above it, at the left, without room)
             room_below = sy(args.paper) + 18 < height - bottom
             lx, ly = ((x1 - 230, sy(args.paper) + 4) if ours_above and room_below
                       else (x0 + 8, sy(args.paper) - 16) if ours_above else (x1 - 230, sy(args.paper) - 16))
@@ -151,8 +176,7 @@ def curve_main(argv: list[str]) -> int:
             draw.ellipse([sx(e) - 4, sy(args.test) - 4, sx(e) + 4, sy(args.test) + 4], fill=(20, 140, 60))
             text = f"our test NLL {args.test:.2f} (best)"
             lx = sx(e) + 8 if sx(e) < x0 + (x1 - x0) * 0.6 else sx(e) - 8 - draw.textlength(text)
-            above = args.paper is not None and sy(args.test) < sy(args.paper)  # keep clear of the dashed line
-            draw.text((lx, sy(args.test) - 18 if above else sy(args.test) + 4), text, fill=(20, 140, 60))
+            draw.text((lx, sy(args.test) - 18 if ours_above else sy(args.test) + 4), text, fill=(20, 140, 60))
     draw.text((left, 12), f"{args.title}  ({args.metric}; best {best:.2f})", fill="black")
     img.save(args.out)
     last = panels[0][1][-1]

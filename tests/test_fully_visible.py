@@ -290,6 +290,30 @@ def test_curve_reads_each_x_axis_and_draws_one_panel_per_axis(tmp_path):
     assert Image.open(out).size == (2 * 560, 440)
 
 
+def test_curve_minutes_from_sample_grid_file_times(tmp_path):
+    """A run without the WallClock column: ``--minutes-from-grids`` times each validation row by the sample grid
+    written at its step (or one step off), counted from the run's config.yaml; rows with no grid are skipped."""
+    run = tmp_path / "version_0"
+    (run / "samples").mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,step,val/nll_nats\n0,499,100.0\n1,999,95.0\n2,1499,94.0\n")
+    (run / "config.yaml").write_text("{}")
+    os.utime(run / "config.yaml", (1000.0, 1000.0))
+    for step, seconds in ((500, 1090.0), (999, 1180.0)):  # epoch 0's grid one step after its row; none for epoch 2
+        grid = run / "samples" / f"step_{step:07d}.png"
+        grid.write_bytes(b"")
+        os.utime(grid, (seconds, seconds))
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import reproduce
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    metrics = [str(run / "metrics.csv")]
+    assert reproduce.read_curve(metrics, "val/nll_nats", "minutes") == []
+    assert reproduce.read_curve(metrics, "val/nll_nats", "minutes", from_grids=True) == [(1.5, 100.0), (3.0, 95.0)]
+    assert reproduce.read_curve(metrics, "val/nll_nats", "epoch", from_grids=True) == [(0, 100.0), (1, 95.0),
+                                                                                      (2, 94.0)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["fvsbn_binarized_mnist_static", "vae_binarized_mnist_dynamic"])
 def test_reproduce_sh_trains_and_stores_a_row_beside_the_published_ones(recipe, fake_data_root, tmp_path):

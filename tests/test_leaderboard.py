@@ -620,8 +620,8 @@ def test_binarized_mnist_references_name_their_binarization():
     for model, value in (("FVSBN", 97.45), ("NADE (fixed order)", 88.86), ("MADE (1 hidden layer, 1 mask)", 88.40),
                          ("MADE (1 hidden layer, 32 masks)", 88.04), ("MADE (2 hidden layers, 32 masks)", 86.64)):
         assert by_number[(model, value)] == static
-    for model, value in (("FVSBN", 96.58), ("NADE (H=500)", 85.65), ("MADE (1 hidden layer of 8000, 1 mask)", 84.87), ("PixelCNN", 81.45), ("VAE", 86.77),
-                         ("VD-VAE", 80.72)):  # pytorch-generative's own runs
+    for model, value in (("FVSBN", 96.58), ("NADE (H=500)", 85.65), ("MADE (1 hidden layer of 8000, 1 mask)", 84.87),
+                         ("PixelCNN", 81.45), ("VAE", 86.77), ("VD-VAE", 80.72)):  # pytorch-generative's own runs
         assert by_number[(model, value)] == dynamic
     assert {e["dataset_id"] for e in published_entries(static)} == {static}
     assert {e["model"] for e in published_entries(dynamic)} >= {"VAE (1 stochastic layer)", "Gated PixelCNN"}

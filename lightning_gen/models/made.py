@@ -135,9 +135,8 @@ class MADE(LikelihoodModule):
         for i, stack in enumerate(layer_masks):
             self.register_buffer(f"mask{i}", torch.stack(stack), persistent=False)  # (K, out, in)
         if self.direct is not None:  # logit d sees input j iff m(d) > m(j)
-            degrees = self.input_degrees.float()
-            self.register_buffer("direct_mask", (degrees[:, :, None] > degrees[:, None, :]).float(),
-                                 persistent=False)  # (K, D, D)
+            self.register_buffer("direct_mask", (self.input_degrees[:, :, None] > self.input_degrees[:, None, :])
+                                 .float(), persistent=False)  # (K, D, D)
 
     def _flatten(self, x: Tensor) -> Tensor:
         # (B, C, H, W) -> (B, H, W, C) -> (B, D): raster order, channels innermost (as FVSBN)

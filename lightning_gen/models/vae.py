@@ -504,8 +504,11 @@ class VAE(_LatentModel):
         self.accumulate_eval(stage, values, batch_idx, dataloader_idx)
 
     def _log_eval(self, stage: str) -> None:
-        extra = ("nll_nats",) if stage == "test" else ("iwae_nats",) if self.train_samples > 1 else ()
-        names = ("elbo_nats", "recon_nats", "kl_nats") + extra
+        names = ["elbo_nats", "recon_nats", "kl_nats"]
+        if stage == "test":
+            names.append("nll_nats")
+        elif self.train_samples > 1:
+            names.append("iwae_nats")
         means = self.eval_means(stage, names)
         kwargs = dict(sync_dist=True)  # every rank holds the same global value; this only silences a warning
         self.log(f"{stage}/elbo_nats", means["elbo_nats"], prog_bar=True, **kwargs)
