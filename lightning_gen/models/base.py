@@ -8,12 +8,19 @@ Images travel between data, models, metrics, logging and the dashboard as ``torc
 A model with a likelihood implements :meth:`GenerativeModule.log_prob`: the log-probability in nats of each
 *discrete* image under the model's ``num_levels``-level pixel distribution. Bits per dimension are
 ``-log_prob / (C * H * W * ln 2)``.
+
+What a model can do is declared on its class, never probed: :attr:`GenerativeModule.likelihood_kind` says what its
+``log_prob`` is (one of :data:`LIKELIHOOD_KINDS`, or None for no likelihood), :attr:`~GenerativeModule.has_representation`
+whether :meth:`~GenerativeModule.representation` gives features for a linear probe. Estimator settings (importance
+samples, seed, chunk size) travel as an :class:`Estimate` argument of ``log_prob``; the caller never sets them on the
+model.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import lightning as L
@@ -27,6 +34,43 @@ from lightning_gen import compat
 
 class NoLikelihoodError(TypeError):
     """Raised when a likelihood is asked of a model that does not define one (a GAN, an autoencoder)."""
+
+
+class NoRepresentationError(TypeError):
+    """Raised when a representation is asked of a model that does not declare one."""
+
+
+#: What a model's ``log_prob`` is. "exact": the log-probability itself (autoregressive models); "bound": a lower
+#: bound on it (a flow under uniform dequantization, a diffusion model's variational bound, a VAE's ELBO);
+#: "importance-weighted": a stochastic estimate that is a lower bound in expectation and tightens with more samples
+#: (IWAE-style, k samples); "ais": annealed importance sampling of the partition function (an RBM), a stochastic
+#: estimate whose bias direction the model documents.
+LIKELIHOOD_KINDS = ("exact", "bound", "importance-weighted", "ais")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Settings of a stochastic likelihood estimate, passed as ``log_prob(x, estimate=Estimate(...))``.
+
+    Every field left None takes the model's own default (e.g. a VAE's ``iw_samples``). Models with an exact
+    likelihood accept and ignore it, so callers can always pass one.
+
+    Args:
+        k: importance samples (or AIS runs) per image.
+        seed: makes each image's estimate a function of ``(seed, image)`` alone: the same for any batch, rank or
+            number of processes. None draws a fresh seed from the global RNG.
+        chunk: how many samples are evaluated at once (memory only; the value does not change).
+    """
+
+    k: int | None = None
+    seed: int | None = None
+    chunk: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("k", "chunk"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"Estimate.{name} must be a positive integer, got {value!r}")
 
 
 def to_levels(x: Tensor, num_levels: int) -> Tensor:
@@ -69,15 +113,23 @@ class GenerativeModule(L.LightningModule):
     #: The leaderboard family every concrete model declares ("autoregressive", "latent", "gan", "baseline", ...);
     #: deliberately no default, so the benchmark refuses a model that does not say.
     family: ClassVar[str]
-    #: Whether :meth:`log_prob` is defined. Subclasses with a likelihood set this to True.
-    has_likelihood: bool = False
-    #: Whether :meth:`log_prob` is a stochastic estimate (the VAE's importance-weighted one). Such a model's
-    #: ``log_prob`` takes a keyword ``seed``: with it, each image's estimate is a function of (seed, image) alone,
-    #: so the benchmark and the test step pass one; without it the global RNG picks the seed.
-    estimates_log_prob: bool = False
+    #: What :meth:`log_prob` computes: one of :data:`LIKELIHOOD_KINDS`, or None where the model defines no
+    #: likelihood (a GAN, an autoencoder).
+    likelihood_kind: ClassVar[str | None] = None
+    #: Derived from :attr:`likelihood_kind` for every subclass (do not set it).
+    has_likelihood: ClassVar[bool] = False
+    #: Whether :meth:`representation` gives a feature vector per image (for the linear probe).
+    has_representation: ClassVar[bool] = False
     #: Whether the model conditions on class labels. ``num_classes`` comes from the data and says how many
     #: classes there are; a conditional model sets this to True (usually from a ``conditional`` option).
     conditional: bool = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.likelihood_kind is not None and cls.likelihood_kind not in LIKELIHOOD_KINDS:
+            raise TypeError(f"{cls.__name__}.likelihood_kind is {cls.likelihood_kind!r}; expected one of "
+                            f"{LIKELIHOOD_KINDS} or None")
+        cls.has_likelihood = cls.likelihood_kind is not None
 
     def __init__(
         self,
@@ -115,9 +167,27 @@ class GenerativeModule(L.LightningModule):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement sample(n)")
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Log-likelihood in nats of each uint8 image in ``x`` ``(N, C, H, W)``: a tensor of shape ``(N,)``."""
+    def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
+        """Log-likelihood in nats of each uint8 image in ``x`` ``(N, C, H, W)``: a tensor of shape ``(N,)``, of the
+        kind :attr:`likelihood_kind` names. ``estimate`` sets a stochastic estimator (ignored by exact models)."""
         raise NoLikelihoodError(f"{type(self).__name__} defines no likelihood; NLL and bits/dim are not available for it")
+
+    def resolve_estimate(self, estimate: Estimate | None = None) -> Estimate:
+        """``estimate`` with this model's defaults filled in (an exact model has nothing to fill)."""
+        return estimate or Estimate()
+
+    def likelihood_protocol(self, estimate: Estimate | None = None) -> str:
+        """How :meth:`log_prob` under ``estimate`` is computed, for a record: e.g. "exact" or
+        "importance-weighted k=5000"."""
+        if self.likelihood_kind is None:
+            raise NoLikelihoodError(f"{type(self).__name__} defines no likelihood")
+        return self.likelihood_kind
+
+    def representation(self, x: Tensor) -> Tensor:
+        """Features ``(N, D)`` of uint8 images ``x`` for a linear probe (an encoder's mean, a discriminator's
+        penultimate layer), where :attr:`has_representation` says the model has one."""
+        raise NoRepresentationError(f"{type(self).__name__} declares no representation; a linear probe needs a model "
+                                    "with has_representation = True (an autoencoder, a VAE, a GAN's discriminator)")
 
     # ---- shared helpers ------------------------------------------------------------------------------------
     def check_labels(self, n: int, labels: Tensor | None) -> Tensor | None:
@@ -234,7 +304,7 @@ class LikelihoodModule(GenerativeModule):
     ``DistributedSampler`` pads with are left out), not a mean of per-rank means.
     """
 
-    has_likelihood = True
+    likelihood_kind = "exact"
 
     def _nll(self, x: Tensor, y: Tensor) -> Tensor:
         return -self.log_prob(x, y if self.conditional else None)  # (B,) nats per image

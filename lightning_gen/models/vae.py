@@ -280,7 +280,7 @@ class VAE(_LatentModel):
             reports the ``iw_samples`` estimate.
     """
 
-    has_likelihood = True
+    likelihood_kind = "importance-weighted"
     estimates_log_prob = True
 
     def __init__(
