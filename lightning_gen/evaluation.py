@@ -18,7 +18,7 @@ strategy spreads the work (the app's benchmark orchestrates it).
   a few eigendecompositions: seconds), and IS and KID keep their within-draw spreads ``is_std`` and ``kid_std``.
 - NLL: ``-model.log_prob`` summed in float64 over every test image exactly once (rank ``r`` of ``W`` takes images
   ``r::W``, no padding; the sums are all-reduced), with ``nll_nats_se``, the standard error of the mean over the
-  test images. A model whose ``log_prob`` is an estimate (``estimates_log_prob``, the VAE) is given ``seed``: each
+  test images. ``log_prob`` gets ``estimate`` (an :class:`~lightning_gen.models.base.Estimate` carrying ``seed``): for a stochastic estimate (the VAE) each
   image's estimate depends on the seed and the image only, not on the rank, batch or number of processes.
 - ``samples_per_s``: images / wall time of the ``sample`` calls only (the slowest rank's time under DDP).
 """
@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 
 from lightning_gen.data.base import ImageDataModule
 from lightning_gen.metrics.torchmetrics_wrappers import NLLSum, SampleFeatures
-from lightning_gen.models.base import GenerativeModule, from_levels
+from lightning_gen.models.base import Estimate, GenerativeModule, from_levels
 
 GRID_SIZE = 64
 IS_SPLITS = 10
@@ -107,7 +107,8 @@ class BenchmarkModule(L.LightningModule):
 
     def __init__(self, model: GenerativeModule, *, test_images: Tensor, test_labels: Tensor, num_levels: int,
                  extractor=None, reference=None, num_samples: int = 0, chunk_size: int = 250, seed: int = 0,
-                 nll: bool = False, batch_size: int = 250, grid_size: int = GRID_SIZE, repeats: int = 1) -> None:
+                 nll: bool = False, batch_size: int = 250, grid_size: int = GRID_SIZE, repeats: int = 1,
+                 estimate: Estimate | None = None) -> None:
         super().__init__()
         if repeats < 1:
             raise BenchmarkError(f"repeats must be at least 1, got {repeats}")
@@ -118,6 +119,10 @@ class BenchmarkModule(L.LightningModule):
         self.num_levels = num_levels
         self.num_samples, self.chunk_size, self.seed = num_samples, chunk_size, seed
         self.nll, self.batch_size, self.grid_size, self.repeats = nll, batch_size, grid_size, repeats
+        # The test NLL's estimator settings; the seed is the benchmark's unless the caller chose one.
+        estimate = estimate or Estimate()
+        self.estimate = Estimate(k=estimate.k, seed=seed if estimate.seed is None else estimate.seed,
+                                 chunk=estimate.chunk)
         self.nll_sum = NLLSum()
         self.results: dict[str, Any] = {}
         self.grid: Tensor | None = None
@@ -163,10 +168,7 @@ class BenchmarkModule(L.LightningModule):
         if self._kinds[dataloader_idx] == "nll":
             x, y = batch
             labels = y if self.model.conditional else None
-            if getattr(self.model, "estimates_log_prob", False):
-                logp = self.model.log_prob(x, labels, seed=self.seed)
-            else:
-                logp = self.model.log_prob(x, labels)
+            logp = self.model.log_prob(x, labels, estimate=self.estimate)
             if logp.shape != (x.shape[0],) or not bool(torch.isfinite(logp).all()):
                 raise BenchmarkError(f"{type(self.model).__name__}.log_prob returned shape {tuple(logp.shape)}"
                                      f"{' with non-finite values' if logp.numel() else ''}; expected "
@@ -305,7 +307,7 @@ class Evaluation:
 
 def evaluate_model(model: GenerativeModule, datamodule: ImageDataModule, *, extractor=None, num_samples: int = 0,
                    nll: bool = False, stats_cache=None, batch_size: int = 250, seed: int = 0, repeats: int = 1,
-                   **trainer_kwargs: Any) -> Evaluation:
+                   estimate: Estimate | None = None, **trainer_kwargs: Any) -> Evaluation:
     """Sample metrics and the NLL of ``model`` on ``datamodule``'s test split (set up by the caller), through a
     Lightning ``Trainer`` built with ``trainer_kwargs`` (accelerator, devices, strategy, num_nodes,
     enable_progress_bar). ``stats_cache`` (a :class:`~lightning_gen.metrics.stats_cache.StatsCache`) keeps the
@@ -318,7 +320,8 @@ def evaluate_model(model: GenerativeModule, datamodule: ImageDataModule, *, extr
 
     module = BenchmarkModule(model, test_images=test_x, test_labels=test_y, num_levels=datamodule.num_levels,
                              extractor=extractor, reference=reference, num_samples=num_samples,
-                             chunk_size=batch_size, seed=seed, nll=nll, batch_size=batch_size, repeats=repeats)
+                             chunk_size=batch_size, seed=seed, nll=nll, batch_size=batch_size, repeats=repeats,
+                             estimate=estimate)
     trainer = L.Trainer(**{"logger": False, "enable_checkpointing": False, "enable_model_summary": False,
                            "use_distributed_sampler": False, **trainer_kwargs})
     with warnings.catch_warnings():

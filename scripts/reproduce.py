@@ -39,7 +39,7 @@ import time
 import torch
 import yaml
 
-from lightning_gen.models.base import bits_per_dim
+from lightning_gen.models.base import Estimate, bits_per_dim
 
 
 def import_class(path: str):
@@ -213,10 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = data.splits()[args.split]
     images, labels = images[: args.limit], labels[: args.limit]
 
-    kwargs = {}
-    if getattr(model, "estimates_log_prob", False):  # each image's samples keyed on (seed, image): batch-free
-        kwargs = {"k": args.k, "seed": args.seed} if args.k else {"seed": args.seed}
-    elif args.k is not None:
+    estimate = Estimate(k=args.k, seed=args.seed)  # each image's samples keyed on (seed, image): batch-free
+    if model.likelihood_kind == "exact" and args.k is not None:
         p.error(f"{model_cls.__name__}.log_prob is exact and takes no --k")
     start = time.perf_counter()
     nll = []
@@ -224,12 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(0, images.shape[0], args.batch_size):
             x = images[i : i + args.batch_size]
             y = labels[i : i + args.batch_size] if model.conditional else None
-            nll.append(-model.log_prob(x, y, **kwargs).double())
+            nll.append(-model.log_prob(x, y, estimate=estimate).double())
     nll = torch.cat(nll)
     seconds = time.perf_counter() - start
     mean, se = nll.mean().item(), (nll.std() / math.sqrt(nll.numel())).item()
     bpd = bits_per_dim(torch.tensor(mean), model.num_dims).item()
-    k = kwargs.get("k", getattr(model, "iw_samples", None)) if kwargs else None
+    k = model.resolve_estimate(estimate).k
     print(f"model={model_cls.__name__} params={sum(t.numel() for t in model.parameters())} split={args.split} "
           f"images={nll.numel()} seconds={seconds:.1f}" + (f" k={k}" if k else ""))
     print(f"nll_nats={mean:.4f} se={se:.4f} bpd={bpd:.5f}")

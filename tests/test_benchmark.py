@@ -27,7 +27,7 @@ from lightning_gen.data import Digits
 from lightning_gen.evaluation import BenchmarkError, check_samples
 from lightning_gen.leaderboard.store import METRIC_KEYS, PROTOCOL_KEYS, Store
 from lightning_gen.metrics import compute_features, fid_from_features, get_extractor
-from lightning_gen.models.base import GenerativeModule
+from lightning_gen.models.base import Estimate, GenerativeModule
 from lightning_gen.models.fvsbn import FVSBN
 from lightning_gen.models.vae import VAE
 
@@ -61,7 +61,7 @@ def direct_test_nll_per_image(checkpoint: Path, **digits_args) -> torch.Tensor:
     (the VAE's) with the benchmark's default seed."""
     model = load_model(checkpoint)
     x, _ = Digits(**digits_args).splits()["test"]
-    kwargs = {"seed": 0} if model.estimates_log_prob else {}
+    kwargs = {"estimate": Estimate(seed=0)}
     with torch.no_grad():
         return -model.log_prob(x, **kwargs).double()
 
@@ -400,7 +400,7 @@ def test_test_step_nll_under_bf16_autocast_is_the_float32_benchmark_number(cls, 
                         enable_model_summary=False, default_root_dir=tmp_path)
     logged = float(trainer.test(model, data, verbose=False)[0]["test/nll_nats"])
     x, _ = Digits(test_size=151).splits()["test"]
-    kwargs = {"seed": 0} if model.estimates_log_prob else {}
+    kwargs = {"estimate": Estimate(seed=0)}
     with torch.no_grad():
         exact = float(-model.log_prob(x, **kwargs).double().mean())
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -27,7 +27,7 @@ from lightning_gen.app.estimates import step_estimates
 from lightning_gen.callbacks import StopReason
 from lightning_gen.data import Digits
 from lightning_gen.images import save_png
-from lightning_gen.models import FVSBN, VAE
+from lightning_gen.models import FVSBN, VAE, Estimate
 from test_benchmark import write_checkpoint
 
 NO_GPU = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -135,7 +135,7 @@ def test_estimates_name_the_option_that_shortens_the_step_and_stay_quiet_when_it
     model = VAE(image_shape=(1, 8, 8), num_levels=2, arch="mlp", hidden_sizes=(16,), z_dim=2, iw_samples=200).eval()
     test_images = Digits(binarize=True).splits()["test"][0]
     extractor = lambda x: x.float().flatten(1)  # noqa: E731  (a cost, not a feature: only timed)
-    kwargs = dict(num_samples=500, extractor=extractor, batch_size=50, seed=0, processes=1)
+    kwargs = dict(num_samples=500, extractor=extractor, batch_size=50, estimate=Estimate(seed=0), processes=1)
     lines = step_estimates(model, test_images, nll=True, after_s=0, **kwargs)
     iw = next(line for line in lines if line.startswith("importance-weighted NLL"))
     assert "k=200 × 300 images ≈" in iw and "--iw-samples" in iw

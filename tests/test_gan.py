@@ -158,7 +158,7 @@ def test_conditional_samples_follow_their_labels_and_labels_are_checked():
 def test_features_are_the_discriminators_penultimate_layer():
     model = small_gan((1, 8, 8), generator="mlp", discriminator="mlp", d_width=32).eval()
     x = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
-    feats = model.features(x)
+    feats = model.representation(x)
     assert feats.shape == (5, 32)
     torch.testing.assert_close(model.discriminator.head(feats).squeeze(1), model.discriminator(model.to_model_space(x)))
 

@@ -18,7 +18,7 @@ import torch
 from contracts import all_levels, assert_sample_contract
 from helpers import CONFIGS, REPO, ddp_fit_states, run_cli
 
-from lightning_gen.models.base import NoLikelihoodError
+from lightning_gen.models.base import Estimate, NoLikelihoodError
 from lightning_gen.models.vae import (VAE, Autoencoder, KeyedNormal, diagonal_gaussian_log_prob,
                                       discretized_logistic_log_prob, gaussian_kl_to_standard, image_keys,
                                       iw_log_likelihood, standard_normal_log_prob)
@@ -204,8 +204,8 @@ def test_vae_log_prob_bounds_and_chunking():
     torch.manual_seed(0)
     model = VAE((1, 8, 8), 256, likelihood="logistic", z_dim=4, channels=8).eval()
     x = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
-    small = model.log_prob(x, k=50, chunk_size=20, seed=1)
-    large = model.log_prob(x, k=50, chunk_size=100_000, seed=1)
+    small = model.log_prob(x, estimate=Estimate(k=50, chunk=20, seed=1))
+    large = model.log_prob(x, estimate=Estimate(k=50, chunk=100_000, seed=1))
     assert small.shape == (6,) and small.dtype == torch.float64
     torch.testing.assert_close(small, large, atol=1e-3, rtol=0)  # float32 decoder, different batch sizes
     with torch.no_grad():
@@ -221,18 +221,18 @@ def test_an_images_importance_weighted_estimate_does_not_depend_on_its_batch_or_
     torch.manual_seed(0)
     model = VAE((1, 8, 8), 2, z_dim=4, channels=4).double().eval()
     x = torch.randint(0, 2, (250, 1, 8, 8), dtype=torch.uint8) * 255
-    batch = model.log_prob(x, k=20, seed=0)
-    alone = torch.cat([model.log_prob(x[i:i + 1], k=20, chunk_size=3, seed=0) for i in range(250)])
+    batch = model.log_prob(x, estimate=Estimate(k=20, seed=0))
+    alone = torch.cat([model.log_prob(x[i:i + 1], estimate=Estimate(k=20, chunk=3, seed=0)) for i in range(250)])
     torch.testing.assert_close(alone, batch, atol=1e-9, rtol=0)
-    flipped = model.log_prob(x.flip(0), k=20, chunk_size=1000, seed=0).flip(0)
+    flipped = model.log_prob(x.flip(0), estimate=Estimate(k=20, chunk=1000, seed=0)).flip(0)
     torch.testing.assert_close(flipped, batch, atol=1e-9, rtol=0)
-    assert (model.log_prob(x, k=20, seed=1) - batch).abs().mean() > 1e-3
+    assert (model.log_prob(x, estimate=Estimate(k=20, seed=1)) - batch).abs().mean() > 1e-3
     # Without a seed the global RNG picks one: a fresh estimate per call.
     torch.manual_seed(0)
-    first = model.log_prob(x[:5], k=20)
-    assert not torch.equal(first, model.log_prob(x[:5], k=20))
+    first = model.log_prob(x[:5], estimate=Estimate(k=20))
+    assert not torch.equal(first, model.log_prob(x[:5], estimate=Estimate(k=20)))
     torch.manual_seed(0)
-    assert torch.equal(first, model.log_prob(x[:5], k=20))
+    assert torch.equal(first, model.log_prob(x[:5], estimate=Estimate(k=20)))
 
 
 def test_kl_warmup_weight_rises_linearly_to_beta():
@@ -366,7 +366,7 @@ def test_iwae_bound_tightens_with_k_and_matches_the_formula():
         return torch.stack([loss_fn().detach() for _ in range(n)])  # (n, 6)
 
     k1, k5, k50 = (draws(lambda: model.iwae_loss(x, k)).mean(0) for k in (1, 5, 50))
-    nll = -model.log_prob(x, k=5000, seed=0)
+    nll = -model.log_prob(x, estimate=Estimate(k=5000, seed=0))
     assert (k1 > k5).all() and (k5 > k50).all() and (k50 > nll - 0.05).all()
     # k = 1 has the expectation of the analytic-KL negative ELBO: equal within 4 standard errors of the difference
     one, elbo = draws(lambda: model.iwae_loss(x, 1)), draws(lambda: sum(model.elbo_terms(x)))
@@ -391,7 +391,7 @@ def test_iwae_training_step_uses_the_bound_and_refuses_a_kl_weight():
 
 def test_iwae_validation_reports_its_training_bound(tmp_path):
     """An IWAE (``train_samples`` k > 1) is selected by the k-sample bound it trains on, not by the ELBO: validation
-    logs ``val/iwae_nats``, the mean over the validation images of ``-log_prob(k, seed=0)``; a VAE does not."""
+    logs ``val/iwae_nats``, the mean over the validation images of ``-log_prob(x, estimate=Estimate(k, seed=0))``; a VAE does not."""
     import lightning as L
 
     from lightning_gen.data import Digits
@@ -407,6 +407,6 @@ def test_iwae_validation_reports_its_training_bound(tmp_path):
             assert "val/iwae_nats" not in trainer.callback_metrics
             continue
         images = torch.cat([x for x, _ in list(data.val_dataloader())[:3]])
-        expected = -model.log_prob(images, k=5, seed=0).mean()
+        expected = -model.log_prob(images, estimate=Estimate(k=5, seed=0)).mean()
         assert trainer.callback_metrics["val/iwae_nats"].item() == pytest.approx(expected.item(), rel=1e-6)
         assert trainer.callback_metrics["val/elbo_nats"].item() > 0

@@ -62,7 +62,7 @@ from lightning_gen.app.estimates import ESTIMATE_AFTER_S, ESTIMATE_ENV, step_est
 from lightning_gen.app.options import (DEFAULT_NUM_SAMPLES, INCEPTION_CPU_NUM_SAMPLES, BenchmarkOptions,
                                        build_extractor, fid_biased, git_commit, gpu_in_use, json_safe, model_family,
                                        resolve_extractor_name, resolve_num_samples)
-from lightning_gen.app.probe import feature_fn, probe_splits
+from lightning_gen.app.probe import probe_splits
 from lightning_gen.app.run import CheckpointError, DataConfigError, Run
 from lightning_gen.app.wandb_log import log_wandb
 from lightning_gen.data import FashionMNIST
@@ -75,7 +75,7 @@ from lightning_gen.metrics.features import available_extractors
 from lightning_gen.metrics.functional import kid_kernel
 from lightning_gen.metrics.probe import linear_probe
 from lightning_gen.metrics.stats_cache import StatsCache
-from lightning_gen.models.base import GenerativeModule, NoLikelihoodError, bits_per_dim
+from lightning_gen.models.base import Estimate, GenerativeModule, NoLikelihoodError, bits_per_dim
 
 
 def _want(flag: bool | None, available: bool) -> bool:
@@ -95,7 +95,8 @@ def announce_estimates(model: GenerativeModule, datamodule: ImageDataModule, opt
     model.eval()
     try:
         lines = step_estimates(model, datamodule.datasets["test"].images, nll=nll, num_samples=num_samples,
-                               extractor=extractor, batch_size=options.batch_size, seed=options.seed,
+                               extractor=extractor, batch_size=options.batch_size,
+                               estimate=Estimate(k=options.iw_samples, seed=options.seed),
                                processes=devices * options.num_nodes, after_s=after_s)
     finally:
         model.train(was_training)
@@ -120,16 +121,15 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
             f"{where}: {type(model).__name__} models images {model.image_shape} with {model.num_levels} levels, but "
             f"{type(datamodule).__name__} serves {tuple(datamodule.image_shape)} with {datamodule.num_levels}; "
             "benchmark it against the data it was trained on (--data)")
-    # Several checkpoints share one command line: k applies to those with an importance-weighted likelihood.
-    if options.iw_samples is not None and hasattr(model, "iw_samples"):
-        model.iw_samples = int(options.iw_samples)
+    # Several checkpoints share one command line: k applies to those with a stochastic likelihood estimate.
+    estimate = Estimate(k=options.iw_samples, seed=options.seed)
     if options.nll and not model.has_likelihood:
         raise NoLikelihoodError(f"{where}: {type(model).__name__} defines no likelihood, so --nll (NLL, bits/dim) "
                                 "cannot be computed for it; drop --nll")
     nll = _want(options.nll, model.has_likelihood)
-    has_features = callable(getattr(model, "encode", None)) or callable(getattr(model, "features", None))
+    has_features = model.has_representation
     if options.probe and not (has_features and datamodule.num_classes > 0):
-        raise BenchmarkError(f"--probe: {type(model).__name__} has neither encode(x) nor features(x) to probe"
+        raise BenchmarkError(f"--probe: {type(model).__name__} declares no representation to probe"
                              if not has_features else f"--probe: {type(datamodule).__name__} has no class labels")
     probe = _want(options.probe, has_features and datamodule.num_classes > 0)
 
@@ -157,7 +157,7 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
     announce_estimates(model, datamodule, options, nll=nll, num_samples=num_samples * options.repeats,
                        extractor=extractor)
     result = evaluate_model(model, datamodule, extractor=extractor, num_samples=num_samples, nll=nll,
-                            stats_cache=cache, batch_size=options.batch_size, seed=options.seed,
+                            stats_cache=cache, batch_size=options.batch_size, seed=options.seed, estimate=estimate,
                             repeats=options.repeats, accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
                             num_nodes=options.num_nodes, enable_progress_bar=options.progress)
     if not result.is_global_zero:
@@ -193,8 +193,7 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
             "num_samples": num_samples,
             "reference_split": "test",
             "image_size": [h, w],
-            "nll_estimator": (f"importance-weighted k={model.iw_samples}" if hasattr(model, "iw_samples") else "exact")
-            if nll else None,
+            "nll_estimator": model.likelihood_protocol(estimate) if nll else None,
             "num_test_images": num_test_images,
             "devices": result.world_size,
             "fid_biased": biased,
@@ -213,7 +212,7 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
 def run_probe(model: GenerativeModule, datamodule: ImageDataModule, options: BenchmarkOptions) -> dict[str, float]:
     """Linear-probe test accuracy of the model's ``encode`` / ``features`` and its standard error."""
     model.eval()
-    result = linear_probe(feature_fn(model), probe_splits(datamodule), options.probe_max_train,
+    result = linear_probe(model.representation, probe_splits(datamodule), options.probe_max_train,
                           device=model.device, batch_size=options.batch_size, seed=options.seed)
     return {key: float(result[key]) for key in ("probe_acc", "probe_acc_se")}
 

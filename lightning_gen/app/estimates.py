@@ -9,7 +9,7 @@ import time
 import torch
 from torch import Tensor
 
-from lightning_gen.models.base import GenerativeModule
+from lightning_gen.models.base import Estimate, GenerativeModule
 
 #: A step expected to run longer than this (seconds) is announced first, with its estimated time and the option that
 #: shortens it; ``$LIGHTNING_GEN_ESTIMATE_AFTER_S`` overrides (0 announces every step).
@@ -57,28 +57,27 @@ def _fitting(value: int, cost_per_unit: float, budget: float, least: int = 1) ->
 
 
 def step_estimates(model: GenerativeModule, test_images: Tensor, *, nll: bool, num_samples: int, extractor,
-                   batch_size: int, seed: int, processes: int, after_s: float) -> list[str]:
+                   batch_size: int, estimate: Estimate, processes: int, after_s: float) -> list[str]:
     """One line for each step of the benchmark expected to take longer than ``after_s`` seconds on this CPU: its
     estimated time, from a timed small chunk of the step itself, and the option that shortens it."""
     lines = []
     n_test = int(test_images.shape[0])
     if nll:
-        seeded = {"seed": seed} if getattr(model, "estimates_log_prob", False) else {}
         labels = torch.zeros(batch_size, dtype=torch.long) if model.conditional else None
         per_image = seconds_per_item(
-            lambda n: model.log_prob(test_images[:n], None if labels is None else labels[:n], **seeded),
+            lambda n: model.log_prob(test_images[:n], None if labels is None else labels[:n], estimate=estimate),
             min(batch_size, n_test))
         total = per_image * n_test / processes
         if total > after_s:
-            k = getattr(model, "iw_samples", None)
-            if k is not None:
+            k = model.resolve_estimate(estimate).k
+            if model.likelihood_kind in ("importance-weighted", "ais") and k is not None:
                 shorter = _fitting(k, total / k, SUGGESTED_BUDGET * after_s)
                 lines.append(f"importance-weighted NLL: k={k:,} × {n_test:,} images ≈ {format_duration(total)} on "
                              f"this CPU; --iw-samples {shorter:,} takes ≈ {format_duration(total * shorter / k)}")
             else:
                 lines.append(f"test NLL: {n_test:,} images ≈ {format_duration(total)} on this CPU; --no-nll skips it")
     if num_samples:
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(estimate.seed or 0)
         labels = torch.arange(batch_size) % model.num_classes if model.conditional else None
         per_sample = seconds_per_item(
             lambda n: model.sample(n, generator=generator, labels=None if labels is None else labels[:n]),

@@ -6,21 +6,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-
-from torch import Tensor
 
 from lightning_gen.app.run import Run
 from lightning_gen.data.base import ImageDataModule
 from lightning_gen.metrics.probe import Data, linear_probe
-
-
-def feature_fn(model) -> Callable[[Tensor], Tensor]:
-    """The representation a model exposes: ``encode`` (encoders) or else ``features`` (discriminators)."""
-    for name in ("encode", "features"):
-        if callable(getattr(model, name, None)):
-            return getattr(model, name)
-    raise TypeError(f"{type(model).__name__} exposes neither encode(x) nor features(x); nothing to probe")
 
 
 def probe_splits(datamodule: ImageDataModule) -> Data:
@@ -43,4 +32,4 @@ def probe_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, *, 
     model = run.model(map_location=device)
     datamodule = run.datamodule(data=data, root=root, **(data_args or {}))
     datamodule.prepare_data()
-    return linear_probe(feature_fn(model), probe_splits(datamodule), max_train, max_test=max_test, device=device)
+    return linear_probe(model.representation, probe_splits(datamodule), max_train, max_test=max_test, device=device)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from lightning_gen.models.base import LikelihoodModule, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule, from_levels, to_levels
 from lightning_gen.nn.masked import MaskedLinear
 
 
@@ -69,7 +69,7 @@ class FVSBN(LikelihoodModule):
         logp = logits.view(-1, self.num_dims, self.num_levels).log_softmax(-1)  # (B, D, L)
         return self._unflatten(logp.gather(-1, levels.unsqueeze(-1)).squeeze(-1))
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         return self.log_conditionals(x, labels).flatten(1).sum(1)
 
     @torch.no_grad()

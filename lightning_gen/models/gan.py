@@ -221,6 +221,7 @@ class GAN(GenerativeModule):
     """
 
     family: ClassVar[str] = "gan"
+    has_representation = True
 
     def __init__(
         self,
@@ -358,7 +359,7 @@ class GAN(GenerativeModule):
         return self.to_uint8(self.generate(z, labels), generator)
 
     @torch.no_grad()
-    def features(self, x: Tensor) -> Tensor:
+    def representation(self, x: Tensor) -> Tensor:
         """The discriminator's penultimate activations ``(N, F)`` of uint8 images (for linear probes); call it in
         eval mode so BatchNorm uses its running statistics."""
         return self.discriminator.features(self.to_model_space(x))

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_gen.models.base import LikelihoodModule, bits_per_dim, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule, bits_per_dim, from_levels, to_levels
 
 
 def require_binary(model_name: str, num_levels: int) -> None:
@@ -172,7 +172,7 @@ class MADE(LikelihoodModule):
         c, h, w = self.image_shape
         return terms.view(-1, h, w, c).permute(0, 3, 1, 2)  # (B, D) -> (B, C, H, W)
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         """Log-likelihood of the mask ensemble: ``log (1/K) sum_k p_k(x)`` (exact; one mask when K = 1)."""
         return torch.logsumexp(self.log_prob_per_mask(x), dim=0) - math.log(self.num_masks)
 

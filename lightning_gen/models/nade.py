@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_gen.models.base import LikelihoodModule, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule, from_levels, to_levels
 from lightning_gen.models.made import require_binary
 
 
@@ -118,7 +118,7 @@ class NADE(LikelihoodModule):
         terms = -F.binary_cross_entropy_with_logits(self.logits(inputs), inputs, reduction="none")  # (B, D)
         return terms.view(levels.shape[0], *levels.shape[2:], levels.shape[1]).permute(0, 3, 1, 2)
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         return self.log_conditionals(x, labels).flatten(1).sum(1)
 
     @torch.no_grad()

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from lightning_gen.models.base import LikelihoodModule, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule, from_levels, to_levels
 from lightning_gen.nn.pixelrnn import PixelRNNNet
 
 
@@ -76,7 +76,7 @@ class _PixelRNN(LikelihoodModule):
             return -F.binary_cross_entropy_with_logits(logits[:, :, 0], levels.to(logits.dtype), reduction="none")
         return logits.log_softmax(2).gather(2, levels.unsqueeze(2)).squeeze(2)  # (B, C, H, W)
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         return self.log_conditionals(x, labels).sum((1, 2, 3))
 
     @torch.no_grad()

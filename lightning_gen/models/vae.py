@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from lightning_gen.models.base import GenerativeModule, bits_per_dim, from_levels, to_levels
+from lightning_gen.models.base import Estimate, GenerativeModule, bits_per_dim, from_levels, to_levels
 from lightning_gen.nn.conv import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
 LIKELIHOODS = ("bernoulli", "categorical", "logistic")
@@ -234,9 +234,14 @@ class _LatentModel(GenerativeModule):
         """Integer levels -> encoder inputs in [-1, 1], in the weights' dtype."""
         return levels.to(self.dtype) * (2.0 / (self.num_levels - 1)) - 1.0
 
+    has_representation = True
+
     def encode(self, x: Tensor) -> Tensor:
         """uint8 ``(N, C, H, W)`` -> codes ``(N, z_dim)`` float: the representation the linear probe reads."""
         raise NotImplementedError
+
+    def representation(self, x: Tensor) -> Tensor:
+        return self.encode(x)
 
     def decode_mean(self, z: Tensor) -> Tensor:
         """Codes ``(N, z_dim)`` -> the decoder's mean images as uint8 0..255 (for pictures, not samples)."""
@@ -281,7 +286,6 @@ class VAE(_LatentModel):
     """
 
     likelihood_kind = "importance-weighted"
-    estimates_log_prob = True
 
     def __init__(
         self,
@@ -426,23 +430,29 @@ class VAE(_LatentModel):
             return self.beta
         return self.beta * min(1.0, (self.global_step + 1) / self.kl_warmup_steps)
 
+    def resolve_estimate(self, estimate: Estimate | None = None) -> Estimate:
+        estimate = estimate or Estimate()
+        return Estimate(k=self.iw_samples if estimate.k is None else int(estimate.k), seed=estimate.seed,
+                        chunk=self.iw_chunk_size if estimate.chunk is None else int(estimate.chunk))
+
+    def likelihood_protocol(self, estimate: Estimate | None = None) -> str:
+        return f"importance-weighted k={self.resolve_estimate(estimate).k}"
+
     @torch.no_grad()
-    def log_prob(self, x: Tensor, labels: Tensor | None = None, *, k: int | None = None,
-                 chunk_size: int | None = None, seed: int | None = None) -> Tensor:
-        """Importance-weighted estimate of ``log p(x)`` in nats, ``(N,)`` float64, with ``k`` samples from
+    def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
+        """Importance-weighted estimate of ``log p(x)`` in nats, ``(N,)`` float64, with ``estimate.k`` samples from
         ``q(z | x)`` (default ``iw_samples``) [2]: a stochastic lower bound whose bias shrinks as ``k`` grows.
 
-        An image's samples are keyed on ``(seed, the image)`` (:func:`image_keys`, :class:`KeyedNormal`): for a
-        given ``seed`` its estimate does not depend on the batch, the rank or ``chunk_size`` (default
+        An image's samples are keyed on ``(estimate.seed, the image)`` (:func:`image_keys`, :class:`KeyedNormal`):
+        for a given seed its estimate does not depend on the batch, the rank or ``estimate.chunk`` (default
         ``iw_chunk_size``), which caps the decoder evaluations made at once (samples times images). Without a
-        ``seed`` one is drawn from the global RNG: a fresh estimate per call. The benchmark and the test step pass
+        seed one is drawn from the global RNG: a fresh estimate per call. The benchmark and the test step pass
         their seed. No gradients: this is an evaluation, use :meth:`elbo_terms` to train. ``labels`` are ignored
         (the model is unconditional).
         """
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, ()).item())
-        k = self.iw_samples if k is None else int(k)
-        chunk_size = self.iw_chunk_size if chunk_size is None else int(chunk_size)
+        estimate = self.resolve_estimate(estimate)
+        seed = int(torch.randint(0, 2**62, ()).item()) if estimate.seed is None else estimate.seed
+        k, chunk_size = estimate.k, estimate.chunk
         levels = self._levels(x)
         mean, logvar = self._posterior(levels)
         std = torch.exp(0.5 * logvar)
@@ -498,9 +508,9 @@ class VAE(_LatentModel):
             recon, kl = self.elbo_terms(x)
             values = {"elbo_nats": recon + kl, "recon_nats": recon, "kl_nats": kl}
             if stage == "test":
-                values["nll_nats"] = -self.log_prob(x, seed=0)
+                values["nll_nats"] = -self.log_prob(x, estimate=Estimate(seed=0))
             elif self.train_samples > 1:  # the training objective, to select checkpoints by
-                values["iwae_nats"] = -self.log_prob(x, k=self.train_samples, seed=0)
+                values["iwae_nats"] = -self.log_prob(x, estimate=Estimate(k=self.train_samples, seed=0))
         self.accumulate_eval(stage, values, batch_idx, dataloader_idx)
 
     def _log_eval(self, stage: str) -> None:
