@@ -30,6 +30,7 @@ from torch import Tensor
 from torch.utils.data import DistributedSampler
 
 from lightning_gen import compat
+from lightning_gen.nn.pixels import from_levels, to_levels  # noqa: F401  (re-exported: the image currency)
 
 
 class NoLikelihoodError(TypeError):
@@ -71,25 +72,6 @@ class Estimate:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ValueError(f"Estimate.{name} must be a positive integer, got {value!r}")
-
-
-def to_levels(x: Tensor, num_levels: int) -> Tensor:
-    """uint8 images in 0..255 -> integer level indices in 0..num_levels-1 (int64)."""
-    if x.dtype != torch.uint8:
-        raise TypeError(f"expected uint8 images in 0..255, got dtype {x.dtype}; convert with (x * 255).round().to(torch.uint8)")
-    if num_levels == 256:
-        return x.long()
-    # Round to the nearest level so that 0/255 binary images map to exactly 0/1: floor((x (L-1) + 127) / 255).
-    # Computed in float32, 3x faster than int64 division on a CPU and exact: the numerators are integers below
-    # 2^16, and a quotient that is not an integer lies at least 1/255 from one, far beyond float32 rounding.
-    return (x.float() * (num_levels - 1) + 127).div_(255).floor_().long()
-
-
-def from_levels(levels: Tensor, num_levels: int) -> Tensor:
-    """Integer level indices in 0..num_levels-1 -> uint8 images in 0..255."""
-    if num_levels == 256:
-        return levels.to(torch.uint8)
-    return torch.div(levels.long() * 255 + (num_levels - 1) // 2, num_levels - 1, rounding_mode="floor").to(torch.uint8)
 
 
 def bits_per_dim(nll_nats: Tensor, num_dims: int) -> Tensor:
@@ -302,9 +284,15 @@ class LikelihoodModule(GenerativeModule):
     ``bf16-mixed`` a random PixelCNN scored 8.0706 bits/dim against 8.0662 in float32), and the logged value is the
     float64 sum of every image's NLL over all ranks divided by the number of images, each counted once (the repeats a
     ``DistributedSampler`` pads with are left out), not a mean of per-rank means.
+
+    A subclass with more to report per image (a VAE's negative ELBO, or a likelihood too costly for every
+    validation) overrides :meth:`eval_names` and :meth:`eval_values`; the steps, the exact means and the logging
+    stay here. Each name is logged as ``{stage}/{name}``, and those in :attr:`bpd_names` also in bits/dim.
     """
 
     likelihood_kind = "exact"
+    #: Evaluation values (nats per image) that are also logged in bits per dimension, ``{stage}/{stem}_bpd``.
+    bpd_names: ClassVar[tuple[str, ...]] = ("nll_nats",)
 
     def _nll(self, x: Tensor, y: Tensor) -> Tensor:
         return -self.log_prob(x, y if self.conditional else None)  # (B,) nats per image
@@ -319,17 +307,28 @@ class LikelihoodModule(GenerativeModule):
         # Per-dimension loss keeps the learning rate independent of the image size.
         return mean_nll / self.num_dims
 
+    def eval_names(self, stage: str) -> tuple[str, ...]:
+        """The names :meth:`eval_values` returns at ``stage`` ("val" or "test"), the same on every rank."""
+        return ("nll_nats",)
+
+    def eval_values(self, x: Tensor, y: Tensor, stage: str) -> dict[str, Tensor]:
+        """Per-image evaluation values ``(B,)`` of one batch, named by :meth:`eval_names`; run in float32 with
+        autocast off."""
+        return {"nll_nats": self._nll(x, y)}
+
     def _eval_step(self, batch, stage: str, batch_idx: int, dataloader_idx: int) -> None:
         x, y = batch
         with torch.autocast(self.device.type, enabled=False):
-            nll = self._nll(x, y)
-        self.accumulate_eval(stage, {"nll_nats": nll}, batch_idx, dataloader_idx)
+            values = self.eval_values(x, y, stage)
+        self.accumulate_eval(stage, values, batch_idx, dataloader_idx)
 
     def _log_eval(self, stage: str) -> None:
-        nll = self.eval_means(stage, ("nll_nats",))["nll_nats"]
-        # Every rank holds the same global value; sync_dist only keeps Lightning from warning about it.
-        self.log(f"{stage}/nll_nats", nll, sync_dist=True)
-        self.log(f"{stage}/nll_bpd", bits_per_dim(nll, self.num_dims), prog_bar=True, sync_dist=True)
+        for name, mean in self.eval_means(stage, self.eval_names(stage)).items():
+            # Every rank holds the same global value; sync_dist only keeps Lightning from warning about it.
+            self.log(f"{stage}/{name}", mean, sync_dist=True)
+            if name in self.bpd_names:
+                self.log(f"{stage}/{name.removesuffix('_nats')}_bpd", bits_per_dim(mean, self.num_dims),
+                         prog_bar=True, sync_dist=True)
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         self._eval_step(batch, "val", batch_idx, dataloader_idx)

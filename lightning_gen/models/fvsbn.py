@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from lightning_gen.models.base import Estimate, LikelihoodModule, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule
 from lightning_gen.nn.masked import MaskedLinear
+from lightning_gen.nn.pixels import default_head, from_levels, raster_flatten, raster_unflatten, to_levels
 
 
 class FVSBN(LikelihoodModule):
@@ -45,16 +45,9 @@ class FVSBN(LikelihoodModule):
     ) -> None:
         super().__init__(image_shape, num_levels, num_classes, optimizer)
         self.save_hyperparameters()
-        self.outputs_per_pixel = 1 if self.num_levels == 2 else self.num_levels
+        self.head = default_head(self.num_levels)
+        self.outputs_per_pixel = self.head.params_per_subpixel
         self.net = MaskedLinear(MaskedLinear.autoregressive_mask(self.num_dims, self.outputs_per_pixel))
-
-    def _flatten(self, levels: Tensor) -> Tensor:
-        # (B, C, H, W) -> (B, H, W, C) -> (B, D): raster order, channels innermost
-        return levels.permute(0, 2, 3, 1).reshape(levels.shape[0], -1)
-
-    def _unflatten(self, flat: Tensor) -> Tensor:
-        c, h, w = self.image_shape
-        return flat.reshape(-1, h, w, c).permute(0, 3, 1, 2)
 
     def _inputs(self, levels: Tensor) -> Tensor:
         return levels.float() / (self.num_levels - 1)
@@ -62,12 +55,9 @@ class FVSBN(LikelihoodModule):
     def log_conditionals(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """``log p(x_i | x_<i)`` of every sub-pixel of the uint8 images ``x``, ``(B, C, H, W)``: the factors of the
         likelihood in the model's ordering (:meth:`log_prob` is their sum)."""
-        levels = self._flatten(to_levels(self.check_images(x), self.num_levels))  # (B, D)
-        logits = self.net(self._inputs(levels))
-        if self.num_levels == 2:
-            return self._unflatten(-F.binary_cross_entropy_with_logits(logits, levels.float(), reduction="none"))
-        logp = logits.view(-1, self.num_dims, self.num_levels).log_softmax(-1)  # (B, D, L)
-        return self._unflatten(logp.gather(-1, levels.unsqueeze(-1)).squeeze(-1))
+        levels = raster_flatten(to_levels(self.check_images(x), self.num_levels))  # (B, D)
+        logits = self.net(self._inputs(levels)).view(-1, self.num_dims, self.outputs_per_pixel)  # (B, D, P)
+        return raster_unflatten(self.head.log_prob(logits, levels), self.image_shape)
 
     def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         return self.log_conditionals(x, labels).flatten(1).sum(1)
@@ -83,8 +73,9 @@ class FVSBN(LikelihoodModule):
             # Only the block of output rows for pixel i is needed: O(D) work per pixel instead of O(D^2).
             logits = inputs @ weight[i * p : (i + 1) * p].T + self.net.bias[i * p : (i + 1) * p]  # (n, P)
             if self.num_levels == 2:
-                levels[:, i] = torch.bernoulli(torch.sigmoid(logits[:, 0]), generator=generator).long()
-            else:
-                levels[:, i] = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+                u = torch.rand(n, generator=generator, device=self.device, dtype=logits.dtype)
+                levels[:, i] = self.head.sample(logits, u)
+            else:  # torch's multinomial (an exponential race), not the head's inverse CDF: the published samples
+                levels[:, i] = torch.multinomial(self.head.probs(logits), 1, generator=generator).squeeze(1)
             inputs[:, i] = levels[:, i].float() / (self.num_levels - 1)
-        return from_levels(self._unflatten(levels), self.num_levels)
+        return from_levels(raster_unflatten(levels, self.image_shape), self.num_levels)

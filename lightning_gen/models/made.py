@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_gen.models.base import Estimate, LikelihoodModule, bits_per_dim, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule, bits_per_dim
+from lightning_gen.nn.pixels import Bernoulli, from_levels, raster_flatten, raster_unflatten, to_levels
 
 
 def require_binary(model_name: str, num_levels: int) -> None:
@@ -120,6 +121,7 @@ class MADE(LikelihoodModule):
         self.hidden_sizes = [int(h) for h in hidden_sizes]
         self.num_masks = int(num_masks)
         self.order_agnostic = bool(order_agnostic)
+        self.head = Bernoulli()
         sizes = [self.num_dims, *self.hidden_sizes, self.num_dims]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.direct = nn.Linear(self.num_dims, self.num_dims, bias=False) if direct_connection else None
@@ -139,9 +141,11 @@ class MADE(LikelihoodModule):
                                  .float(), persistent=False)  # (K, D, D)
 
     def _flatten(self, x: Tensor) -> Tensor:
-        # (B, C, H, W) -> (B, H, W, C) -> (B, D): raster order, channels innermost (as FVSBN)
-        levels = to_levels(self.check_images(x), self.num_levels)
-        return levels.permute(0, 2, 3, 1).reshape(x.shape[0], -1).to(self.layers[0].weight.dtype)
+        return raster_flatten(to_levels(self.check_images(x), self.num_levels)).to(self.layers[0].weight.dtype)
+
+    def _log_conditionals(self, inputs: Tensor, mask: int) -> Tensor:
+        """``(B, D)``: ``log p(x_d | x_<o(d)>)`` of the flattened 0/1 ``inputs`` under mask ``mask``."""
+        return self.head.log_prob(self.logits(inputs, mask).unsqueeze(-1), inputs)
 
     def logits(self, inputs: Tensor, mask: int) -> Tensor:
         """Bernoulli logits ``(B, D)`` of 0/1 float ``inputs`` ``(B, D)`` under mask ``mask``."""
@@ -157,9 +161,7 @@ class MADE(LikelihoodModule):
     def log_prob_per_mask(self, x: Tensor) -> Tensor:
         """``(K, N)``: each image's log-likelihood (nats) under each of the ``num_masks`` masks."""
         inputs = self._flatten(x)
-        return torch.stack([
-            -F.binary_cross_entropy_with_logits(self.logits(inputs, k), inputs, reduction="none").sum(1)
-            for k in range(self.num_masks)])
+        return torch.stack([self._log_conditionals(inputs, k).sum(1) for k in range(self.num_masks)])
 
     def log_conditionals(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """``log p(x_d | x_<o(d)>)`` of every pixel under the one mask, ``(B, C, H, W)``; the mixture of several
@@ -167,10 +169,7 @@ class MADE(LikelihoodModule):
         if self.num_masks != 1:
             raise ValueError(f"a mixture of {self.num_masks} masks has no per-pixel factorisation; "
                              "log_conditionals needs num_masks=1")
-        inputs = self._flatten(x)
-        terms = -F.binary_cross_entropy_with_logits(self.logits(inputs, 0), inputs, reduction="none")  # (B, D)
-        c, h, w = self.image_shape
-        return terms.view(-1, h, w, c).permute(0, 3, 1, 2)  # (B, D) -> (B, C, H, W)
+        return raster_unflatten(self._log_conditionals(self._flatten(x), 0), self.image_shape)
 
     def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         """Log-likelihood of the mask ensemble: ``log (1/K) sum_k p_k(x)`` (exact; one mask when K = 1)."""
@@ -182,8 +181,7 @@ class MADE(LikelihoodModule):
             return super().training_step(batch, batch_idx)
         x, _ = batch
         inputs = self._flatten(x)
-        logits = self.logits(inputs, self.global_step % self.num_masks)
-        mean_nll = F.binary_cross_entropy_with_logits(logits, inputs, reduction="none").sum(1).mean()
+        mean_nll = -self._log_conditionals(inputs, self.global_step % self.num_masks).sum(1).mean()
         if self.logs_this_step():
             self.log("train/nll_nats", mean_nll.detach(), batch_size=x.shape[0])
             self.log("train/nll_bpd", bits_per_dim(mean_nll.detach(), self.num_dims), prog_bar=True,
@@ -203,9 +201,7 @@ class MADE(LikelihoodModule):
                 continue
             inputs = torch.zeros(rows.numel(), self.num_dims, device=self.device, dtype=dtype)
             for d in self.input_degrees[k].argsort().tolist():  # pixels in the order of mask k
-                p = torch.sigmoid(self.logits(inputs, k)[:, d])
-                inputs[:, d] = torch.bernoulli(p, generator=generator)
+                u = torch.rand(rows.numel(), generator=generator, device=self.device, dtype=dtype)
+                inputs[:, d] = self.head.sample(self.logits(inputs, k)[:, d : d + 1], u)
             flat[rows] = inputs
-        c, h, w = self.image_shape
-        levels = flat.long().reshape(n, h, w, c).permute(0, 3, 1, 2)  # (n, D) -> (n, C, H, W)
-        return from_levels(levels, self.num_levels)
+        return from_levels(raster_unflatten(flat.long(), self.image_shape), self.num_levels)

@@ -32,12 +32,12 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_gen.models.base import Estimate, LikelihoodModule, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule
 from lightning_gen.models.made import require_binary
+from lightning_gen.nn.pixels import Bernoulli, from_levels, raster_flatten, raster_unflatten, to_levels
 
 
 class _NADELogits(torch.autograd.Function):
@@ -99,6 +99,7 @@ class NADE(LikelihoodModule):
         if hidden_size <= 0:
             raise ValueError(f"hidden_size must be positive, got {hidden_size}")
         self.hidden_size = int(hidden_size)
+        self.head = Bernoulli()
         d, h = self.num_dims, self.hidden_size
         # nn.Linear's initialisation: uniform(+-1/sqrt(fan_in)); W_d is the input weight of pixel d, V_d its output.
         self.W = nn.Parameter(torch.empty(d, h).uniform_(-d ** -0.5, d ** -0.5))
@@ -113,10 +114,9 @@ class NADE(LikelihoodModule):
     def log_conditionals(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """``log p(x_i | x_<i)`` of every sub-pixel of the uint8 images ``x``, ``(B, C, H, W)``: the factors of the
         likelihood in the model's ordering (:meth:`log_prob` is their sum)."""
-        levels = to_levels(self.check_images(x), self.num_levels)
-        inputs = levels.permute(0, 2, 3, 1).reshape(x.shape[0], -1).to(self.W.dtype)  # (B, C, H, W) -> (B, D)
-        terms = -F.binary_cross_entropy_with_logits(self.logits(inputs), inputs, reduction="none")  # (B, D)
-        return terms.view(levels.shape[0], *levels.shape[2:], levels.shape[1]).permute(0, 3, 1, 2)
+        inputs = raster_flatten(to_levels(self.check_images(x), self.num_levels)).to(self.W.dtype)  # (B, D)
+        terms = self.head.log_prob(self.logits(inputs).unsqueeze(-1), inputs)  # (B, D)
+        return raster_unflatten(terms, self.image_shape)
 
     def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         return self.log_conditionals(x, labels).flatten(1).sum(1)
@@ -127,9 +127,8 @@ class NADE(LikelihoodModule):
         a = self.c.expand(n, -1).clone()  # (n, H)
         flat = torch.zeros(n, self.num_dims, device=self.device, dtype=self.W.dtype)
         for d in range(self.num_dims):
-            p = torch.sigmoid(torch.sigmoid(a) @ self.V[d] + self.b[d])
-            flat[:, d] = torch.bernoulli(p, generator=generator)
+            logit = torch.sigmoid(a) @ self.V[d] + self.b[d]  # (n,)
+            u = torch.rand(n, generator=generator, device=self.device, dtype=logit.dtype)
+            flat[:, d] = self.head.sample(logit.unsqueeze(-1), u)
             a.addr_(flat[:, d], self.W[d])
-        c, h, w = self.image_shape
-        levels = flat.long().reshape(n, h, w, c).permute(0, 3, 1, 2)  # (n, D) -> (n, C, H, W)
-        return from_levels(levels, self.num_levels)
+        return from_levels(raster_unflatten(flat.long(), self.image_shape), self.num_levels)

@@ -28,12 +28,12 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from lightning_gen.models.base import Estimate, LikelihoodModule, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule
 from lightning_gen.nn.pixelcnn import GatedPixelCNNNet, PixelCNNNet
+from lightning_gen.nn.pixels import PixelHead, default_head, from_levels, to_levels
 
 #: The samplers' precision; see the module docstring.
 SAMPLE_DTYPE = torch.float64
@@ -46,8 +46,12 @@ class _ConvAutoregressive(LikelihoodModule):
     net: PixelCNNNet | GatedPixelCNNNet
 
     @property
+    def head(self) -> PixelHead:
+        return default_head(self.num_levels)
+
+    @property
     def outputs_per_subpixel(self) -> int:
-        return 1 if self.num_levels == 2 else self.num_levels
+        return self.head.params_per_subpixel
 
     def _inputs(self, levels: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         return levels.to(dtype or self.dtype) * (2.0 / (self.num_levels - 1)) - 1.0
@@ -72,20 +76,15 @@ class _ConvAutoregressive(LikelihoodModule):
         likelihood in the model's ordering (:meth:`log_prob` is their sum)."""
         levels = to_levels(self.check_images(x), self.num_levels)  # (B, C, H, W)
         logits = self._run(self.net, self._inputs(levels), self._net_labels(labels, x.shape[0]))  # (B, C, P, H, W)
-        if self.num_levels == 2:
-            return -F.binary_cross_entropy_with_logits(logits[:, :, 0], levels.to(logits.dtype), reduction="none")
-        return logits.log_softmax(2).gather(2, levels.unsqueeze(2)).squeeze(2)  # (B, C, H, W)
+        return self.head.log_prob(logits, levels, dim=2)
 
     def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         return self.log_conditionals(x, labels).flatten(1).sum(1)
 
     def _draw(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
         """One level per row of ``logits`` ``(n, P)``, by inverse CDF from one uniform per row."""
-        u = torch.rand(logits.shape[0], 1, generator=generator, device=self.device, dtype=logits.dtype)
-        if logits.shape[1] == 1:
-            return (u[:, 0] < torch.sigmoid(logits[:, 0])).long()
-        cdf = logits.softmax(-1).cumsum(-1)
-        return (cdf < u).sum(-1).clamp(max=logits.shape[1] - 1)
+        u = torch.rand(logits.shape[0], generator=generator, device=self.device, dtype=logits.dtype)
+        return self.head.sample(logits, u)
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None,

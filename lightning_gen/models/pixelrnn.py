@@ -32,12 +32,12 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from lightning_gen.models.base import Estimate, LikelihoodModule, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule
 from lightning_gen.nn.pixelrnn import PixelRNNNet
+from lightning_gen.nn.pixels import default_head, from_levels, to_levels
 
 
 class _PixelRNN(LikelihoodModule):
@@ -61,8 +61,9 @@ class _PixelRNN(LikelihoodModule):
         if hidden_channels < self.image_shape[0]:
             raise ValueError(f"hidden_channels must be at least the number of colours ({self.image_shape[0]}), "
                              f"got {hidden_channels}")
-        self.net = PixelRNNNet(self.image_shape[0], 1 if self.num_levels == 2 else self.num_levels,
-                               hidden_channels, num_layers, self.layer_type)
+        self.head = default_head(self.num_levels)
+        self.net = PixelRNNNet(self.image_shape[0], self.head.params_per_subpixel, hidden_channels, num_layers,
+                               self.layer_type)
 
     def _inputs(self, levels: Tensor, dtype: torch.dtype) -> Tensor:
         return levels.to(dtype) / (self.num_levels - 1)
@@ -72,9 +73,7 @@ class _PixelRNN(LikelihoodModule):
         likelihood in the model's ordering (:meth:`log_prob` is their sum)."""
         levels = to_levels(self.check_images(x), self.num_levels)  # (B, C, H, W)
         logits = self.net(self._inputs(levels, self.dtype))  # (B, C, P, H, W)
-        if self.num_levels == 2:
-            return -F.binary_cross_entropy_with_logits(logits[:, :, 0], levels.to(logits.dtype), reduction="none")
-        return logits.log_softmax(2).gather(2, levels.unsqueeze(2)).squeeze(2)  # (B, C, H, W)
+        return self.head.log_prob(logits, levels, dim=2)
 
     def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         return self.log_conditionals(x, labels).sum((1, 2, 3))
@@ -96,20 +95,13 @@ class _PixelRNN(LikelihoodModule):
             self._sample_fast(net, levels, u)
         return from_levels(levels, self.num_levels)
 
-    def _draw(self, logits: Tensor, u: Tensor) -> Tensor:
-        """Inverse-CDF draw of one sub-pixel per image: ``logits`` ``(n, P)``, ``u`` ``(n,)`` -> levels ``(n,)``."""
-        if self.num_levels == 2:
-            return (u < torch.sigmoid(logits[:, 0])).long()
-        cdf = logits.softmax(-1).cumsum(-1)
-        return (cdf[:, :-1] <= u[:, None]).sum(-1)
-
     def _sample_naive(self, net: PixelRNNNet, levels: Tensor, u: Tensor) -> None:
         _, c, height, width = levels.shape
         x = self._zeros(*levels.shape)
         for i in range(height):
             for j in range(width):
                 for ch in range(c):
-                    levels[:, ch, i, j] = self._draw(net(x)[:, ch, :, i, j], u[:, i, j, ch])
+                    levels[:, ch, i, j] = self.head.sample(net(x)[:, ch, :, i, j], u[:, i, j, ch])
                     x[:, ch, i, j] = levels[:, ch, i, j] / (self.num_levels - 1)
 
     def _sample_fast(self, net: PixelRNNNet, levels: Tensor, u: Tensor) -> None:
@@ -169,7 +161,7 @@ class RowLSTM(_PixelRNN):
                         h, c_new = layer.step(row_inputs[idx][..., j : j + k], gates_above[idx][..., j], c_above[idx][..., j])
                         h_row[idx][..., j], c_row[idx][..., j] = h, c_new
                         f = f + residual.at(h)
-                    level = self._draw(net.logits_at(f)[:, ch], u[:, i, j, ch])
+                    level = self.head.sample(net.logits_at(f)[:, ch], u[:, i, j, ch])
                     self._set_level(levels, x, pad, ch, i, j, level)
             for idx, layer in enumerate(net.layers):
                 gates_above[idx] = layer.state_gates(h_row[idx])
@@ -213,7 +205,7 @@ class DiagonalBiLSTM(_PixelRNN):
                         h, c_new = layer.left_to_right.step(f, h_above[idx][..., j], h_left, c_left)
                         h_row[idx][..., j], c_row[idx][..., j] = h, c_new
                         f = f + residual.at(h + right_above[idx][..., j])
-                    level = self._draw(net.logits_at(f)[:, ch], u[:, i, j, ch])
+                    level = self.head.sample(net.logits_at(f)[:, ch], u[:, i, j, ch])
                     self._set_level(levels, x, pad, ch, i, j, level)
             for idx, layer in enumerate(net.layers):
                 right = self._zeros(n, hidden, width)
