@@ -19,9 +19,10 @@ from contracts import all_levels, assert_sample_contract
 from helpers import CONFIGS, REPO, ddp_fit_states, run_cli
 
 from lightning_gen.models.base import Estimate, NoLikelihoodError
-from lightning_gen.models.vae import (VAE, Autoencoder, KeyedNormal, diagonal_gaussian_log_prob,
-                                      discretized_logistic_log_prob, gaussian_kl_to_standard, image_keys,
-                                      iw_log_likelihood, standard_normal_log_prob)
+from lightning_gen.models.vae import VAE, Autoencoder
+from lightning_gen.nn.latent import (KeyedNormal, diagonal_gaussian_log_prob, gaussian_kl_to_standard, image_keys,
+                                     iw_log_likelihood, standard_normal_log_prob)
+from lightning_gen.nn.pixels import discretized_logistic_log_prob
 from lightning_gen.pictures import latent_pictures
 
 MY_CONFIGS = ["ae_digits", "ae_mnist", "vae_binarized_mnist", "vae_cifar10", "vae_digits", "vae_mnist"]

@@ -12,29 +12,25 @@ autoregressive models' (nats of *discrete* images, bits/dim over the data's leve
 
 - ``"bernoulli"``: one logit per sub-pixel, binary data only (``num_levels=2``);
 - ``"categorical"``: a ``num_levels``-way softmax per sub-pixel;
-- ``"logistic"``: a discretised logistic per sub-pixel (one mean and log-scale), level ``k`` owning the bin
-  ``[c_k - h, c_k + h]`` around its centre ``c_k = 2k / (L - 1) - 1`` with ``h = 1 / (L - 1)``, the lowest and
-  highest levels taking the tails (``(-inf, c_0 + h]`` and ``[c_{L-1} - h, inf)``), as in [3] but one component
-  instead of a mixture.
+- ``"logistic"``: a discretised logistic per sub-pixel (one mean and log-scale) with open edge bins, as in [3]
+  but one component instead of a mixture.
+
+The heads are those of :mod:`lightning_gen.nn.pixels`; the Gaussians, the keyed noise and the importance-weighted
+estimator are in :mod:`lightning_gen.nn.latent`.
 
 Where the code differs from [1]/[2]: the default networks are convolutional (``arch="conv"``, see
 :mod:`lightning_gen.nn.conv`); ``arch="mlp"`` gives the networks of [2]. Validation reports the one-sample ELBO
 (cheap); only the test step and :meth:`VAE.log_prob` pay for the k-sample estimate. Training maximises the
 ELBO (k = 1), optionally with a KL weight ``beta`` [beta-VAE, Higgins et al. 2017] and a linear KL warm-up.
 
-The importance samples of an image are a pure function of ``(seed, the image's bytes, sample index)``
-(:class:`KeyedNormal`), so an image's estimate is the same in any batch, on any rank, with any chunk size, in the
-benchmark and in the test step alike: drawing them from the global RNG (seeded per rank) made an image's estimate
-depend on where it landed (-44.466 nats alone, -44.731 in a batch of 4, k = 50). Keying on the image rather than on
-its position in the split is deliberate: the test step under a ``DistributedSampler`` does not know positions, and a
-split cut differently (``test_size``) keeps each image's estimate. Identical images share their samples.
+The importance samples of an image are keyed on ``(seed, the image)`` (:class:`~lightning_gen.nn.latent.KeyedNormal`),
+so an image's estimate is the same in any batch, on any rank, with any chunk size.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
@@ -42,167 +38,13 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from lightning_gen.models.base import Estimate, GenerativeModule, bits_per_dim, from_levels, to_levels
+from lightning_gen.models.base import Estimate, GenerativeModule, LikelihoodModule
 from lightning_gen.nn.conv import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from lightning_gen.nn.latent import (KeyedNormal, diagonal_gaussian_log_prob, gaussian_kl_to_standard, image_keys,
+                                     iw_log_likelihood, standard_normal_log_prob)
+from lightning_gen.nn.pixels import Categorical, from_levels, pixel_head, to_levels
 
-LIKELIHOODS = ("bernoulli", "categorical", "logistic")
 ARCHS = ("conv", "mlp")
-LOG_2PI = math.log(2 * math.pi)
-#: Lower bound of the logistic's log-scale, as in PixelCNN++: keeps the bins' probabilities from collapsing to 0.
-MIN_LOG_SCALE = -7.0
-MAX_LOG_SCALE = 7.0
-#: Importance samples per noise block of :class:`KeyedNormal`.
-NOISE_BLOCK = 128
-
-
-# ---- densities ---------------------------------------------------------------------------------------------
-def gaussian_kl_to_standard(mean: Tensor, logvar: Tensor) -> Tensor:
-    """``KL(N(mean, diag(exp(logvar))) || N(0, I))`` in nats, summed over the last dimension."""
-    return 0.5 * (logvar.exp() + mean.square() - 1.0 - logvar).sum(-1)
-
-
-def diagonal_gaussian_log_prob(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
-    """``log N(z; mean, diag(exp(logvar)))`` summed over the last dimension (shapes broadcast)."""
-    return -0.5 * (LOG_2PI + logvar + (z - mean).square() * torch.exp(-logvar)).sum(-1)
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """``log N(z; 0, I)`` summed over the last dimension."""
-    return -0.5 * (LOG_2PI + z.square()).sum(-1)
-
-
-def bernoulli_log_prob(levels: Tensor, logits: Tensor) -> Tensor:
-    """Elementwise ``log p(x)`` of 0/1 ``levels`` under Bernoulli(sigmoid(logits)); shapes broadcast."""
-    return levels * logits - F.softplus(logits)
-
-
-def categorical_log_prob(levels: Tensor, logits: Tensor) -> Tensor:
-    """Elementwise ``log p(x)`` of integer ``levels`` ``(...)`` under softmax(``logits`` ``(..., L)``)."""
-    logp = logits.log_softmax(-1)
-    shape = torch.broadcast_shapes(levels.shape, logp.shape[:-1])
-    return logp.expand(*shape, logp.shape[-1]).gather(-1, levels.expand(shape).unsqueeze(-1)).squeeze(-1)
-
-
-def _log1mexp(d: Tensor) -> Tensor:
-    """``log(1 - exp(-d))`` for ``d > 0``, accurate for small and large ``d`` (Maechler 2012).
-
-    Each branch sees inputs clamped to its own range, so the branch ``torch.where`` discards has finite
-    gradients (an infinite one would turn into NaN through the zero mask).
-    """
-    small = d <= math.log(2.0)
-    return torch.where(small, torch.log(-torch.expm1(-d.clamp(max=math.log(2.0)))),
-                       torch.log1p(-torch.exp(-d.clamp(min=math.log(2.0)))))
-
-
-def discretized_logistic_log_prob(levels: Tensor, mean: Tensor, log_scale: Tensor, num_levels: int) -> Tensor:
-    """Elementwise ``log P(level)`` under a logistic(``mean``, ``exp(log_scale)``) on [-1, 1] cut into
-    ``num_levels`` bins, the edge bins taking the tails, so the ``num_levels`` probabilities sum to exactly one.
-
-    The bin probability ``sigmoid(a) - sigmoid(b)`` (``a, b`` the standardised bin edges) is computed as
-    ``sigmoid(a) * sigmoid(-b) * (1 - exp(b - a))`` in log space, which stays accurate far in the tails where the
-    difference of two CDFs rounds to zero; PixelCNN++ falls back to the density at the bin centre there instead.
-    """
-    log_scale = log_scale.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
-    inv_scale = torch.exp(-log_scale)
-    half_width = 1.0 / (num_levels - 1)
-    centre = levels * (2.0 * half_width) - 1.0
-    upper = (centre + half_width - mean) * inv_scale  # a: standardised upper edge
-    lower = (centre - half_width - mean) * inv_scale  # b: standardised lower edge
-    log_cdf_upper = F.logsigmoid(upper)  # log P(X <= upper): the lowest level's probability
-    log_sf_lower = F.logsigmoid(-lower)  # log P(X >= lower): the highest level's probability
-    log_inner = log_cdf_upper + log_sf_lower + _log1mexp(2.0 * half_width * inv_scale)
-    return torch.where(levels == 0, log_cdf_upper, torch.where(levels == num_levels - 1, log_sf_lower, log_inner))
-
-
-# ---- importance-weighted likelihood --------------------------------------------------------------------------
-def _hash63(*parts: bytes) -> int:
-    digest = hashlib.blake2b(b"".join(len(p).to_bytes(4, "little") + p for p in parts), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def image_keys(x: Tensor, seed: int = 0) -> list[int]:
-    """One 63-bit key per image of ``x`` ``(N, ...)``: a hash of ``seed`` and the image's bytes (its position in a
-    batch, split or rank plays no part)."""
-    rows = x.detach().contiguous().cpu().numpy().reshape(x.shape[0], -1)
-    prefix = int(seed).to_bytes(8, "little", signed=True)
-    return [_hash63(prefix, row.tobytes()) for row in rows]
-
-
-class KeyedNormal:
-    """Standard normal noise for ``N`` items where draw ``j`` of item ``n`` is a pure function of ``(keys[n], j)``.
-
-    Draw ``j`` is row ``j % block`` of ``randn(block, dim)`` from a generator seeded by ``(keys[n], j // block)``, so
-    it does not depend on the other items, on how the draws are chunked, or on how many are drawn (``k`` samples are
-    the first ``k`` of any larger ``k``). Numbers differ between a CPU and a CUDA device (their generators differ).
-    Calls that walk through the draws in order reuse the current block.
-    """
-
-    def __init__(self, keys: Sequence[int], dim: int, *, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, block: int = NOISE_BLOCK) -> None:
-        self.keys, self.dim, self.block = [int(k) for k in keys], int(dim), int(block)
-        self.device, self.dtype = torch.device(device), dtype
-        self._generator = torch.Generator(device=self.device)
-        self._cached: tuple[int, Tensor | None] = (-1, None)
-
-    def _block(self, b: int) -> Tensor:
-        if self._cached[0] != b:
-            rows = []
-            for key in self.keys:
-                seed = _hash63(key.to_bytes(8, "little", signed=True), b.to_bytes(8, "little"))
-                self._generator.manual_seed(seed)
-                rows.append(torch.randn(self.block, self.dim, generator=self._generator, device=self.device,
-                                        dtype=self.dtype))
-            self._cached = (b, torch.stack(rows, 1))  # N x (block, D) -> (block, N, D)
-        return self._cached[1]
-
-    def __call__(self, start: int, m: int) -> Tensor:
-        """Draws ``start .. start + m - 1`` of every item: ``(m, N, dim)``."""
-        parts, j = [], start
-        while j < start + m:
-            b, offset = divmod(j, self.block)
-            take = min(self.block - offset, start + m - j)
-            parts.append(self._block(b)[offset:offset + take])
-            j += take
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
-
-
-def iw_log_likelihood(
-    log_joint: Callable[[Tensor], Tensor],
-    q_sample: Callable[[int, int], Tensor],
-    q_log_prob: Callable[[Tensor], Tensor],
-    k: int,
-    *,
-    chunk_size: int | None = None,
-) -> Tensor:
-    """The importance-weighted estimate ``log (1/k) sum_i p(x, z_i) / q(z_i | x)``, ``z_i ~ q(z | x)`` [2].
-
-    Its expectation is a lower bound on ``log p(x)`` that rises with ``k`` and reaches it as ``k -> inf``; ``k = 1``
-    is the ELBO's one-sample estimate.
-
-    Args:
-        log_joint: ``z (m, N, D) -> log p(x, z) (m, N)`` for the ``N`` data points.
-        q_sample: ``(start, m) -> z (m, N, D)``: importance samples ``start .. start + m - 1`` of each data point,
-            drawn from its proposal ``q(z | x)``; the estimate is as reproducible as these draws are (a
-            :class:`KeyedNormal` makes them a function of the sample index, whatever the chunking).
-        q_log_prob: ``z (m, N, D) -> log q(z | x) (m, N)``.
-        k: number of importance samples.
-        chunk_size: samples evaluated at once (default all ``k``): memory is bounded by ``chunk_size``, not ``k``.
-
-    Returns:
-        ``(N,)`` float64. The log-sum-exp runs across chunks in float64.
-    """
-    if k < 1:
-        raise ValueError(f"k must be a positive number of samples, got {k}")
-    chunk_size = k if chunk_size is None else int(chunk_size)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    total: Tensor | None = None
-    for start in range(0, k, chunk_size):
-        z = q_sample(start, min(chunk_size, k - start))  # (m, N, D)
-        log_w = (log_joint(z) - q_log_prob(z)).double()  # (m, N)
-        chunk_total = torch.logsumexp(log_w, 0)
-        total = chunk_total if total is None else torch.logaddexp(total, chunk_total)
-    return total - math.log(k)
 
 
 # ---- models --------------------------------------------------------------------------------------------------
@@ -252,7 +94,7 @@ class _LatentModel(GenerativeModule):
         raise NotImplementedError
 
 
-class VAE(_LatentModel):
+class VAE(_LatentModel, LikelihoodModule):
     """Variational autoencoder [1] with a diagonal Gaussian ``q(z | x)``, an ``N(0, I)`` prior and a Bernoulli,
     categorical or discretised-logistic ``p(x | z)``.
 
@@ -286,6 +128,7 @@ class VAE(_LatentModel):
     """
 
     likelihood_kind = "importance-weighted"
+    bpd_names = ("nll_nats", "elbo_nats")
 
     def __init__(
         self,
@@ -317,17 +160,16 @@ class VAE(_LatentModel):
                              f"separate KL term for beta={beta} or kl_warmup_steps={kl_warmup_steps} to weight; use "
                              f"beta 1 and no warm-up, or train_samples 1")
         self.train_samples = int(train_samples)
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
         if likelihood == "bernoulli" and self.num_levels != 2:
             raise ValueError(f"likelihood 'bernoulli' needs binary data (num_levels=2), but the data has "
                              f"{self.num_levels} levels; use 'categorical' or 'logistic', or binarized data")
+        self.head = pixel_head(likelihood, self.num_levels)
         if beta < 0 or kl_warmup_steps < 0:
             raise ValueError(f"beta and kl_warmup_steps must be non-negative, got {beta} and {kl_warmup_steps}")
         if iw_samples < 1 or iw_chunk_size < 1:
             raise ValueError(f"iw_samples and iw_chunk_size must be positive, got {iw_samples} and {iw_chunk_size}")
         self.likelihood = likelihood
-        self.params_per_subpixel = {"bernoulli": 1, "categorical": self.num_levels, "logistic": 2}[likelihood]
+        self.params_per_subpixel = self.head.params_per_subpixel
         self.beta, self.kl_warmup_steps = float(beta), int(kl_warmup_steps)
         self.iw_samples, self.iw_chunk_size = int(iw_samples), int(iw_chunk_size)
         self._build(2 * z_dim, self.image_shape[0] * self.params_per_subpixel, z_dim=z_dim, arch=arch,
@@ -355,43 +197,27 @@ class VAE(_LatentModel):
     def pixel_log_prob(self, out: Tensor, levels: Tensor) -> Tensor:
         """``log p(x | z)`` summed over the sub-pixels: decoder output ``(..., C * P, H, W)`` and integer levels
         ``(..., C, H, W)`` (leading dimensions broadcast) -> ``(...)``."""
-        params = self._pixel_params(out)
-        if self.likelihood == "bernoulli":
-            logp = bernoulli_log_prob(levels.to(params.dtype), params[..., 0])
-        elif self.likelihood == "categorical":
-            logp = categorical_log_prob(levels, params)
-        else:
-            logp = discretized_logistic_log_prob(levels.to(params.dtype), params[..., 0], params[..., 1],
-                                                 self.num_levels)
+        logp = self.head.log_prob(self._pixel_params(out), levels)
         return logp.flatten(-3).sum(-1)
 
     @torch.no_grad()
     def _draw_pixels(self, out: Tensor, generator: torch.Generator | None) -> Tensor:
         """A draw of integer levels ``(N, C, H, W)`` from ``p(x | z)``, decoder output ``out``."""
         params = self._pixel_params(out)
-        if self.likelihood == "bernoulli":
-            return torch.bernoulli(torch.sigmoid(params[..., 0]), generator=generator).long()
-        u = torch.rand(params.shape if self.likelihood == "categorical" else params.shape[:-1],
-                       generator=generator, device=out.device).clamp(1e-6, 1 - 1e-6)
-        if self.likelihood == "categorical":
-            return (params - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max
-        # Inverse CDF of the logistic, then the bin it falls in; the clamp gives the edge levels their tails.
-        mean, log_scale = params[..., 0], params[..., 1].clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
-        x = mean + log_scale.exp() * (torch.log(u) - torch.log1p(-u))
-        return torch.round((x + 1.0) * (self.num_levels - 1) / 2.0).clamp(0, self.num_levels - 1).long()
+        u = torch.rand(params.shape if isinstance(self.head, Categorical) else params.shape[:-1],
+                       generator=generator, device=out.device)
+        if isinstance(self.head, Categorical):
+            # Gumbel-max from one uniform per level, not the head's inverse CDF: the published samples (and FIDs)
+            # were drawn this way.
+            u = u.clamp(1e-6, 1 - 1e-6)
+            return (params - torch.log(-torch.log(u))).argmax(-1)
+        return self.head.sample(params, u)
 
     @torch.no_grad()
     def decode_mean(self, z: Tensor) -> Tensor:
         """The mean of ``p(x | z)`` as an 8-bit grey image (Bernoulli: the probabilities; logistic: the location,
         clamped to the pixel range), for reconstructions, interpolations and the manifold picture."""
-        params = self._pixel_params(self.decoder(z))
-        if self.likelihood == "bernoulli":
-            mean01 = torch.sigmoid(params[..., 0])
-        elif self.likelihood == "categorical":
-            grid = torch.arange(self.num_levels, device=z.device, dtype=params.dtype) / (self.num_levels - 1)
-            mean01 = params.softmax(-1) @ grid
-        else:
-            mean01 = (params[..., 0].clamp(-1, 1) + 1) / 2
+        mean01 = self.head.mean(self._pixel_params(self.decoder(z)))
         return (mean01 * 255).round().to(torch.uint8)
 
     def prior_transform(self, eps: Tensor) -> Tensor:
@@ -501,48 +327,26 @@ class VAE(_LatentModel):
         # Per-dimension loss keeps the learning rate independent of the image size.
         return (recon + weight * kl).mean() / self.num_dims
 
-    def _eval_step(self, x: Tensor, stage: str, batch_idx: int, dataloader_idx: int) -> None:
-        # float32 with autocast off and each image counted once over all ranks: the benchmark's numbers (see
-        # LikelihoodModule); the test NLL uses the benchmark's default seed, so it equals the benchmark's estimate.
-        with torch.autocast(self.device.type, enabled=False):
-            recon, kl = self.elbo_terms(x)
-            values = {"elbo_nats": recon + kl, "recon_nats": recon, "kl_nats": kl}
-            if stage == "test":
-                values["nll_nats"] = -self.log_prob(x, estimate=Estimate(seed=0))
-            elif self.train_samples > 1:  # the training objective, to select checkpoints by
-                values["iwae_nats"] = -self.log_prob(x, estimate=Estimate(k=self.train_samples, seed=0))
-        self.accumulate_eval(stage, values, batch_idx, dataloader_idx)
-
-    def _log_eval(self, stage: str) -> None:
-        names = ["elbo_nats", "recon_nats", "kl_nats"]
+    def eval_names(self, stage: str) -> tuple[str, ...]:
         if stage == "test":
-            names.append("nll_nats")
+            return ("elbo_nats", "recon_nats", "kl_nats", "nll_nats")
+        return ("elbo_nats", "recon_nats", "kl_nats") + (("iwae_nats",) if self.train_samples > 1 else ())
+
+    def eval_values(self, x: Tensor, y: Tensor, stage: str) -> dict[str, Tensor]:
+        """The one-sample negative ELBO and its terms; at test the ``iw_samples`` estimate of the NLL under the
+        benchmark's default seed (so it equals the benchmark's), in validation for ``train_samples > 1`` the
+        training objective (``iwae_nats``, fixed seed), to select checkpoints by."""
+        recon, kl = self.elbo_terms(x)
+        values = {"elbo_nats": recon + kl, "recon_nats": recon, "kl_nats": kl}
+        if stage == "test":
+            values["nll_nats"] = -self.log_prob(x, estimate=Estimate(seed=0))
         elif self.train_samples > 1:
-            names.append("iwae_nats")
-        means = self.eval_means(stage, names)
-        kwargs = dict(sync_dist=True)  # every rank holds the same global value; this only silences a warning
-        self.log(f"{stage}/elbo_nats", means["elbo_nats"], prog_bar=True, **kwargs)
-        self.log(f"{stage}/elbo_bpd", bits_per_dim(means["elbo_nats"], self.num_dims), **kwargs)
-        self.log(f"{stage}/recon_nats", means["recon_nats"], **kwargs)
-        self.log(f"{stage}/kl_nats", means["kl_nats"], **kwargs)
-        if stage == "test":
-            self.log("test/nll_nats", means["nll_nats"], prog_bar=True, **kwargs)
-            self.log("test/nll_bpd", bits_per_dim(means["nll_nats"], self.num_dims), prog_bar=True, **kwargs)
-            self.log("test/iw_samples", float(self.iw_samples), **kwargs)
-        elif "iwae_nats" in means:
-            self.log(f"{stage}/iwae_nats", means["iwae_nats"], prog_bar=True, **kwargs)
-
-    def validation_step(self, batch, batch_idx, dataloader_idx=0):
-        self._eval_step(batch[0], "val", batch_idx, dataloader_idx)
-
-    def test_step(self, batch, batch_idx, dataloader_idx=0):
-        self._eval_step(batch[0], "test", batch_idx, dataloader_idx)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val")
+            values["iwae_nats"] = -self.log_prob(x, estimate=Estimate(k=self.train_samples, seed=0))
+        return values
 
     def on_test_epoch_end(self) -> None:
-        self._log_eval("test")
+        super().on_test_epoch_end()
+        self.log("test/iw_samples", float(self.iw_samples), sync_dist=True)
 
 
 class Autoencoder(_LatentModel):
