@@ -21,9 +21,9 @@ from lightning_gen.app.run import load_model
 from lightning_gen.data import Digits
 from lightning_gen.data.toy import RingOfGaussians, mode_statistics, ring_centers
 from lightning_gen.models.base import NoLikelihoodError
-from lightning_gen.models.gan import (_D_STREAM, _G_STREAM, _STANDING_STREAM, GAN, NonFiniteLossError, _derive_seed,
-                                      discriminator_loss, generator_loss, gradient_penalty_loss)
-from lightning_gen.nn.gan import DCGANDiscriminator, DCGANGenerator, dcgan_plan
+from lightning_gen.models.gan import _D_STREAM, _G_STREAM, _STANDING_STREAM, GAN, NonFiniteLossError, _derive_seed
+from lightning_gen.nn.gan import (DCGANDiscriminator, DCGANGenerator, dcgan_plan, discriminator_loss, generator_loss,
+                                  gradient_penalty_loss)
 
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
          "--trainer.enable_model_summary", "false"]

@@ -24,54 +24,28 @@ Losses, with ``l = D(x)`` the raw discriminator output (a logit for ``objective=
   irrelevant (the minimax and non-saturating forms have the same gradient). Lipschitz control by
   ``clip_value`` [3] or ``gradient_penalty`` [4].
 
-Where this implementation deliberately differs:
+Where this implementation deliberately differs (each note sits with the code it explains):
 
-- Step counting. Lightning counts every optimizer step in ``trainer.global_step``, so one batch followed by a
-  generator step advances it by 2 and ``max_steps=N`` means ``N`` discriminator + generator steps together: about
-  ``N * k / (k + 1)`` batches and ``N / (k + 1)`` generator steps. The generator-step count is the buffer
-  ``g_steps`` (logged as ``train/g_steps``), the discriminator-step count ``d_steps``; both are saved in checkpoints,
-  which hold only what resuming needs.
-- Noise is a pure function of ``(noise_seed, rank, counter)``: each step reseeds a private ``torch.Generator`` from
-  the run's seed, the process rank and the step counter. DDP ranks therefore draw different noise, and a resumed run
-  draws exactly the noise the uninterrupted run would have drawn, with no generator state to save. ``noise_seed``
-  is taken from ``torch.initial_seed()`` (what ``seed_everything`` set) at the first fit and saved as a buffer.
-- Resuming. Checkpoints also carry the global CPU torch RNG state (``gan_rng_state``), restored when a fit resumes,
-  because it drives the order of the default shuffling sampler (and dynamic binarization). Lightning does not
-  restore a plain DataLoader's position inside an epoch, so a resume is bitwise exact on CPU from checkpoints taken
-  at epoch ends; mid-epoch it is exact for the model, optimizers, EMA, counters and noise, not for the data order.
-  (With Lightning 2.6, a first run stopped by ``max_steps`` exactly at an epoch end resumed one batch into a
-  phantom epoch; stop it with ``max_epochs`` instead.)
-- Non-finite values. Before each optimizer step the loss and the gradient norm are checked; a NaN or Inf raises
-  :class:`NonFiniteLossError` naming the loss and the step, before the update, so the weights (and every
-  checkpoint written so far) stay finite.
+- ``trainer.global_step`` counts both optimizers' steps; the GAN's own counters are ``g_steps`` and ``d_steps``
+  (:meth:`GAN.training_step`).
+- Noise is a pure function of ``(noise_seed, rank, counter)`` (:meth:`GAN._noise_generator`), so DDP ranks differ and
+  a resumed run draws the noise the uninterrupted one would have; checkpoints carry the global CPU RNG for the data
+  order (:meth:`GAN.on_load_checkpoint`).
+- A NaN or Inf loss or gradient stops training before the update (:meth:`GAN._check_finite`).
+- Under DDP each backward pass reaches one net, so :meth:`GAN.setup` turns on ``find_unused_parameters``.
+- The EMA generator's BatchNorm statistics are standing statistics of its own weights
+  (:meth:`GAN.refresh_standing_statistics`), not copies of the live generator's.
 - The base class's single ``optimizer`` is used for whichever of ``g_optimizer`` / ``d_optimizer`` is not given.
-- Under DDP each backward pass reaches only one of the two nets, which DDP accepts only with
-  ``find_unused_parameters=True``. :meth:`setup` turns it on before the model is wrapped, so ``strategy: ddp``
-  (e.g. ``configs/trainer/ddp.yaml``) works as ``ddp_find_unused_parameters_true`` does; if a future Lightning
-  stops honouring that, :meth:`on_fit_start` fails with the strategy to use. SyncBatchNorm
-  (``sync_batchnorm: true``) works on GPUs; PyTorch refuses it for CPU processes, so there ``fit`` stops at start-up
-  and names ``--trainer.sync_batchnorm false``.
-- BatchNorm in the EMA generator: its running statistics are *standing statistics* (PyTorch-StudioGAN), recomputed
-  for the EMA weights, not copied from the live generator: copied statistics describe the activations of other
-  weights (those of the live generator at the last step) and an EMA of them would still describe a mix of past
-  live weights. :func:`standing_statistics` resets them and averages the batch statistics (momentum None) of
-  ``standing_batches`` batches of ``standing_batch_size`` noise vectors (class-balanced labels for a conditional
-  model) drawn from a fixed stream of ``noise_seed``, each batch normalised by its own statistics as in training.
-  They are a pure function of the EMA weights, recomputed lazily when the EMA has moved since (:meth:`GAN.generate`,
-  so validation, sampling and the benchmark all see them) and before every checkpoint is written, so resuming stays
-  bitwise exact and a checkpoint's ``generator_ema`` statistics belong to its weights. The pass runs the layers in
-  eval mode with hooks that normalise by the batch, so no SyncBatchNorm collective runs (rank 0 alone may sample).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
@@ -79,7 +53,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lightning_gen import compat
 from lightning_gen.models.base import GenerativeModule, from_levels, to_levels
-from lightning_gen.nn.gan import NORMS, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from lightning_gen.nn.gan import (NORMS, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
+                                  discriminator_loss, generator_loss, gradient_penalty_loss, standing_statistics)
 
 NETS = ("mlp", "dcgan")
 OBJECTIVES = ("bce", "wasserstein")
@@ -88,7 +63,6 @@ BINARY_SAMPLING = ("threshold", "bernoulli")
 
 # Noise streams: each kind of draw has its own counter-based seed sequence.
 _D_STREAM, _G_STREAM, _EVAL_STREAM, _STANDING_STREAM = 0, 1, 2, 3
-_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -104,75 +78,6 @@ def _derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers; distinct tuples give unrelated seeds."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
-
-
-def discriminator_loss(real_scores: Tensor, fake_scores: Tensor, objective: str) -> Tensor:
-    """Discriminator (critic) loss from its raw outputs on a real and a generated batch, ``(B,)`` each."""
-    if objective == "wasserstein":
-        return fake_scores.mean() - real_scores.mean()
-    # -log s(l_real) - log(1 - s(l_fake)), in the numerically stable softplus form
-    return F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean()
-
-
-def generator_loss(fake_scores: Tensor, objective: str, g_loss: str) -> Tensor:
-    """Generator loss from the discriminator's raw outputs on generated images ``(B,)``."""
-    if objective == "wasserstein":
-        return -fake_scores.mean()
-    if g_loss == "minimax":
-        return -F.softplus(fake_scores).mean()  # log(1 - s(l)) = -softplus(l)
-    return F.softplus(-fake_scores).mean()  # -log s(l) = softplus(-l)
-
-
-def gradient_penalty_loss(discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None = None, *,
-                          generator: torch.Generator | None = None) -> Tensor:
-    """WGAN-GP penalty [4]: ``mean((||grad_x D(x_hat)||_2 - 1)^2)`` at ``x_hat = e * real + (1 - e) * fake``,
-    ``e ~ U(0, 1)`` per sample, differentiable (``create_graph=True``) so it can be added to the critic's loss."""
-    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=generator, device=real.device)
-    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(x_hat, labels).sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
-
-
-@torch.no_grad()
-def standing_statistics(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]) -> None:
-    """Set the running statistics of every BatchNorm in ``net`` to the mean of its batch statistics (mean and
-    unbiased variance, as BatchNorm with ``momentum=None`` accumulates them) over ``batches`` of ``(z, labels)``,
-    each batch normalised by its own statistics as in training: PyTorch-StudioGAN's standing statistics.
-
-    The net runs in eval mode with forward hooks that replace each BatchNorm's output by the batch-normalised one,
-    so a SyncBatchNorm starts no collective and the net's other layers stay in eval mode. ``net`` is left in eval
-    mode.
-    """
-    norms = [m for m in net.modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats]
-    if not norms:
-        return
-    sums: dict[nn.Module, list[Tensor]] = {}
-
-    def normalise_by_batch(module, inputs, output):
-        x = inputs[0]
-        dims = [0, *range(2, x.dim())]  # every dimension but the channels
-        mean, var = x.mean(dims), x.var(dims, unbiased=True)
-        if module in sums:
-            sums[module][0] += mean
-            sums[module][1] += var
-        else:
-            sums[module] = [mean.clone(), var.clone()]
-        return F.batch_norm(x, None, None, module.weight, module.bias, True, 0.0, module.eps)
-
-    handles = [m.register_forward_hook(normalise_by_batch) for m in norms]
-    count = 0
-    try:
-        net.eval()
-        for z, labels in batches:
-            net(z, labels)
-            count += 1
-    finally:
-        for h in handles:
-            h.remove()
-    for m in norms:
-        m.running_mean.copy_(sums[m][0] / count)
-        m.running_var.copy_(sums[m][1] / count)
-        m.num_batches_tracked.fill_(count)
 
 
 def _forget_standing_statistics(module: nn.Module, incompatible_keys) -> None:
@@ -210,7 +115,7 @@ class GAN(GenerativeModule):
             after each generator step with decay ``min(ema_decay, (1 + t) / (10 + t))`` at generator step ``t``
             (a warm-up, so early averages are not dominated by the initial weights). Its weights are in the state
             dict (``generator_ema.*``); its BatchNorm statistics are standing statistics of its own weights (see
-            the module docstring).
+            :meth:`refresh_standing_statistics`).
         standing_batches, standing_batch_size: batches of noise behind the EMA generator's standing statistics.
         conditional: condition both nets on the class label (needs ``num_classes > 0``).
         binary_sampling: for binary data (``num_levels=2``), turn the generator's output ``p = (g + 1) / 2`` into
@@ -306,7 +211,7 @@ class GAN(GenerativeModule):
 
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
-        # -1: not yet chosen; set from torch.initial_seed() at the first fit (see the module docstring).
+        # -1: not yet chosen; set from torch.initial_seed() at the first fit (see :meth:`_noise_generator`).
         self.register_buffer("noise_seed", torch.full((), -1, dtype=torch.long))
         self._noise_gen: torch.Generator | None = None
         # The last discriminator step's noise, not saved: lets a test see that DDP ranks draw different noise.
@@ -377,6 +282,10 @@ class GAN(GenerativeModule):
 
     # ---- noise -------------------------------------------------------------------------------------------
     def _noise_generator(self, stream: int, counter: int) -> torch.Generator:
+        """A private generator reseeded from ``(noise_seed, rank, stream, counter)``: DDP ranks draw different noise,
+        and a resumed run draws exactly the noise the uninterrupted run would have drawn, with no generator state
+        to save. ``noise_seed`` is ``torch.initial_seed()`` (what ``seed_everything`` set) at the first fit, saved
+        as a buffer."""
         if self._noise_gen is None or self._noise_gen.device != self.device:
             self._noise_gen = torch.Generator(device=self.device)
         return self._noise_gen.manual_seed(_derive_seed(int(self.noise_seed), self.global_rank, stream, counter))
@@ -391,7 +300,10 @@ class GAN(GenerativeModule):
         return [g_opt, d_opt]
 
     def setup(self, stage: str) -> None:
-        # Called before the strategy wraps the model in DistributedDataParallel (see the module docstring).
+        """Under DDP each backward pass reaches only one of the two nets, which DDP accepts only with
+        ``find_unused_parameters=True``: turned on here, before the strategy wraps the model, so ``strategy: ddp``
+        works as ``ddp_find_unused_parameters_true`` does (:func:`~lightning_gen.compat.ddp_find_unused_parameters`);
+        if a future Lightning stops honouring that, :meth:`on_fit_start` fails naming the strategy to use."""
         if stage == "fit" and compat.ddp_find_unused_parameters(self.trainer.strategy):
             rank_zero_info("GAN: DDP set to find_unused_parameters=True (each backward pass reaches one net)")
 
@@ -472,9 +384,15 @@ class GAN(GenerativeModule):
     @torch.no_grad()
     def refresh_standing_statistics(self, force: bool = False) -> bool:
         """Recompute the EMA generator's BatchNorm statistics for its current weights (:func:`standing_statistics`)
-        unless they are already for them; True if they were recomputed. The noise is a fixed stream of
-        ``noise_seed`` (the same on every rank), so the statistics are a function of the EMA weights alone; the
-        global RNG is not touched."""
+        unless they are already for them; True if they were recomputed.
+
+        Standing statistics (PyTorch-StudioGAN), not copies of the live generator's: those describe the activations
+        of other weights (the live generator's at the last step), and an EMA of them a mix of past live weights.
+        They are recomputed lazily when the EMA has moved (:meth:`generate`, so validation, sampling and the
+        benchmark all see them) and before every checkpoint is written, so a checkpoint's statistics belong to its
+        weights and resuming stays bitwise exact. The noise is a fixed stream of ``noise_seed`` (the same on every
+        rank), so the statistics are a function of the EMA weights alone; the global RNG is not touched, and no
+        SyncBatchNorm collective runs (rank 0 alone may sample)."""
         if self.generator_ema is None or (not force and self._standing_for == int(self.g_steps)):
             return False
         gen = torch.Generator(device=self.device).manual_seed(_derive_seed(int(self.noise_seed), _STANDING_STREAM))
@@ -498,9 +416,15 @@ class GAN(GenerativeModule):
         decay = min(self.ema_decay, (1 + t) / (10 + t))
         for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
             p_ema.lerp_(p, 1.0 - decay)
-        # BatchNorm statistics: not copied from the live generator (see the module docstring).
+        # BatchNorm statistics: not copied from the live generator (see refresh_standing_statistics).
 
     def training_step(self, batch, batch_idx):
+        """One discriminator step on the batch, then a generator step after every ``d_steps_per_g_step``-th.
+
+        Lightning counts every optimizer step in ``trainer.global_step``, so a batch followed by a generator step
+        advances it by 2 and ``max_steps=N`` means about ``N * k / (k + 1)`` batches and ``N / (k + 1)`` generator
+        steps. The GAN's own counts are the buffers ``g_steps`` (logged as ``train/g_steps``) and ``d_steps``.
+        """
         x, y = batch
         real = self.to_model_space(x)
         labels = y if self.conditional else None
@@ -573,6 +497,12 @@ class GAN(GenerativeModule):
                     state[f"generator_ema.{name}"] = buf.detach().clone().to(state[f"generator_ema.{name}"].device)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the global CPU RNG saved by :meth:`on_save_checkpoint` when a fit resumes: it drives the default
+        shuffling sampler's order (and dynamic binarization). Lightning does not restore a plain DataLoader's position
+        inside an epoch, so a resume is bitwise exact on CPU from checkpoints taken at epoch ends; mid-epoch it is
+        exact for the model, optimizers, EMA, counters and noise, not for the data order. (With Lightning 2.6 a first
+        run stopped by ``max_steps`` exactly at an epoch end resumed one batch into a phantom epoch; stop it with
+        ``max_epochs`` instead.)"""
         # Only when resuming a fit: merely loading a model for evaluation must not reset the caller's RNG.
         trainer = compat.attached_trainer(self)
         if trainer is not None and trainer.state.fn == "fit" and "gan_rng_state" in checkpoint:

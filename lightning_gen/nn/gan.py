@@ -4,6 +4,10 @@
 [2] Radford, Metz, Chintala 2015, arXiv 1511.06434 (DCGAN: strided (transposed) convolutions, BatchNorm, ReLU in
     the generator, LeakyReLU(0.2) in the discriminator, tanh output, N(0, 0.02) initialisation).
 [3] Miyato & Koyama 2018, arXiv 1802.05637 (projection discriminator, used here for class conditioning).
+[4] Gulrajani et al. 2017, arXiv 1704.00028 (WGAN-GP: the gradient penalty).
+
+Also here, as plain functions of the nets' raw outputs: the discriminator and generator losses (their math is in
+:mod:`lightning_gen.models.gan`), the gradient penalty and the standing BatchNorm statistics of an EMA generator.
 
 Every generator maps noise ``z (B, z_dim)`` (and labels ``(B,)`` when built with ``num_classes > 0``) to
 ``(B, C, H, W)`` in [-1, 1]; every discriminator maps ``(B, C, H, W)`` (and labels) to one raw score per image,
@@ -24,12 +28,14 @@ Where this differs from [2] on purpose:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 NORMS = ("batch", "layer", "none")
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def _check_norm(norm: str) -> None:
@@ -227,3 +233,73 @@ class DCGANDiscriminator(_Discriminator):
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)
+
+
+# ---- losses and statistics -----------------------------------------------------------------------------------
+def discriminator_loss(real_scores: Tensor, fake_scores: Tensor, objective: str) -> Tensor:
+    """Discriminator (critic) loss from its raw outputs on a real and a generated batch, ``(B,)`` each."""
+    if objective == "wasserstein":
+        return fake_scores.mean() - real_scores.mean()
+    # -log s(l_real) - log(1 - s(l_fake)), in the numerically stable softplus form
+    return F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean()
+
+
+def generator_loss(fake_scores: Tensor, objective: str, g_loss: str) -> Tensor:
+    """Generator loss from the discriminator's raw outputs on generated images ``(B,)``."""
+    if objective == "wasserstein":
+        return -fake_scores.mean()
+    if g_loss == "minimax":
+        return -F.softplus(fake_scores).mean()  # log(1 - s(l)) = -softplus(l)
+    return F.softplus(-fake_scores).mean()  # -log s(l) = softplus(-l)
+
+
+def gradient_penalty_loss(discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None = None, *,
+                          generator: torch.Generator | None = None) -> Tensor:
+    """WGAN-GP penalty [4]: ``mean((||grad_x D(x_hat)||_2 - 1)^2)`` at ``x_hat = e * real + (1 - e) * fake``,
+    ``e ~ U(0, 1)`` per sample, differentiable (``create_graph=True``) so it can be added to the critic's loss."""
+    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=generator, device=real.device)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(x_hat, labels).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+@torch.no_grad()
+def standing_statistics(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]) -> None:
+    """Set the running statistics of every BatchNorm in ``net`` to the mean of its batch statistics (mean and
+    unbiased variance, as BatchNorm with ``momentum=None`` accumulates them) over ``batches`` of ``(z, labels)``,
+    each batch normalised by its own statistics as in training: PyTorch-StudioGAN's standing statistics.
+
+    The net runs in eval mode with forward hooks that replace each BatchNorm's output by the batch-normalised one,
+    so a SyncBatchNorm starts no collective and the net's other layers stay in eval mode. ``net`` is left in eval
+    mode.
+    """
+    norms = [m for m in net.modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats]
+    if not norms:
+        return
+    sums: dict[nn.Module, list[Tensor]] = {}
+
+    def normalise_by_batch(module, inputs, output):
+        x = inputs[0]
+        dims = [0, *range(2, x.dim())]  # every dimension but the channels
+        mean, var = x.mean(dims), x.var(dims, unbiased=True)
+        if module in sums:
+            sums[module][0] += mean
+            sums[module][1] += var
+        else:
+            sums[module] = [mean.clone(), var.clone()]
+        return F.batch_norm(x, None, None, module.weight, module.bias, True, 0.0, module.eps)
+
+    handles = [m.register_forward_hook(normalise_by_batch) for m in norms]
+    count = 0
+    try:
+        net.eval()
+        for z, labels in batches:
+            net(z, labels)
+            count += 1
+    finally:
+        for h in handles:
+            h.remove()
+    for m in norms:
+        m.running_mean.copy_(sums[m][0] / count)
+        m.running_var.copy_(sums[m][1] / count)
+        m.num_batches_tracked.fill_(count)
