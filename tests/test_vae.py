@@ -411,3 +411,28 @@ def test_iwae_validation_reports_its_training_bound(tmp_path):
         expected = -model.log_prob(images, estimate=Estimate(k=5, seed=0)).mean()
         assert trainer.callback_metrics["val/iwae_nats"].item() == pytest.approx(expected.item(), rel=1e-6)
         assert trainer.callback_metrics["val/elbo_nats"].item() > 0
+
+
+def test_the_vae_reports_through_the_likelihood_modules_evaluation(tmp_path):
+    """The VAE's evaluation is LikelihoodModule's steps with its own values: each name the mean of its per-image
+    values, the negative ELBO and the NLL also in bits/dim, and the test NLL the ``iw_samples`` estimate (seed 0)."""
+    import lightning as L
+
+    from lightning_gen.data import Digits
+    from lightning_gen.models.base import LikelihoodModule, bits_per_dim
+
+    data = Digits(batch_size=32, binarize=True)
+    model = VAE((1, 8, 8), 2, arch="mlp", hidden_sizes=[8], z_dim=2, iw_samples=4)
+    assert isinstance(model, LikelihoodModule)
+    trainer = L.Trainer(limit_val_batches=2, limit_test_batches=2, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    val = trainer.validate(model, data, verbose=False)[0]
+    assert set(val) == {"val/elbo_nats", "val/elbo_bpd", "val/recon_nats", "val/kl_nats"}
+    assert val["val/elbo_nats"] == pytest.approx(val["val/recon_nats"] + val["val/kl_nats"], rel=1e-5)
+    test = trainer.test(model, data, verbose=False)[0]
+    assert set(test) == {f"test/{name}" for name in ("elbo_nats", "elbo_bpd", "recon_nats", "kl_nats", "nll_nats",
+                                                    "nll_bpd", "iw_samples")}
+    images = torch.cat([x for x, _ in list(data.test_dataloader())[:2]])
+    expected = -model.log_prob(images, estimate=Estimate(seed=0)).double().mean()
+    assert test["test/nll_nats"] == pytest.approx(expected.item(), rel=1e-6)
+    assert test["test/nll_bpd"] == pytest.approx(bits_per_dim(expected, 64).item(), rel=1e-6)
