@@ -12,9 +12,9 @@ Sampling. ``sample(n, naive=True)`` reruns the whole network on the full image f
 full passes). The default evaluates each layer once per position from cached inputs (``lightning_gen.nn.pixelcnn``:
 :class:`~lightning_gen.nn.pixelcnn.ConvCache`), which computes the same function at a fraction of the cost.
 Both samplers run in float64 on a copy of the network and draw the same random numbers in the same order (one
-``torch.rand`` of shape ``(n, 1)`` per sub-pixel, turned into a level by inverse CDF), so they return the same
-images for the same generator state: the two paths' logits agree to ~1e-15, and a draw could only differ if a
-uniform fell within that distance of a CDF step.
+``torch.rand`` of shape ``(n,)`` per sub-pixel, turned into a level by the inverse CDF of
+:mod:`lightning_gen.nn.pixels`), so they return the same images for the same generator state: the two paths' logits
+agree to ~1e-15, and a draw could only differ if a uniform fell within that distance of a CDF step.
 
 Where this differs from the papers: conditioning is on class labels only (one learned embedding per layer added to
 both stacks' gate pre-activations); Gated PixelCNN has no skip connections to the output; the output layers are
@@ -82,7 +82,7 @@ class _ConvAutoregressive(LikelihoodModule):
         return self.log_conditionals(x, labels).flatten(1).sum(1)
 
     def _draw(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
-        """One level per row of ``logits`` ``(n, P)``, by inverse CDF from one uniform per row."""
+        """One level per row of ``logits`` ``(n, P)``, by the head's inverse CDF from one uniform per row."""
         u = torch.rand(logits.shape[0], generator=generator, device=self.device, dtype=logits.dtype)
         return self.head.sample(logits, u)
 

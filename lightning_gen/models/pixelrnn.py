@@ -18,8 +18,9 @@ cached neighbours: O(layers) work per sub-pixel instead of a pass over the whole
   by one, so it depends on finished rows only: it is run along each row, right to left, once the row is done.
 
 ``naive=True`` reruns the whole net on the whole image for each sub-pixel. Both paths draw from the same
-uniforms (one per sub-pixel, drawn up front) by the inverse CDF, in float64, so with the same generator they
-return identical images: their float64 logits differ by ~1e-15, far below where a draw could flip.
+uniforms (one per sub-pixel, drawn up front) by the inverse CDF of :mod:`lightning_gen.nn.pixels`, in float64, so
+with the same generator they return identical images: their float64 logits differ by ~1e-15, far below where a draw
+could flip.
 
 Deliberate differences from [1]: see :mod:`lightning_gen.nn.pixelrnn` (the Diagonal LSTM's states left of the
 image are zero, forget-gate bias 1). No class conditioning.
