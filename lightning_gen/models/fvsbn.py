@@ -75,7 +75,7 @@ class FVSBN(LikelihoodModule):
             if self.num_levels == 2:
                 u = torch.rand(n, generator=generator, device=self.device, dtype=logits.dtype)
                 levels[:, i] = self.head.sample(logits, u)
-            else:  # torch's multinomial (an exponential race), not the head's inverse CDF: the published samples'
+            else:  # torch.multinomial (an exponential race), not the head's inverse CDF: keeps the published samples
                 levels[:, i] = torch.multinomial(self.head.probs(logits), 1, generator=generator).squeeze(1)
             inputs[:, i] = levels[:, i].float() / (self.num_levels - 1)
         return from_levels(raster_unflatten(levels, self.image_shape), self.num_levels)
