@@ -22,7 +22,8 @@ from helpers import CONFIGS, REPO, run_cli
 from lightning_gen.app.benchmark import main
 from lightning_gen.app.options import model_family
 from lightning_gen.app.wandb_log import offline_location
-from lightning_gen.app.run import load_model, run_dir
+from lightning_gen.app.run import load_model
+from lightning_gen.loggers import checkpoint_run_folder
 from lightning_gen.data import Digits
 from lightning_gen.evaluation import BenchmarkError, check_samples
 from lightning_gen.leaderboard.store import METRIC_KEYS, PROTOCOL_KEYS, Store
@@ -433,8 +434,8 @@ def test_end_to_end_on_trained_checkpoint(trained_fvsbn, tmp_path):
     assert Path(record["sample_grid"]).is_file() and record["created_at"]
     # W&B offline without credentials: a local run is written into the run folder, and the record says where and
     # how to upload it.
-    (offline,) = run_dir(trained_fvsbn).glob("wandb/offline-run-*")
-    assert record["wandb_url"] == offline_location(offline, run_dir(trained_fvsbn))
+    (offline,) = checkpoint_run_folder(trained_fvsbn).glob("wandb/offline-run-*")
+    assert record["wandb_url"] == offline_location(offline, checkpoint_run_folder(trained_fvsbn))
     assert "Testing DataLoader" in proc.stdout  # the progress bar while sampling and evaluating
 
 

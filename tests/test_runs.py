@@ -23,11 +23,12 @@ from helpers import CONFIGS, REPO, run_cli
 from lightning_gen.app.wandb_log import OFFLINE_PREFIX, log_wandb
 from lightning_gen.app.cli import UserError, apply_run_name, main, place_run
 from lightning_gen.app.run import Run
-from lightning_gen.callbacks import SampleMetrics, run_folder
+from lightning_gen.callbacks import SampleMetrics
 from lightning_gen.data import Digits
 from lightning_gen.evaluation import evaluate_model
 from lightning_gen.leaderboard.html import _wandb_cell
-from lightning_gen.loggers import WANDB_RUN_FILE, WandbLogger, read_wandb_run_file, write_wandb_run_file
+from lightning_gen.loggers import (WANDB_RUN_FILE, WandbLogger, read_wandb_run_file, run_folder,
+                                   write_wandb_run_file)
 from lightning_gen.metrics.features import get_extractor
 from lightning_gen.metrics.stats_cache import StatsCache
 from lightning_gen.models import FVSBN

@@ -84,7 +84,7 @@ class SampleFeatures(Metric):
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self.prdc_k, self.fid_bootstrap = prdc_k, fid_bootstrap
         if kid_feature_scale == "extractor":
-            kid_feature_scale = getattr(extractor, "kid_feature_scale", None)
+            kid_feature_scale = None if extractor is None else extractor.kid_feature_scale
         self.kid_feature_scale = kid_feature_scale
         self.add_state("features", default=[], dist_reduce_fx="cat")
         self.add_state("logits", default=[], dist_reduce_fx="cat")
