@@ -25,6 +25,7 @@ strategy spreads the work (the app's benchmark orchestrates it).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -42,7 +43,8 @@ from lightning_gen.data.base import ImageDataModule
 from lightning_gen.metrics.features import FeatureExtractor
 from lightning_gen.metrics.functional import compute_features
 from lightning_gen.metrics.stats_cache import ReferenceStats, reference_stats
-from lightning_gen.metrics.torchmetrics_wrappers import NLLSum, SampleFeatures
+from lightning_gen.metrics.nll import ImageSums
+from lightning_gen.metrics.torchmetrics_wrappers import SampleFeatures
 from lightning_gen.models.base import Estimate, GenerativeModule, from_levels
 
 GRID_SIZE = 64
@@ -204,7 +206,6 @@ class BenchmarkModule(L.LightningModule):
         estimate = estimate or Estimate()
         self.estimate = Estimate(k=estimate.k, seed=seed if estimate.seed is None else estimate.seed,
                                  chunk=estimate.chunk)
-        self.nll_sum = NLLSum()
         self.results: dict[str, Any] = {}
         self.grid: Tensor | None = None
         self._kinds: list[str] = []
@@ -233,6 +234,7 @@ class BenchmarkModule(L.LightningModule):
         # Randomness outside the seeded sample chunks and estimates (a model's own use of the global RNG).
         torch.manual_seed(self.seed + self.global_rank)
         self._sample_seconds = 0.0
+        self.nll_sums = ImageSums()  # this rank's test images, r::world: no padding to leave out
         self._grid: list[tuple[Tensor, Tensor]] = []
         if self.num_samples:
             self._chunks = ChunkFeatures(self.extractor, self.model.image_shape, self.device)
@@ -246,7 +248,7 @@ class BenchmarkModule(L.LightningModule):
                 raise BenchmarkError(f"{type(self.model).__name__}.log_prob returned shape {tuple(logp.shape)}"
                                      f"{' with non-finite values' if logp.numel() else ''}; expected "
                                      f"({x.shape[0]},) finite values")
-            self.nll_sum.update(-logp)
+            self.nll_sums.add({"nll_nats": -logp})
             return
         draw, chunk = divmod(int(batch), self.num_chunks)
         index, images, seconds = draw_chunk(self.model, chunk, num_samples=self.num_samples,
@@ -262,10 +264,11 @@ class BenchmarkModule(L.LightningModule):
         strategy = self.trainer.strategy
         results: dict[str, Any] = {}
         if self.nll:
-            nll = self.nll_sum.compute()  # float64 sums and counts, all-reduced over the ranks
+            nll = self.nll_sums.result(["nll_nats"], device=self.device,
+                                       reduce_sum=functools.partial(strategy.reduce, reduce_op="sum"))
             results["nll_nats"] = float(nll["nll_nats"])
             results["nll_nats_se"] = float(nll["nll_nats_se"])
-            results["num_test_images"] = int(nll["num_images"])
+            results["num_test_images"] = int(nll["count"])
         if self.num_samples:
             results.update(self._sample_metrics(strategy))
         if self.trainer.is_global_zero:
