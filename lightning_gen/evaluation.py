@@ -1,25 +1,30 @@
-"""Evaluating a model on a data module's test split: sample metrics (FID / IS / KID, precision / recall, density /
-coverage), the exact test NLL with its standard error and sampling speed, run by a Lightning ``Trainer`` so any
-strategy spreads the work (the app's benchmark orchestrates it).
+"""The one evaluation engine: sample metrics (FID / IS / KID, precision / recall, density / coverage), the exact test
+NLL with its standard error and sampling speed. The benchmark runs it through a Lightning ``Trainer`` so any strategy
+spreads the work (:func:`evaluate_model`; the app's benchmark orchestrates it), and the training-time sample metrics
+(:class:`~lightning_gen.callbacks.SampleMetrics`) call the same functions: :func:`draw_chunk` (seeded chunks),
+:class:`ChunkFeatures` (features, gathered in sample order), :func:`reference_of_split` (cached reference
+statistics) and :func:`sample_metric` / :func:`score` (the statistics).
 
 - Samples are drawn in chunks of ``batch_size``; chunk ``c`` of draw ``r`` uses a generator seeded from
   ``(seed, c)`` for the first draw and ``(seed, c, r)`` for the others (and class labels ``index % num_classes``
   for a class-conditional model), and chunks go round-robin to the DDP ranks. The union of samples, hence every
   sample metric, is the same for any number of processes. IS uses 10 splits, KID 100 subsets of
-  ``min(1000, n_fake, n_real)`` (on features divided by the extractor's ``kid_feature_scale``, if it has one),
-  precision/recall and density/coverage k = 5 neighbours, all on the features FID
-  uses; the test split's reference statistics are cached (:mod:`lightning_gen.metrics.stats_cache`, keyed on a
-  hash of the test images themselves). With no more samples (or test images) than feature dimensions the
-  scores warn that the FID is biased (:func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
+  ``min(1000, n_fake, n_real)`` (on features divided by the extractor's ``kid_feature_scale``, where it declares
+  one), precision/recall and density/coverage k = 5 neighbours, all on the features FID uses; the test split's
+  reference statistics are cached (:mod:`lightning_gen.metrics.stats_cache`, keyed on a hash of the test images
+  themselves). With no more samples (or test images) than feature dimensions the scores warn that the FID is
+  biased (:func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
 - Spread: with ``repeats = R >= 2`` the samples are drawn ``R`` times independently, each draw is scored on its own,
   and every sample metric is the mean over the draws, with ``fid_std``, ``is_mean_std`` and ``kid_mean_std`` their
   standard deviations over the draws (R times the sampling cost). With one draw (the default) ``fid_std`` comes
   from :data:`FID_BOOTSTRAP` resamples of the draw's features (:func:`~lightning_gen.metrics.functional.fid_bootstrap`,
   a few eigendecompositions: seconds), and IS and KID keep their within-draw spreads ``is_std`` and ``kid_std``.
 - NLL: ``-model.log_prob`` summed in float64 over every test image exactly once (rank ``r`` of ``W`` takes images
-  ``r::W``, no padding; the sums are all-reduced), with ``nll_nats_se``, the standard error of the mean over the
-  test images. ``log_prob`` gets ``estimate`` (an :class:`~lightning_gen.models.base.Estimate` carrying ``seed``): for a stochastic estimate (the VAE) each
-  image's estimate depends on the seed and the image only, not on the rank, batch or number of processes.
+  ``r::W``, no padding; the sums are all-reduced) by :class:`~lightning_gen.metrics.nll.ImageSums`, the accumulator
+  of the models' own test step too, with ``nll_nats_se``, the standard error of the mean over the test images.
+  ``log_prob`` gets ``estimate`` (an :class:`~lightning_gen.models.base.Estimate` carrying ``seed``): for a
+  stochastic estimate (the VAE) each image's estimate depends on the seed and the image only, not on the rank,
+  batch or number of processes.
 - ``samples_per_s``: images / wall time of the ``sample`` calls only (the slowest rank's time under DDP).
 """
 

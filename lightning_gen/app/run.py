@@ -2,8 +2,8 @@
 
 ``python -m lightning_gen fit`` writes one run folder (its layout and names: :mod:`lightning_gen.loggers`).
 :meth:`Run.open` takes the run folder or one of its checkpoints. The checkpoint is read once, weights-only: a file
-carrying pickled code is refused unexecuted. The model and the data module are both rebuilt the way LightningCLI built them for ``fit``,
-through jsonargparse from their class paths and arguments.
+carrying pickled code is refused unexecuted. The model and the data module are both rebuilt the way LightningCLI
+built them for ``fit``, through jsonargparse from their class paths and arguments.
 """
 
 from __future__ import annotations

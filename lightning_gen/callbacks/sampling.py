@@ -33,9 +33,9 @@ def log_grid_image(trainer: L.Trainer, key: str, grid: np.ndarray, step: int, ca
 
 
 class SampleGrid(L.Callback):
-    """Samples ``num_samples`` images with a fixed seed, saves ``<run dir>/samples/step_<7-digit global step>.png`` and logs the
-    uint8 grid to every attached logger (W&B, TensorBoard). The same seed every time, so grids compare over
-    training.
+    """Samples ``num_samples`` images with a fixed seed, saves ``<run folder>/samples/step_<7-digit global
+    step>.png`` and logs the uint8 grid to every attached logger (W&B, TensorBoard). The same seed every time, so
+    grids compare over training.
 
     Args:
         num_samples: images in the grid.
@@ -80,8 +80,8 @@ class SampleGrid(L.Callback):
 class VAEPictures(L.Callback):
     """At each validation epoch end, saves :func:`~lightning_gen.pictures.latent_pictures` of the model (an
     :class:`~lightning_gen.models.vae.Autoencoder` or :class:`~lightning_gen.models.vae.VAE`) as
-    ``<run dir>/pictures/<name>_step_<7-digit global step>.png`` and logs them to every attached logger (W&B, TensorBoard).
-    The inputs are the first images of the first validation batch; seeds are fixed so the pictures compare over
+    ``<run folder>/pictures/<name>_step_<7-digit global step>.png`` and logs them to every attached logger (W&B,
+    TensorBoard). The inputs are the first images of the first validation batch; seeds are fixed so the pictures compare over
     training. Under ``fast_dev_run`` it draws 4 of each.
 
     Args:
@@ -128,9 +128,9 @@ class SampleMetrics(L.Callback):
     Samples are drawn, gathered and scored by the benchmark's own functions (:mod:`lightning_gen.evaluation`:
     :func:`~lightning_gen.evaluation.draw_chunk`, :class:`~lightning_gen.evaluation.ChunkFeatures`,
     :func:`~lightning_gen.evaluation.sample_metric`), so 1 or N processes give the same numbers, and the split's
-    reference statistics are cached under the same key (:func:`~lightning_gen.evaluation.reference_of_split`). The numbers are for following training and picking a
-    checkpoint; ``lightning-gen benchmark`` (10,000 samples against the test split) is the one to report, as FID
-    from fewer samples is biased upwards.
+    reference statistics are cached under the same key (:func:`~lightning_gen.evaluation.reference_of_split`). The
+    numbers are for following training and picking a checkpoint; ``lightning-gen benchmark`` (10,000 samples against
+    the test split) is the one to report, as FID from fewer samples is biased upwards.
 
     Args:
         num_samples: samples per measurement (4 under ``fast_dev_run``).

@@ -249,7 +249,8 @@ class GenerativeModule(L.LightningModule):
         sums = self._eval_sums.setdefault(stage, ImageSums())
         if batch_idx == 0:
             trainer = compat.attached_trainer(self)
-            loaders = None if trainer is None else trainer.test_dataloaders if stage == "test" else trainer.val_dataloaders
+            loaders = None if trainer is None else (trainer.test_dataloaders if stage == "test"
+                                                    else trainer.val_dataloaders)
             if isinstance(loaders, dict):
                 loaders = list(loaders.values())
             sums.start(unpadded_length(loaders[dataloader_idx] if isinstance(loaders, (list, tuple)) else loaders))
