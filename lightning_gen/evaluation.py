@@ -47,8 +47,8 @@ from torch.utils.data import DataLoader
 from lightning_gen.data.base import ImageDataModule
 from lightning_gen.metrics.features import FeatureExtractor
 from lightning_gen.metrics.functional import compute_features
-from lightning_gen.metrics.stats_cache import ReferenceStats, reference_stats
 from lightning_gen.metrics.nll import ImageSums
+from lightning_gen.metrics.stats_cache import ReferenceStats, reference_stats
 from lightning_gen.metrics.torchmetrics_wrappers import SampleFeatures
 from lightning_gen.models.base import Estimate, GenerativeModule, from_levels
 
