@@ -1,30 +1,36 @@
-"""Evaluating a model on a data module's test split: sample metrics (FID / IS / KID, precision / recall, density /
-coverage), the exact test NLL with its standard error and sampling speed, run by a Lightning ``Trainer`` so any
-strategy spreads the work (the app's benchmark orchestrates it).
+"""The one evaluation engine: sample metrics (FID / IS / KID, precision / recall, density / coverage), the exact test
+NLL with its standard error and sampling speed. The benchmark runs it through a Lightning ``Trainer`` so any strategy
+spreads the work (:func:`evaluate_model`; the app's benchmark orchestrates it), and the training-time sample metrics
+(:class:`~lightning_gen.callbacks.SampleMetrics`) call the same functions: :func:`draw_chunk` (seeded chunks),
+:class:`ChunkFeatures` (features, gathered in sample order), :func:`reference_of_split` (cached reference
+statistics) and :func:`sample_metric` / :func:`score` (the statistics).
 
 - Samples are drawn in chunks of ``batch_size``; chunk ``c`` of draw ``r`` uses a generator seeded from
   ``(seed, c)`` for the first draw and ``(seed, c, r)`` for the others (and class labels ``index % num_classes``
   for a class-conditional model), and chunks go round-robin to the DDP ranks. The union of samples, hence every
   sample metric, is the same for any number of processes. IS uses 10 splits, KID 100 subsets of
-  ``min(1000, n_fake, n_real)`` (on features divided by the extractor's ``kid_feature_scale``, if it has one),
-  precision/recall and density/coverage k = 5 neighbours, all on the features FID
-  uses; the test split's reference statistics are cached (:mod:`lightning_gen.metrics.stats_cache`, keyed on a
-  hash of the test images themselves). With no more samples (or test images) than feature dimensions the
-  scores warn that the FID is biased (:func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
+  ``min(1000, n_fake, n_real)`` (on features divided by the extractor's ``kid_feature_scale``, where it declares
+  one), precision/recall and density/coverage k = 5 neighbours, all on the features FID uses; the test split's
+  reference statistics are cached (:mod:`lightning_gen.metrics.stats_cache`, keyed on a hash of the test images
+  themselves). With no more samples (or test images) than feature dimensions the scores warn that the FID is
+  biased (:func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
 - Spread: with ``repeats = R >= 2`` the samples are drawn ``R`` times independently, each draw is scored on its own,
   and every sample metric is the mean over the draws, with ``fid_std``, ``is_mean_std`` and ``kid_mean_std`` their
   standard deviations over the draws (R times the sampling cost). With one draw (the default) ``fid_std`` comes
   from :data:`FID_BOOTSTRAP` resamples of the draw's features (:func:`~lightning_gen.metrics.functional.fid_bootstrap`,
   a few eigendecompositions: seconds), and IS and KID keep their within-draw spreads ``is_std`` and ``kid_std``.
 - NLL: ``-model.log_prob`` summed in float64 over every test image exactly once (rank ``r`` of ``W`` takes images
-  ``r::W``, no padding; the sums are all-reduced), with ``nll_nats_se``, the standard error of the mean over the
-  test images. ``log_prob`` gets ``estimate`` (an :class:`~lightning_gen.models.base.Estimate` carrying ``seed``): for a stochastic estimate (the VAE) each
-  image's estimate depends on the seed and the image only, not on the rank, batch or number of processes.
+  ``r::W``, no padding; the sums are all-reduced) by :class:`~lightning_gen.metrics.nll.ImageSums`, the accumulator
+  of the models' own test step too, with ``nll_nats_se``, the standard error of the mean over the test images.
+  ``log_prob`` gets ``estimate`` (an :class:`~lightning_gen.models.base.Estimate` carrying ``seed``): for a
+  stochastic estimate (the VAE) each image's estimate depends on the seed and the image only, not on the rank,
+  batch or number of processes.
 - ``samples_per_s``: images / wall time of the ``sample`` calls only (the slowest rank's time under DDP).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -39,7 +45,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lightning_gen.data.base import ImageDataModule
-from lightning_gen.metrics.torchmetrics_wrappers import NLLSum, SampleFeatures
+from lightning_gen.metrics.features import FeatureExtractor
+from lightning_gen.metrics.functional import compute_features
+from lightning_gen.metrics.nll import ImageSums
+from lightning_gen.metrics.stats_cache import ReferenceStats, reference_stats
+from lightning_gen.metrics.torchmetrics_wrappers import SampleFeatures
 from lightning_gen.models.base import Estimate, GenerativeModule, from_levels
 
 GRID_SIZE = 64
@@ -86,15 +96,93 @@ def check_samples(images: Any, n: int, image_shape: tuple[int, ...], num_levels:
     return images
 
 
-def _gather_rows(t: Tensor) -> Tensor:
-    """Concatenate ``(n_r, ...)`` tensors over all processes (sizes may differ, zero included)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return t
-    if torch.distributed.get_world_size() == 1:
-        return t
+def chunks_of_rank(num_chunks: int, rank: int, world: int) -> list[int]:
+    """The sample chunks process ``rank`` of ``world`` draws: round-robin, so the samples themselves do not depend
+    on the number of processes."""
+    return list(range(num_chunks))[rank::world]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def draw_chunk(model: GenerativeModule, chunk: int, *, num_samples: int, chunk_size: int, seed: int, draw: int = 0,
+               num_levels: int) -> tuple[Tensor, Tensor, float]:
+    """Chunk ``chunk`` of draw ``draw`` of ``num_samples`` seeded samples: ``(index, images, seconds)``, the samples'
+    indices within the draw ``(n,)``, the checked uint8 images ``(n, C, H, W)`` and the wall time of ``sample``.
+
+    The generator (and the global one, for samplers that also draw from it) is seeded with :func:`chunk_seed`; a
+    class-conditional model gets labels ``index % num_classes``."""
+    device = model.device
+    start = chunk * chunk_size
+    n = min(chunk_size, num_samples - start)
+    index = torch.arange(start, start + n, device=device)
+    labels = index % model.num_classes if model.conditional else None
+    seed = chunk_seed(seed, chunk, draw)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # for samplers that also draw from the global generator
+        _sync(device)
+        t0 = time.perf_counter()
+        images = model.sample(n, generator=generator, labels=labels)
+        _sync(device)
+        seconds = time.perf_counter() - t0
+    images = check_samples(images, n, model.image_shape, num_levels, source=f"{type(model).__name__}.sample({n})")
+    return index, images, seconds
+
+
+def gather_rows(parts: list[Tensor], *shape: int, dtype: torch.dtype, device) -> Tensor:
+    """This process's ``parts`` ``(n_i, *shape)`` concatenated, then concatenated over all processes (row counts may
+    differ, zero included). A collective: every process calls it."""
+    local = torch.cat(parts).to(device) if parts else torch.zeros(0, *shape, dtype=dtype, device=device)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+            or torch.distributed.get_world_size() == 1:
+        return local
     from torchmetrics.utilities.distributed import gather_all_tensors
 
-    return torch.cat(gather_all_tensors(t))
+    return torch.cat(gather_all_tensors(local))
+
+
+class ChunkFeatures:
+    """The features (and logits) of this process's sample chunks under ``extractor``; :meth:`gather` puts every
+    process's together in sample order."""
+
+    def __init__(self, extractor: FeatureExtractor, image_shape: tuple[int, ...], device) -> None:
+        self.extractor, self.device = extractor, device
+        # Shapes of the extractor's output, for a process that draws no chunk (fewer chunks than processes).
+        blank = extractor(torch.zeros(1, *image_shape, dtype=torch.uint8, device=device))
+        self.feature_dim = blank.features.shape[1]
+        self.num_logits = None if blank.logits is None else blank.logits.shape[1]
+        self.index: list[Tensor] = []
+        self.features: list[Tensor] = []
+        self.logits: list[Tensor] = []
+
+    def add(self, index: Tensor, images: Tensor) -> None:
+        """Features of uint8 ``images`` whose sample indices (over all draws) are ``index``."""
+        out = self.extractor(images.to(self.device))
+        self.index.append(index)
+        self.features.append(out.features.double())
+        if out.logits is not None:
+            self.logits.append(out.logits.double())
+
+    def gather(self, total: int) -> tuple[Tensor, Tensor | None]:
+        """Every process's features and logits in sample order (a collective); they must be samples 0..total-1."""
+        index = gather_rows(self.index, dtype=torch.long, device=self.device)
+        features = gather_rows(self.features, self.feature_dim, dtype=torch.float64, device=self.device)
+        logits = (None if self.num_logits is None else
+                  gather_rows(self.logits, self.num_logits, dtype=torch.float64, device=self.device))
+        order = in_sample_order(index, total)
+        return features[order], None if logits is None else logits[order]
+
+
+def in_sample_order(index: Tensor, total: int) -> Tensor:
+    """The permutation that sorts gathered rows by sample index (rank order must not matter: IS splits and KID
+    subsets follow the sample order), after checking that the indices are exactly ``0..total-1``."""
+    order = index.argsort()
+    if not torch.equal(index[order].cpu(), torch.arange(total)):
+        raise RuntimeError(f"gathered sample indices are not 0..{total - 1}: a chunk was lost or repeated")
+    return order
 
 
 # ---- the evaluation, as a LightningModule so any strategy can run it -------------------------------------------
@@ -123,7 +211,6 @@ class BenchmarkModule(L.LightningModule):
         estimate = estimate or Estimate()
         self.estimate = Estimate(k=estimate.k, seed=seed if estimate.seed is None else estimate.seed,
                                  chunk=estimate.chunk)
-        self.nll_sum = NLLSum()
         self.results: dict[str, Any] = {}
         self.grid: Tensor | None = None
         self._kinds: list[str] = []
@@ -138,8 +225,7 @@ class BenchmarkModule(L.LightningModule):
         rank, world = self.trainer.global_rank, self.trainer.world_size
         loaders, self._kinds = [], []
         if self.num_samples:
-            # Round-robin chunks (all draws): the samples themselves do not depend on the number of processes.
-            loaders.append(DataLoader(list(range(self.num_chunks * self.repeats))[rank::world], batch_size=None))
+            loaders.append(DataLoader(chunks_of_rank(self.num_chunks * self.repeats, rank, world), batch_size=None))
             self._kinds.append("samples")
         if self.nll:
             # Rank r takes images r::world, every image exactly once (a DistributedSampler would pad with repeats).
@@ -153,16 +239,10 @@ class BenchmarkModule(L.LightningModule):
         # Randomness outside the seeded sample chunks and estimates (a model's own use of the global RNG).
         torch.manual_seed(self.seed + self.global_rank)
         self._sample_seconds = 0.0
-        self._index, self._features, self._logits, self._grid = [], [], [], []
+        self.nll_sums = ImageSums()  # this rank's test images, r::world: no padding to leave out
+        self._grid: list[tuple[Tensor, Tensor]] = []
         if self.num_samples:
-            # Shapes of the extractor's output, for a rank that draws no chunk (fewer chunks than processes).
-            blank = self.extractor(torch.zeros(1, *self.model.image_shape, dtype=torch.uint8, device=self.device))
-            self._feature_dim = blank.features.shape[1]
-            self._num_logits = None if blank.logits is None else blank.logits.shape[1]
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            self._chunks = ChunkFeatures(self.extractor, self.model.image_shape, self.device)
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self._kinds[dataloader_idx] == "nll":
@@ -173,30 +253,14 @@ class BenchmarkModule(L.LightningModule):
                 raise BenchmarkError(f"{type(self.model).__name__}.log_prob returned shape {tuple(logp.shape)}"
                                      f"{' with non-finite values' if logp.numel() else ''}; expected "
                                      f"({x.shape[0]},) finite values")
-            self.nll_sum.update(-logp)
+            self.nll_sums.add({"nll_nats": -logp})
             return
         draw, chunk = divmod(int(batch), self.num_chunks)
-        start = chunk * self.chunk_size
-        n = min(self.chunk_size, self.num_samples - start)
-        index = torch.arange(start, start + n, device=self.device)
-        labels = index % self.model.num_classes if self.model.conditional else None
-        seed = chunk_seed(self.seed, chunk, draw)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)  # for samplers that also draw from the global generator
-            self._sync()
-            t0 = time.perf_counter()
-            images = self.model.sample(n, generator=generator, labels=labels)
-            self._sync()
-            self._sample_seconds += time.perf_counter() - t0
-        images = check_samples(images, n, self.model.image_shape, self.num_levels,
-                               source=f"{type(self.model).__name__}.sample({n})")
-        out = self.extractor(images.to(self.device))
-        self._index.append(index + draw * self.num_samples)  # draws one after the other
-        self._features.append(out.features.double())
-        if out.logits is not None:
-            self._logits.append(out.logits.double())
+        index, images, seconds = draw_chunk(self.model, chunk, num_samples=self.num_samples,
+                                            chunk_size=self.chunk_size, seed=self.seed, draw=draw,
+                                            num_levels=self.num_levels)
+        self._sample_seconds += seconds
+        self._chunks.add(index + draw * self.num_samples, images)  # draws one after the other
         keep = index < self.grid_size if draw == 0 else torch.zeros_like(index, dtype=torch.bool)
         if keep.any():
             self._grid.append((index[keep], images[keep]))
@@ -205,10 +269,11 @@ class BenchmarkModule(L.LightningModule):
         strategy = self.trainer.strategy
         results: dict[str, Any] = {}
         if self.nll:
-            nll = self.nll_sum.compute()  # float64 sums and counts, all-reduced over the ranks
+            nll = self.nll_sums.result(["nll_nats"], device=self.device,
+                                       reduce_sum=functools.partial(strategy.reduce, reduce_op="sum"))
             results["nll_nats"] = float(nll["nll_nats"])
             results["nll_nats_se"] = float(nll["nll_nats_se"])
-            results["num_test_images"] = int(nll["num_images"])
+            results["num_test_images"] = int(nll["count"])
         if self.num_samples:
             results.update(self._sample_metrics(strategy))
         if self.trainer.is_global_zero:
@@ -216,27 +281,16 @@ class BenchmarkModule(L.LightningModule):
 
     def _sample_metrics(self, strategy) -> dict[str, Any]:
         device = self.device
-
-        def rows(parts: list[Tensor], *shape: int, dtype=torch.float64) -> Tensor:
-            local = torch.cat(parts) if parts else torch.zeros(0, *shape, dtype=dtype, device=device)
-            return _gather_rows(local.to(device))
-
-        index = rows(self._index, dtype=torch.long)
-        feats = rows(self._features, self._feature_dim)
-        logits = None if self._num_logits is None else rows(self._logits, self._num_logits)
-        grid_index = rows([i for i, _ in self._grid], dtype=torch.long)
-        grid_images = rows([g for _, g in self._grid], *self.model.image_shape, dtype=torch.uint8)
+        total = self.num_samples * self.repeats
+        feats, logits = self._chunks.gather(total)
+        grid_index = gather_rows([i for i, _ in self._grid], dtype=torch.long, device=device)
+        grid_images = gather_rows([g for _, g in self._grid], *self.model.image_shape, dtype=torch.uint8,
+                                  device=device)
         seconds = float(strategy.reduce(torch.tensor(self._sample_seconds, dtype=torch.float64, device=device),
                                         reduce_op="max"))
         if not self.trainer.is_global_zero:
             return {}
-        order = index.argsort()  # sample order, not rank order: IS splits and KID subsets must not depend on ranks
-        total = self.num_samples * self.repeats
-        if not torch.equal(index[order].cpu(), torch.arange(total)):
-            raise RuntimeError(f"gathered sample indices are not 0..{total - 1}: a chunk was lost or repeated")
         self.grid = grid_images[grid_index.argsort()].cpu()
-        feats = feats[order]
-        logits = None if logits is None else logits[order]
         reference = self.reference()
         draws = []
         for r in range(self.repeats):
@@ -244,8 +298,7 @@ class BenchmarkModule(L.LightningModule):
             metric = sample_metric(reference, self.extractor, seed=self.seed,
                                    fid_bootstrap=FID_BOOTSTRAP if self.repeats == 1 else 0)
             part = slice(r * self.num_samples, (r + 1) * self.num_samples)
-            metric.update(features=feats[part], logits=None if logits is None else logits[part])
-            draws.append({k: float(v) for k, v in metric.compute().items() if k != "num_samples"})
+            draws.append(score(metric, feats[part], None if logits is None else logits[part]))
         out = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
         if self.repeats > 1:
             for key, spread in (("fid", "fid_std"), ("is_mean", "is_mean_std"), ("kid_mean", "kid_mean_std")):
@@ -255,44 +308,42 @@ class BenchmarkModule(L.LightningModule):
         return out
 
 
-def sample_metric(reference, extractor, *, seed: int, fid_bootstrap: int = FID_BOOTSTRAP) -> SampleFeatures:
-    """The benchmark's sample metrics (IS splits, KID subsets and feature scale, k of precision/recall) against
-    ``reference``, for features computed on this process alone (no sync)."""
-    return SampleFeatures(reference=reference, is_splits=IS_SPLITS, kid_subsets=KID_SUBSETS,
-                          kid_subset_size=KID_SUBSET_SIZE, seed=seed, prdc_k=PRDC_K, fid_bootstrap=fid_bootstrap,
-                          sync_on_compute=False, kid_feature_scale=getattr(extractor, "kid_feature_scale", None))
+def sample_metric(reference, extractor: FeatureExtractor, *, seed: int, fid_bootstrap: int = FID_BOOTSTRAP,
+                  is_splits: int = IS_SPLITS, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
+                  prdc_k: int = PRDC_K) -> SampleFeatures:
+    """The sample metrics against ``reference`` (the benchmark's IS splits, KID subsets, extractor's KID feature
+    scale and k of precision/recall unless told otherwise), for features computed on this process alone (no sync)."""
+    return SampleFeatures(reference=reference, is_splits=is_splits, kid_subsets=kid_subsets,
+                          kid_subset_size=kid_subset_size, seed=seed, prdc_k=prdc_k, fid_bootstrap=fid_bootstrap,
+                          sync_on_compute=False, kid_feature_scale=extractor.kid_feature_scale)
 
 
-def reference_of_test_split(datamodule: ImageDataModule, extractor, stats_cache, batch_size: int = 250):
-    """Statistics (and features) of ``datamodule``'s test split under ``extractor`` (set up by the caller), cached
-    in ``stats_cache`` under a key that holds a hash of the test images themselves."""
-    from lightning_gen.metrics.functional import compute_features
-    from lightning_gen.metrics.stats_cache import ReferenceStats, StatsKey
-
-    test_x = datamodule.datasets["test"].images
-    dataset_key = f"{type(datamodule).__name__}-{hashlib.sha256(test_x.numpy().tobytes()).hexdigest()[:12]}"
-    key = StatsKey.for_extractor(extractor, dataset=dataset_key, split="test", image_shape=test_x.shape[1:],
-                                 num_samples=test_x.shape[0])
-
-    def compute() -> ReferenceStats:
-        features, _ = compute_features(extractor, test_x, batch_size=batch_size)
-        return ReferenceStats.from_features(features, keep_features=True)
-
-    return stats_cache.get_or_compute(key, compute, need_features=True)
+def score(metric: SampleFeatures, features: Tensor, logits: Tensor | None) -> dict[str, float]:
+    """``metric``'s figures for ``features`` (and ``logits``), as floats, the sample count left out."""
+    metric.update(features=features, logits=logits)
+    return {k: float(v) for k, v in metric.compute().items() if k != "num_samples"}
 
 
-def score_images(images: Tensor, datamodule: ImageDataModule, extractor, *, stats_cache, batch_size: int = 250,
-                 seed: int = 0) -> dict[str, float]:
+def reference_of_split(datamodule: ImageDataModule, split: str, extractor: FeatureExtractor, stats_cache=None,
+                       batch_size: int = 250) -> ReferenceStats:
+    """Statistics and features of ``datamodule``'s ``split`` (set up by the caller) under ``extractor``, cached in
+    ``stats_cache`` (default: the default :class:`~lightning_gen.metrics.stats_cache.StatsCache`) under a key that
+    holds a hash of the split's images themselves."""
+    images = datamodule.datasets[split].images
+    digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:12]
+    return reference_stats(extractor, images, dataset=f"{type(datamodule).__name__}-{digest}", split=split,
+                           keep_features=True, cache=stats_cache, batch_size=batch_size)
+
+
+def score_images(images: Tensor, datamodule: ImageDataModule, extractor: FeatureExtractor, *, stats_cache,
+                 batch_size: int = 250, seed: int = 0) -> dict[str, float]:
     """The sample metrics of the benchmark for given uint8 ``images`` (real ones: the dashboard's anchor rows)
     against ``datamodule``'s test split: the same reference, extractor, feature scale and settings a model's samples
     get, with ``fid_std`` from the same bootstrap."""
-    from lightning_gen.metrics.functional import compute_features
-
     features, logits = compute_features(extractor, images, batch_size=batch_size)
-    reference = reference_of_test_split(datamodule, extractor, stats_cache, batch_size)
-    metric = sample_metric(reference, extractor, seed=seed)
-    metric.update(features=features, logits=logits)
-    return {k: float(v) for k, v in metric.compute().items()}
+    reference = reference_of_split(datamodule, "test", extractor, stats_cache, batch_size)
+    return {"num_samples": float(features.shape[0]), **score(sample_metric(reference, extractor, seed=seed),
+                                                            features, logits)}
 
 
 @dataclass
@@ -316,7 +367,7 @@ def evaluate_model(model: GenerativeModule, datamodule: ImageDataModule, *, extr
     test_x, test_y = datamodule.datasets["test"].images, datamodule.datasets["test"].labels
 
     def reference():
-        return reference_of_test_split(datamodule, extractor, stats_cache, batch_size)
+        return reference_of_split(datamodule, "test", extractor, stats_cache, batch_size)
 
     module = BenchmarkModule(model, test_images=test_x, test_labels=test_y, num_levels=datamodule.num_levels,
                              extractor=extractor, reference=reference, num_samples=num_samples,

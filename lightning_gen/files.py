@@ -1,13 +1,17 @@
-"""Writing files the way every output of the suite is written: atomically, with the user's umask."""
+"""Files on disk and where they come from: writing every output atomically with the user's umask, the cache folder
+of derived files, and a quick check that a download host is reachable."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+CACHE_ENV = "LIGHTNING_GEN_CACHE"
 
 
 @contextmanager
@@ -33,3 +37,18 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def cache_root() -> Path:
+    """Where derived files go (decoded image folders, reference statistics): ``$LIGHTNING_GEN_CACHE``, else
+    ``~/.cache/lightning_gen/cache``. Never the data root, which may be shared and read-only."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lightning_gen" / "cache").expanduser()
+
+
+def online(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether ``host`` is reachable: a quick check so that offline machines fail in seconds, not at a timeout."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -1,4 +1,11 @@
-"""Weights & Biases logging that never prompts or hangs: offline unless credentials and a terminal say otherwise."""
+"""The run folder, and Weights & Biases logging that never prompts or hangs.
+
+A training run writes one folder, ``<default_root_dir>/lightning_logs/version_N/`` (``lightning_gen fit`` makes it
+one folder whatever the loggers: :func:`lightning_gen.app.cli.place_run`): ``config.yaml``, ``checkpoints/``,
+``samples/``, ``pictures/`` and, under W&B, ``wandb/`` and ``wandb_run.json``. :func:`run_folder` finds it from a
+Trainer, :func:`checkpoint_run_folder` from a checkpoint, and :func:`run_folder_name` names it. W&B runs offline
+unless credentials and a terminal say otherwise.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,36 @@ import os
 import sys
 from pathlib import Path
 
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_gen.compat import wandb_logger_place, wandb_run_if_started
+
+
+def run_folder(trainer) -> Path:
+    """The run folder of a Trainer: the first logger's ``log_dir`` (CSV, TensorBoard) or ``save_dir`` (W&B, which
+    :meth:`WandbLogger.place` points at the run folder), else ``default_root_dir``. Unlike ``trainer.log_dir`` it does
+    not broadcast, so rank-0-only code may ask."""
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    first = trainer.loggers[0]
+    folder = first.log_dir if isinstance(first, (TensorBoardLogger, CSVLogger)) else first.save_dir
+    return Path(folder or trainer.default_root_dir)
+
+
+def checkpoint_run_folder(checkpoint: Path) -> Path:
+    """The run folder of a checkpoint: ``<run>/checkpoints/x.ckpt`` -> ``<run>`` (where LightningCLI saves
+    config.yaml); a checkpoint elsewhere -> its own folder."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def run_folder_name(folder: Path) -> str:
+    """The name of a run folder: ``<root>`` for ``<root>/lightning_logs/version_0``, ``<root>_version_N`` for later
+    versions, else the folder's own name (also the W&B display name of the run)."""
+    if folder.name.startswith("version_") and folder.parent.name == "lightning_logs":
+        return folder.parent.parent.name + ("" if folder.name == "version_0" else f"_{folder.name}")
+    return folder.name
 
 
 def _has_wandb_credentials() -> bool:

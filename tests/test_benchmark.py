@@ -22,10 +22,11 @@ from helpers import CONFIGS, REPO, run_cli
 from lightning_gen.app.benchmark import main
 from lightning_gen.app.options import model_family
 from lightning_gen.app.wandb_log import offline_location
-from lightning_gen.app.run import load_model, run_dir
+from lightning_gen.app.run import load_model
 from lightning_gen.data import Digits
-from lightning_gen.evaluation import BenchmarkError, check_samples
+from lightning_gen.evaluation import BenchmarkError, check_samples, evaluate_model
 from lightning_gen.leaderboard.store import METRIC_KEYS, PROTOCOL_KEYS, Store
+from lightning_gen.loggers import checkpoint_run_folder
 from lightning_gen.metrics import compute_features, fid_from_features, get_extractor
 from lightning_gen.models.base import Estimate, GenerativeModule
 from lightning_gen.models.fvsbn import FVSBN
@@ -433,8 +434,8 @@ def test_end_to_end_on_trained_checkpoint(trained_fvsbn, tmp_path):
     assert Path(record["sample_grid"]).is_file() and record["created_at"]
     # W&B offline without credentials: a local run is written into the run folder, and the record says where and
     # how to upload it.
-    (offline,) = run_dir(trained_fvsbn).glob("wandb/offline-run-*")
-    assert record["wandb_url"] == offline_location(offline, run_dir(trained_fvsbn))
+    (offline,) = checkpoint_run_folder(trained_fvsbn).glob("wandb/offline-run-*")
+    assert record["wandb_url"] == offline_location(offline, checkpoint_run_folder(trained_fvsbn))
     assert "Testing DataLoader" in proc.stdout  # the progress bar while sampling and evaluating
 
 
@@ -474,6 +475,23 @@ def one_and_two_processes(request, tmp_path_factory) -> tuple[str, Path, dict, d
         [record] = json.loads(out.read_text())
         records.append(record)
     return request.param, checkpoint, records[0], records[1]
+
+
+@pytest.mark.parametrize("cls, options", [(FVSBN, {}), (VAE, {"z_dim": 4, "channels": 8, "iw_samples": 8})],
+                         ids=["FVSBN", "VAE"])
+def test_test_step_and_benchmark_give_the_same_nll_to_the_last_digit(cls, options, tmp_path):
+    """One accumulator (ImageSums) behind both: on the same batches the model's test/nll_nats and the benchmark's
+    nll_nats are the same float, not two numbers that agree to a few decimals."""
+    torch.manual_seed(0)
+    model = cls((1, 8, 8), 2, 10, **options)
+    data = Digits(batch_size=50, binarize=True, test_size=120)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    logged = trainer.test(model, data, verbose=False)[0]["test/nll_nats"]
+    benchmark = evaluate_model(model.eval(), data, nll=True, batch_size=50, seed=0, accelerator="cpu", devices=1,
+                               enable_progress_bar=False).results
+    assert benchmark["num_test_images"] == 120
+    assert benchmark["nll_nats"] == logged
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from scipy import linalg
 from lightning_gen.data import Digits
 from lightning_gen.metrics import (
     ExtractorWeightsMissing,
-    NLLSum,
+    ImageSums,
     ReferenceStats,
     SampleFeatures,
     StatsCache,
@@ -32,6 +32,7 @@ from lightning_gen.metrics import (
     prdc,
     reference_stats,
     too_few_samples,
+    unpadded_length,
 )
 from lightning_gen.metrics import features as features_module
 from lightning_gen.metrics.classifier import WEIGHTS_DIR
@@ -461,19 +462,40 @@ def test_sample_features_metric_equals_the_pure_functions():
     assert not any(k.startswith("extractor") for k in metric.state_dict())  # no network weights in checkpoints
 
 
-def test_nll_sum_is_the_exact_mean():
-    metric = NLLSum(num_dims=784)
+def test_image_sums_give_the_exact_mean_and_standard_error():
+    sums = ImageSums()
     nll = torch.rand(100, dtype=torch.float64) * 100
-    metric.update(nll[:30].float())
-    metric.update(nll[30:].float())
-    out = metric.compute()
+    sums.add({"nll_nats": nll[:30].float()})
+    sums.add({"nll_nats": nll[30:].float()})
+    out = sums.result(["nll_nats"])
     assert float(out["nll_nats"]) == pytest.approx(float(nll.float().double().mean()), rel=1e-12)
-    assert float(out["num_images"]) == 100
-    assert float(out["nll_bpd"]) == pytest.approx(float(out["nll_nats"]) / (784 * np.log(2)), rel=1e-12)
-    per_image = nll.float().double().numpy()
-    se = per_image.std(ddof=1) / np.sqrt(100)
+    assert float(out["count"]) == 100
+    se = nll.float().double().numpy().std(ddof=1) / np.sqrt(100)
     assert float(out["nll_nats_se"]) == pytest.approx(se, rel=1e-9)
-    assert float(out["nll_bpd_se"]) == pytest.approx(se / (784 * np.log(2)), rel=1e-9)
+    with pytest.raises(ValueError, match="one value per image"):
+        sums.add({"nll_nats": torch.zeros(3, 2)})
+
+
+def test_image_sums_leave_out_a_distributed_samplers_padding():
+    """7 images on 3 ranks: the sampler pads to 9 by repeating images 0 and 1; each rank counts only its real ones,
+    and the summed means are those of the 7 images, each once."""
+    data = torch.arange(7, dtype=torch.float64)
+    ranks = []
+    for rank in range(3):
+        loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=torch.utils.data.DistributedSampler(
+            data, num_replicas=3, rank=rank, shuffle=False))
+        sums = ImageSums()
+        sums.start(unpadded_length(loader))
+        for batch in loader:
+            sums.add({"x": batch})
+        ranks.append(sums)
+    assert len(list(loader.sampler)) == 3  # every rank is padded to 3 images: 9 for 7
+    # rank r's totals, summed as an all-reduce would: the 7 images, each once
+    totals = [r.result(["x"]) for r in ranks]
+    count = sum(float(t["count"]) for t in totals)
+    mean = sum(float(t["x"]) * float(t["count"]) for t in totals) / count
+    assert count == 7 and mean == pytest.approx(3.0, rel=1e-15)
+    assert unpadded_length(torch.utils.data.DataLoader(data)) is None
 
 
 def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str, data: dict) -> None:
@@ -482,9 +504,15 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str, data: 
         lo, hi = data["bounds"][rank], data["bounds"][rank + 1]  # uneven halves
         metric = SampleFeatures(reference=data["reference"], kid_subsets=5, kid_subset_size=100)
         metric.update(features=data["features"][lo:hi], logits=data["logits"][lo:hi])
-        nll = NLLSum(num_dims=64)
-        nll.update(data["nll"][lo:hi])
-        torch.save({**metric.compute(), **nll.compute()}, f"{out_dir}/rank{rank}.pt")
+        nll = ImageSums()
+        nll.add({"nll_nats": data["nll"][lo:hi]})
+
+        def all_reduce(t):
+            torch.distributed.all_reduce(t)
+            return t
+
+        nll_out = nll.result(["nll_nats"], reduce_sum=all_reduce)
+        torch.save({**metric.compute(), **nll_out}, f"{out_dir}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
 
@@ -507,7 +535,7 @@ def test_ddp_gathered_scores_equal_single_process_scores(tmp_path):
     assert float(expected["fid"]) == pytest.approx(fid_from_features(features, ref), rel=1e-12)
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
-        assert float(got["num_samples"]) == 300 and float(got["num_images"]) == 300
+        assert float(got["num_samples"]) == 300 and float(got["count"]) == 300
         for name in ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
             assert float(got[name]) == pytest.approx(float(expected[name]), rel=1e-9), name
         assert float(got["nll_nats"]) == pytest.approx(float(data["nll"].mean()), rel=1e-12)

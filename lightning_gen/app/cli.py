@@ -457,14 +457,13 @@ def place_run(trainer) -> Path | None:
     is broadcast to the other ranks when the callback sets up)."""
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from lightning_gen.app.run import folder_name
-    from lightning_gen.loggers import WandbLogger
+    from lightning_gen.loggers import WandbLogger, run_folder, run_folder_name
 
     if not trainer.loggers or trainer.fast_dev_run:
         return None
     first = trainer.loggers[0]
     if isinstance(first, (TensorBoardLogger, CSVLogger)):
-        folder = Path(first.log_dir)
+        folder = run_folder(trainer)
     else:
         versions = Path(trainer.default_root_dir) / "lightning_logs"
         folder = versions / f"version_{next_version(versions)}"
@@ -473,7 +472,7 @@ def place_run(trainer) -> Path | None:
                 callback.dirpath = str(folder / "checkpoints")
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.place(folder, folder_name(folder))
+            logger.place(folder, run_folder_name(folder))
     return folder
 
 

@@ -1,11 +1,9 @@
 """A training run on disk, opened once: its folder, checkpoint, ``config.yaml`` and the data module the config names.
 
-``python -m lightning_gen fit`` writes one run folder, ``<default_root_dir>/lightning_logs/version_N/``, whatever its
-loggers: ``config.yaml``, ``checkpoints/*.ckpt``, ``samples/``, ``pictures/`` and, under W&B, ``wandb/`` and
-``wandb_run.json`` (:func:`lightning_gen.app.cli.place_run`). :meth:`Run.open` takes the run folder or one of its
-checkpoints. The checkpoint is read once, weights-only: a file carrying pickled code
-is refused unexecuted. The model and the data module are both rebuilt the way LightningCLI built them for ``fit``,
-through jsonargparse from their class paths and arguments.
+``python -m lightning_gen fit`` writes one run folder (its layout and names: :mod:`lightning_gen.loggers`).
+:meth:`Run.open` takes the run folder or one of its checkpoints. The checkpoint is read once, weights-only: a file
+carrying pickled code is refused unexecuted. The model and the data module are both rebuilt the way LightningCLI
+built them for ``fit``, through jsonargparse from their class paths and arguments.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from jsonargparse import ArgumentParser
 
 from lightning_gen.compat import checkpoint_hparams_class, instantiate_class_path
 from lightning_gen.data import ImageDataModule  # the package: its data modules resolve by short name ("MNIST")
+from lightning_gen.loggers import checkpoint_run_folder, read_wandb_run_file, run_folder_name
 from lightning_gen.models.base import GenerativeModule
 
 #: Preferred checkpoint names in ``<run>/checkpoints/``; otherwise the newest ``*.ckpt`` there.
@@ -42,29 +41,15 @@ class DataConfigError(ValueError):
     """The run does not say which data module it was trained on, or the data module cannot be built as asked."""
 
 
-def run_dir(checkpoint: Path) -> Path:
-    """The run folder of a checkpoint: ``<run>/checkpoints/x.ckpt`` -> ``<run>`` (where LightningCLI saves
-    config.yaml); a checkpoint elsewhere -> its own folder."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-
-
-def folder_name(folder: Path) -> str:
-    """The name of a run folder: ``<root>`` for ``<root>/lightning_logs/version_0``, ``<root>_version_N`` for later
-    versions, else the folder's own name (also the W&B display name of the run)."""
-    if folder.name.startswith("version_") and folder.parent.name == "lightning_logs":
-        return folder.parent.parent.name + ("" if folder.name == "version_0" else f"_{folder.name}")
-    return folder.name
-
-
 def run_name(checkpoint: Path) -> str:
-    """A short, file-name-safe name: :func:`folder_name` of the run folder, ``_<stem>`` added for a checkpoint other
-    than ``best`` or ``last`` (the ones a run folder opens with); a checkpoint outside a ``checkpoints/`` folder is
-    named by its stem."""
+    """A short, file-name-safe name: :func:`~lightning_gen.loggers.run_folder_name` of the run folder, ``_<stem>``
+    added for a checkpoint other than ``best`` or ``last`` (the ones a run folder opens with); a checkpoint outside
+    a ``checkpoints/`` folder is named by its stem."""
     checkpoint = checkpoint.resolve()
     if checkpoint.parent.name != "checkpoints":
         name = checkpoint.stem
     else:
-        name = folder_name(run_dir(checkpoint))
+        name = run_folder_name(checkpoint_run_folder(checkpoint))
         if checkpoint.name not in PREFERRED_CHECKPOINTS:
             name += f"_{checkpoint.stem}"
     return "".join(c if c.isalnum() or c in "-_." else "" if c == "=" else "_" for c in name)
@@ -115,7 +100,7 @@ class Run:
         if path.is_dir():
             return cls(path, choose_checkpoint(path))
         if path.is_file():
-            return cls(run_dir(path), path)
+            return cls(checkpoint_run_folder(path), path)
         raise CheckpointNotFound(f"checkpoint {path} does not exist" if path.suffix == ".ckpt" else
                                  f"{path} does not exist: give a run folder or a .ckpt file")
 
@@ -142,8 +127,6 @@ class Run:
     def wandb_run(self) -> dict | None:
         """The W&B run that logged this training run (``<run folder>/wandb_run.json``: id, project, entity, name,
         mode, its offline folder relative to the run folder, url), or None for a run trained without W&B."""
-        from lightning_gen.loggers import read_wandb_run_file
-
         return read_wandb_run_file(self.folder)
 
     @cached_property

@@ -22,11 +22,11 @@ def log_wandb(record: dict, grid: Tensor | None, *, project: str = "lightning_ge
     """
     import wandb
 
-    from lightning_gen.app.run import run_dir
+    from lightning_gen.loggers import checkpoint_run_folder
     from lightning_gen.loggers import read_wandb_run_file, resolve_wandb_mode
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    folder = Path(run_folder) if run_folder is not None else run_dir(Path(record["checkpoint"]))
+    folder = Path(run_folder) if run_folder is not None else checkpoint_run_folder(Path(record["checkpoint"]))
     own = wandb.run is None
     if own:
         folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,7 +18,6 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 DATA_ENV = "LIGHTNING_GEN_DATA"
-CACHE_ENV = "LIGHTNING_GEN_CACHE"
 SPLITS = ("train", "val", "test")
 
 
@@ -28,12 +26,6 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
     if root is None or str(root) == "":
         root = os.environ.get(DATA_ENV) or Path.home() / ".cache" / "lightning_gen"
     return Path(root).expanduser()
-
-
-def cache_root() -> Path:
-    """Where derived files go (decoded image folders, reference statistics): ``$LIGHTNING_GEN_CACHE``, else
-    ``~/.cache/lightning_gen/cache``. Never the data root, which may be shared and read-only."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lightning_gen" / "cache").expanduser()
 
 
 def held_out_suffix(test_size: int, split_seed: int, default: tuple[int, int]) -> str:
@@ -45,15 +37,6 @@ def held_out_suffix(test_size: int, split_seed: int, default: tuple[int, int]) -
 
 class DataFilesMissing(FileNotFoundError):
     """The files of a data set are not under the data root and cannot be downloaded."""
-
-
-def online(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """Whether ``host`` is reachable: a quick check so that offline machines fail in seconds, not at a timeout."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def missing_files_error(name: str, folder: Path, files: list[str], how: str) -> DataFilesMissing:

@@ -21,11 +21,10 @@ from urllib.parse import urlsplit
 import torch
 from torch import Tensor
 
-from lightning_gen.data.base import (DataFilesMissing, ImageDataModule, cache_root, held_out_suffix,
-                                     missing_files_error, online)
+from lightning_gen.data.base import DataFilesMissing, ImageDataModule, held_out_suffix, missing_files_error
 from lightning_gen.data.readers import (class_names, existing, read_amat, read_cifar_batch, read_idx_pair,
                                         read_image_folder)
-from lightning_gen.files import atomic_write
+from lightning_gen.files import atomic_write, cache_root, online
 
 BINARIZATIONS = ("static", "dynamic")
 LAROCHELLE_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{split}.amat"

@@ -24,14 +24,15 @@ from lightning_gen.metrics.functional import (
     warn_if_too_few_samples,
 )
 from lightning_gen.metrics.stats_cache import ReferenceStats, StatsCache, StatsKey, reference_stats
-from lightning_gen.metrics.torchmetrics_wrappers import NLLSum, SampleFeatures
+from lightning_gen.metrics.nll import ImageSums, unpadded_length
+from lightning_gen.metrics.torchmetrics_wrappers import SampleFeatures
 
 __all__ = [
     "INCEPTION_WEIGHTS_ENV",
     "Extracted",
     "ExtractorWeightsMissing",
     "FeatureExtractor",
-    "NLLSum",
+    "ImageSums",
     "ReferenceStats",
     "SampleFeatures",
     "StatsCache",
@@ -50,5 +51,6 @@ __all__ = [
     "reference_stats",
     "register_extractor",
     "too_few_samples",
+    "unpadded_length",
     "warn_if_too_few_samples",
 ]

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lightning_gen.data.base import online
+from lightning_gen.files import online
 from lightning_gen.metrics.classifier import SPECS, kid_feature_scale_of
 
 INCEPTION_WEIGHTS_ENV = "LIGHTNING_GEN_FID_WEIGHTS"

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from lightning_gen.data.base import cache_root
+from lightning_gen.files import cache_root
 from lightning_gen.files import atomic_write
 from lightning_gen.metrics.functional import compute_features, feature_stats
 

@@ -1,18 +1,12 @@
-"""torchmetrics ``Metric``s over the pure functions, for evaluation inside Lightning, single device or DDP.
+"""A torchmetrics ``Metric`` over the pure functions, for evaluation inside Lightning, single device or DDP (the NLL's
+exact sums are :class:`~lightning_gen.metrics.nll.ImageSums`).
 
-- :class:`SampleFeatures` keeps every sample's features (and logits) with ``dist_reduce_fx="cat"``: under DDP each
-  rank extracts features of its own samples and ``compute()`` sees all of them, so FID/IS/KID are those of the
-  whole sample set (not an average of per-rank scores, which would be biased: FID of n samples is not the mean
-  of FIDs of n/2).
-- :class:`NLLSum` keeps the sum of NLLs in nats, of their squares and the image count (float64 / int64,
-  ``dist_reduce_fx="sum"``), so the mean over all ranks and its standard error are exact. It counts what it is
-  given: an evaluation loader whose sampler pads the last batch with repeats (``DistributedSampler``) counts those
-  images twice; feed each image once.
+:class:`SampleFeatures` keeps every sample's features (and logits) with ``dist_reduce_fx="cat"``: under DDP each rank
+extracts features of its own samples and ``compute()`` sees all of them, so FID/IS/KID are those of the whole sample
+set (not an average of per-rank scores, which would be biased: FID of n samples is not the mean of FIDs of n/2).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
@@ -84,7 +78,7 @@ class SampleFeatures(Metric):
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self.prdc_k, self.fid_bootstrap = prdc_k, fid_bootstrap
         if kid_feature_scale == "extractor":
-            kid_feature_scale = getattr(extractor, "kid_feature_scale", None)
+            kid_feature_scale = None if extractor is None else extractor.kid_feature_scale
         self.kid_feature_scale = kid_feature_scale
         self.add_state("features", default=[], dist_reduce_fx="cat")
         self.add_state("logits", default=[], dist_reduce_fx="cat")
@@ -138,47 +132,3 @@ class SampleFeatures(Metric):
                 raise ValueError(f"logits were given for {logits.shape[0]} of {n} samples")
             out.update(inception_score(logits, min(self.is_splits, n), seed=self.seed))
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
-
-
-class NLLSum(Metric):
-    """Exact mean negative log-likelihood over all images seen on all ranks, with its standard error.
-
-    ``update(nll)`` takes the NLL in nats of each image ``(B,)``. ``compute()`` returns float64 tensors
-    ``nll_nats`` (mean nats per image), ``nll_nats_se`` (the standard error of that mean over the images,
-    ``std(nll, ddof=1) / sqrt(n)``; NaN for one image), ``num_images`` and, with ``num_dims`` (C*H*W), ``nll_bpd``
-    and ``nll_bpd_se``. The standard error measures how much the mean would move with another sample of test
-    images from the same distribution; it says nothing about differences between runs on the same images.
-    """
-
-    full_state_update = False
-    is_differentiable = False
-    higher_is_better = False
-
-    def __init__(self, num_dims: int | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.num_dims = num_dims
-        self.add_state("nats", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("squares", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
-
-    def update(self, nll: Tensor) -> None:
-        if nll.dim() != 1:
-            raise ValueError(f"expected one NLL per image, shape (B,), got {tuple(nll.shape)}")
-        if not torch.isfinite(nll).all():
-            raise ValueError("NLL contains NaN or infinite values")
-        nll = nll.detach().double()
-        self.nats += nll.sum()
-        self.squares += nll.square().sum()
-        self.count += nll.shape[0]
-
-    def compute(self) -> dict[str, Tensor]:
-        if self.count == 0:
-            raise ValueError("NLLSum.compute() called before any update()")
-        n = self.count.double()
-        mean = self.nats / n
-        var = ((self.squares - n * mean * mean) / (n - 1)).clamp(min=0) if n > 1 else torch.full_like(mean, math.nan)
-        out = {"nll_nats": mean, "nll_nats_se": (var / n).sqrt(), "num_images": n}
-        if self.num_dims is not None:
-            per_bit = self.num_dims * math.log(2.0)
-            out["nll_bpd"], out["nll_bpd_se"] = mean / per_bit, out["nll_nats_se"] / per_bit
-        return out

@@ -18,6 +18,7 @@ model.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,9 +28,9 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
-from torch.utils.data import DistributedSampler
 
 from lightning_gen import compat
+from lightning_gen.metrics.nll import ImageSums, unpadded_length
 from lightning_gen.nn.pixels import from_levels, to_levels  # noqa: F401  (re-exported: the image currency)
 
 
@@ -131,9 +132,8 @@ class GenerativeModule(L.LightningModule):
         self.optimizer = optimizer
         #: An ``LRSchedulerCallable`` stepped once per epoch, or None; a subclass that offers one sets it.
         self.lr_scheduler = None
-        # Evaluation sums per stage and images seen per (stage, dataloader): see accumulate_eval.
-        self._eval_sums: dict[str, dict[str, Tensor]] = {}
-        self._eval_seen: dict[tuple[str, int], list] = {}
+        # Evaluation sums per stage: see accumulate_eval.
+        self._eval_sums: dict[str, ImageSums] = {}
 
     # ---- the interface -------------------------------------------------------------------------------------
     @property
@@ -221,57 +221,31 @@ class GenerativeModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # ---- exact evaluation means ----------------------------------------------------------------------------
-    def _real_images_on_this_rank(self, stage: str, dataloader_idx: int) -> int | None:
-        """How many images of this rank's ``stage`` loader are real, not a ``DistributedSampler``'s padding (None:
-        all of them).
-
-        A ``DistributedSampler`` without ``drop_last`` (what Lightning puts under DDP) repeats the first indices to
-        give every rank the same count; rank ``r`` gets positions ``r, r + W, ...`` of the padded list, so its
-        repeats are the tail of its stream beyond ``len(range(r, len(dataset), W))``.
-        """
-        trainer = compat.attached_trainer(self)
-        if trainer is None:
-            return None
-        loaders = trainer.test_dataloaders if stage == "test" else trainer.val_dataloaders
-        if isinstance(loaders, dict):
-            loaders = list(loaders.values())
-        loader = loaders[dataloader_idx] if isinstance(loaders, (list, tuple)) else loaders
-        sampler = getattr(loader, "sampler", None)
-        if not isinstance(sampler, DistributedSampler) or sampler.drop_last:
-            return None
-        return len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas))
-
     def accumulate_eval(self, stage: str, values: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Add one evaluation batch's per-image ``values`` (each ``(B,)``) to the float64 sums of ``stage``, leaving
-        out the images a ``DistributedSampler`` repeated to pad this rank's share; :meth:`eval_means` divides the
-        all-reduced sums by the all-reduced count. One call per batch, with every name."""
+        """Add one evaluation batch's per-image ``values`` (each ``(B,)``) to ``stage``'s
+        :class:`~lightning_gen.metrics.nll.ImageSums`, leaving out the images a ``DistributedSampler`` repeated to pad
+        this rank's share; :meth:`eval_means` gives the means over every image once. One call per batch, with every
+        name."""
+        if batch_idx == 0 and dataloader_idx == 0:
+            self._eval_sums[stage] = ImageSums()
+        sums = self._eval_sums.setdefault(stage, ImageSums())
         if batch_idx == 0:
-            if dataloader_idx == 0:
-                self._eval_sums.pop(stage, None)
-            self._eval_seen[(stage, dataloader_idx)] = [0, self._real_images_on_this_rank(stage, dataloader_idx)]
-        seen = self._eval_seen.setdefault((stage, dataloader_idx), [0, None])
-        n = next(iter(values.values())).shape[0]
-        keep = n if seen[1] is None else max(0, min(n, seen[1] - seen[0]))
-        seen[0] += n
-        sums = self._eval_sums.setdefault(stage, {"count": torch.zeros((), dtype=torch.float64, device=self.device)})
-        sums["count"] += keep
-        for name, value in values.items():
-            if value.shape != (n,):
-                raise ValueError(f"{name}: expected one value per image, shape ({n},), got {tuple(value.shape)}")
-            total = value[:keep].detach().double().sum()
-            sums[name] = sums[name] + total if name in sums else total
+            trainer = compat.attached_trainer(self)
+            loaders = None if trainer is None else (trainer.test_dataloaders if stage == "test"
+                                                    else trainer.val_dataloaders)
+            if isinstance(loaders, dict):
+                loaders = list(loaders.values())
+            sums.start(unpadded_length(loaders[dataloader_idx] if isinstance(loaders, (list, tuple)) else loaders))
+        sums.add(values)
 
     def eval_means(self, stage: str, names: Sequence[str]) -> dict[str, Tensor]:
-        """Means of ``names`` over every image of ``stage`` on every rank, each image once: float64 sums and the
-        count all-reduced, then divided. Call it on every rank at the epoch's end (a rank that saw no batch adds
-        zeros); it resets the sums."""
-        sums = self._eval_sums.pop(stage, {})
-        zero = torch.zeros((), dtype=torch.float64, device=self.device)
-        totals = torch.stack([sums.get(name, zero) for name in ("count", *names)])
+        """Means of ``names`` over every image of ``stage`` on every rank, each image once
+        (:meth:`~lightning_gen.metrics.nll.ImageSums.result`). Call it on every rank at the epoch's end; it resets
+        the sums."""
         trainer = compat.attached_trainer(self)
-        if trainer is not None:
-            totals = trainer.strategy.reduce(totals, reduce_op="sum")
-        return {name: totals[i + 1] / totals[0] for i, name in enumerate(names)}
+        reduce_sum = None if trainer is None else functools.partial(trainer.strategy.reduce, reduce_op="sum")
+        means = self._eval_sums.pop(stage, ImageSums()).result(names, device=self.device, reduce_sum=reduce_sum)
+        return {name: means[name] for name in names}
 
 
 class LikelihoodModule(GenerativeModule):
