@@ -1229,9 +1229,9 @@ def test_grids_found_relative_to_the_database(tmp_path, monkeypatch):
     assert "data:image/png;base64," in (tmp_path / "results" / "index.html").read_text()
 
 
-def test_script_wrapper_runs(tmp_path):
+def test_leaderboard_command_runs(tmp_path):
     out = tmp_path / "index.html"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "leaderboard.py"), "--db",
+    proc = subprocess.run([sys.executable, "-m", "lightning_gen", "leaderboard", "--db",
                            str(tmp_path / "none.sqlite"), "--out", str(out)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

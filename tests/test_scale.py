@@ -449,7 +449,7 @@ def test_speed_and_memory_scripts_end_with_their_headline(script, args, last_lin
     import re
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--configs", "configs/fvsbn_digits.yaml",
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--configs", "configs/fvsbn_digits.yaml",
                            *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.fullmatch(last_line, proc.stdout.strip().splitlines()[-1]), proc.stdout[-2000:]
