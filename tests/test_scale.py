@@ -235,7 +235,7 @@ def test_fit_uses_the_throttled_bar_unless_the_config_names_a_bar_or_turns_it_of
                                                ("configs/vae_digits.yaml", "32-true"),
                                                ("configs/vae_digits.yaml", "bf16-mixed")])
 def test_bench_train_times_the_same_training_in_both_loops(config, precision, tmp_path):
-    """scripts/bench_train.py's ratio means something only if both loops do the same work: from the same seeded
+    """benchmarks/bench_train.py's ratio means something only if both loops do the same work: from the same seeded
     model and batches they must end at the same parameters, in mixed precision too."""
     import copy
 
@@ -274,7 +274,7 @@ def _saved_activation_bytes(config: Path, extra: list[str]) -> int:
 
 
 def test_peak_memory_counts_the_activations_and_grows_with_the_batch():
-    """scripts/bench_memory.py's CPU figure: the peak a run adds covers what autograd saves for backward, and a
+    """benchmarks/bench_memory.py's CPU figure: the peak a run adds covers what autograd saves for backward, and a
     batch 8x larger adds correspondingly more (so the number tracks the model, not allocator noise)."""
     config = REPO / "configs/pixelcnn_digits.yaml"
     peaks, saved = {}, {}
