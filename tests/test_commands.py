@@ -7,6 +7,7 @@ import ast
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 from setuptools import find_packages
@@ -53,3 +54,23 @@ def test_developer_benchmarks_stay_out_of_the_installed_package():
     assert "lightning_gen.app" in installed
     assert not any(p.split(".")[0] in ("benchmarks", "scripts", "tests") for p in installed), installed
     assert (REPO / "benchmarks" / "throughput.py").is_file() and not (APP / "throughput.py").exists()
+
+
+def test_probe_and_pictures_run_on_a_vae_checkpoint(tmp_path, capsys):
+    """The two former scripts as commands: the probe prints its accuracies as JSON, pictures writes its PNG files
+    (the manifold too: a 2-D latent space)."""
+    import json
+
+    from test_benchmark import write_checkpoint
+
+    ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", "lightning_gen.models.vae.VAE",
+                            image_shape=[1, 8, 8], num_levels=2, arch="mlp", hidden_sizes=[16], z_dim=2)
+    data = ["--data", "Digits", "--data-arg", "binarize=true"]
+    assert cli.main(["probe", str(ckpt), *data, "--max-train", "300", "--max-test", "100"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= result["probe_acc"] <= 1.0 and result["n_train"] == 300 and result["n_test"] == 100, result
+
+    assert cli.main(["pictures", str(ckpt), "--out", str(tmp_path / "pictures"), *data, "--manifold-side", "4"]) == 0
+    written = {Path(line).name for line in capsys.readouterr().out.split()}
+    assert written and all((tmp_path / "pictures" / name).is_file() for name in written)
+    assert any("manifold" in name for name in written), written
