@@ -15,7 +15,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 ## demo: train every *_digits config on the embedded digits, benchmark them, build the leaderboard
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) -m lightning_gen demo
 
 ## test: the whole suite, DDP and training runs included (CI runs this)
 test: $(STAMP) browser

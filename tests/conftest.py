@@ -1,16 +1,18 @@
+"""Shared fixtures. The test modules import their helpers (``helpers``, ``contracts``) by plain name: pytest's default
+``prepend`` import mode puts this folder, which is not a package, on the import path (pyproject's addopts names it).
+"""
+
 import os
 import tempfile
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("WANDB_MODE", "offline")
 # Derived files (decoded image folders, reference statistics) of the test session stay out of the user's cache.
 os.environ.setdefault("LIGHTNING_GEN_CACHE", tempfile.mkdtemp(prefix="lightning_gen_test_cache_"))
 
-from helpers import CONFIGS, make_fake_data_root, require_real_data, run_cli  # noqa: E402
+from helpers import CONFIGS, make_fake_data_root, require_real_data, run_cli  # noqa: E402  (after the cache root)
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +23,7 @@ def fake_data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def real_data_root() -> Path:
-    """The real data (CI points ``LIGHTNING_GEN_DATA`` at ../shared/data)."""
+    """The real data: ``$LIGHTNING_GEN_DATA``, the one way tests find it (:func:`helpers.require_real_data`)."""
     return require_real_data("MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte",
                              "MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import pickle
 import struct
@@ -101,6 +102,19 @@ def require_real_data(*files: str) -> Path:
             pytest.fail(f"real data required in CI: {reason}")
         pytest.skip(reason)
     return Path(root)
+
+
+# ---- the developer benchmarks ---------------------------------------------------------------------------------
+def benchmark_module(name: str):
+    """The module ``benchmarks/<name>.py`` (developer benchmarks, outside the package), loaded from its file under
+    its plain name, the name by which the benchmark scripts beside it import it."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 # ---- running the CLI --------------------------------------------------------------------------------------

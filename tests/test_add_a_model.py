@@ -18,7 +18,7 @@ from contracts import (Data, assert_autoregressive, assert_log_prob_contract, as
 from lightning_gen.app.benchmark import main as benchmark
 from lightning_gen.app.run import Run
 from lightning_gen.leaderboard.store import Store
-from lightning_gen.models.base import LikelihoodModule, from_levels, to_levels
+from lightning_gen.models.base import Estimate, LikelihoodModule, from_levels, to_levels
 
 
 class PixelMarkovChain(LikelihoodModule):
@@ -41,7 +41,7 @@ class PixelMarkovChain(LikelihoodModule):
         terms = logp.gather(-1, flat.unsqueeze(-1)).squeeze(-1)  # (B, D)
         return terms.view(levels.shape[0], *levels.shape[2:], levels.shape[1]).permute(0, 3, 1, 2)
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def log_prob(self, x: Tensor, labels: Tensor | None = None, *, estimate: Estimate | None = None) -> Tensor:
         return self.log_conditionals(x, labels).flatten(1).sum(1)
 
     @torch.no_grad()

@@ -32,8 +32,6 @@ from lightning_gen.models.base import Estimate, GenerativeModule
 from lightning_gen.models.fvsbn import FVSBN
 from lightning_gen.models.vae import VAE
 
-SCRIPT = REPO / "scripts" / "benchmark.py"
-
 
 def write_checkpoint(path: Path, class_path: str, **init_args) -> Path:
     """A checkpoint in the layout ``lightning_gen fit`` writes (state dict + ``_class_path`` hyperparameters),
@@ -413,8 +411,8 @@ def test_test_step_nll_under_bf16_autocast_is_the_float32_benchmark_number(cls, 
 # ---- trained checkpoint, end to end, and DDP -------------------------------------------------------------------
 def run_script(args: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd, env=full_env, text=True,
-                          capture_output=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "lightning_gen", "benchmark", *map(str, args)], cwd=cwd,
+                          env=full_env, text=True, capture_output=True, timeout=600)
 
 
 @pytest.mark.slow

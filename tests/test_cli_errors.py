@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from helpers import CONFIGS, REPO, run_cli
 from lightning_gen.app import cli
+from lightning_gen.app.noise import silence_known_noise
 from lightning_gen.app.estimates import step_estimates
 from lightning_gen.callbacks import StopReason
 from lightning_gen.data import Digits
@@ -207,7 +208,7 @@ def test_only_the_listed_third_party_messages_are_silenced():
             (UserWarning, "The 'train_dataloader' returned no batches")]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cli.silence_known_noise()
+        silence_known_noise()
         for category, message in noise + kept:
             warnings.warn(message, category)
     assert [(w.category, str(w.message)) for w in caught] == kept

@@ -22,10 +22,9 @@ from helpers import REPO
 from lightning_gen.app.cli import main
 from lightning_gen.data import BinarizedMNIST
 from lightning_gen.data.base import DATA_ENV
-from lightning_gen.models.base import Estimate, to_levels
+from lightning_gen.models.base import to_levels
 from lightning_gen.models.made import MADE
 from lightning_gen.models.nade import NADE, _NADELogits
-from lightning_gen.models.vae import VAE
 
 SHAPE = (1, 2, 3)  # D = 6: 64 binary images, small enough to enumerate
 
@@ -190,55 +189,19 @@ def test_repro_config_fast_dev_run(config: Path, fake_data_root, tmp_path, monke
           str(tmp_path)])
 
 
-def test_reproduce_script_matches_lightning_test_and_resumes_at_a_new_learning_rate(fake_data_root, tmp_path):
-    """scripts/reproduce.py: the per-image mean over the whole split is Lightning's test NLL; set-lr rewrites only
-    the learning rate a training checkpoint resumes at."""
-    torch.manual_seed(0)
-    data = BinarizedMNIST(str(fake_data_root), batch_size=7)  # 32 test images: the last batch is partial
-    model = NADE(data.image_shape, hidden_size=16)
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
-    trainer.fit(model, datamodule=data)
-    ckpt = tmp_path / "nade.ckpt"
-    trainer.save_checkpoint(ckpt)
-    (expected,) = trainer.test(model, datamodule=data, verbose=False)
-    config = tmp_path / "nade.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"class_path": "lightning_gen.models.nade.NADE", "init_args": {"hidden_size": 16}},
-        "data": {"class_path": "lightning_gen.data.BinarizedMNIST", "init_args": {"batch_size": 7}}}))
+def test_set_lr_rewrites_only_the_learning_rate_a_training_checkpoint_resumes_at(fake_data_root, tmp_path):
+    """lightning-gen set-lr: a stage of a step schedule; weights and the rest of the optimizer state are kept."""
+    assert main(["fit", "--model", "NADE", "--model.hidden_size", "16", "--data", "BinarizedMNIST",
+                 "--data.root", str(fake_data_root), "--data.batch_size", "7", "--trainer.max_epochs", "1",
+                 "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1", "--trainer.logger", "false",
+                 "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]) == 0
+    (ckpt,) = tmp_path.glob("**/*.ckpt")
 
-    def script(*args: str) -> str:
-        proc = subprocess.run([sys.executable, str(REPO / "scripts" / "reproduce.py"), *args], text=True,
-                              capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout.strip().splitlines()[-1]
-
-    last = dict(kv.split("=") for kv in script("--config", str(config), "--ckpt", str(ckpt), "--data-root",
-                                               str(fake_data_root), "--batch-size", "5").split())
-    assert float(last["nll_nats"]) == pytest.approx(expected["test/nll_nats"], abs=1e-3)
-    assert 0 < float(last["se"]) < float(last["nll_nats"])
-
-    # The VAE: the script's estimate is the benchmark's, each image's samples keyed on (seed, image).
-    vae = VAE(data.image_shape, arch="mlp", hidden_sizes=[16], z_dim=4, iw_samples=7)
-    L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              limit_val_batches=0, default_root_dir=tmp_path).fit(vae, datamodule=data)
-    vae_ckpt = tmp_path / "vae.ckpt"
-    torch.save({"state_dict": vae.state_dict(), "hyper_parameters": dict(vae.hparams),
-                "pytorch-lightning_version": L.__version__}, vae_ckpt)
-    vae_config = tmp_path / "vae.yaml"
-    vae_config.write_text(yaml.safe_dump({"model": {"class_path": "lightning_gen.models.vae.VAE"},
-                                          "data": {"class_path": "lightning_gen.data.BinarizedMNIST"}}))
-    out = dict(kv.split("=") for kv in script("--config", str(vae_config), "--ckpt", str(vae_ckpt), "--data-root",
-                                              str(fake_data_root), "--k", "9", "--seed", "3").split())
-    test_images = data.splits()["test"][0]
-    with torch.no_grad():
-        want = -vae.eval().log_prob(test_images, estimate=Estimate(k=9, seed=3)).mean().item()
-    assert float(out["nll_nats"]) == pytest.approx(want, abs=1e-3)
-
-    script("set-lr", "--ckpt", str(ckpt), "--lr", "0.000125", "--out", str(tmp_path / "stage.ckpt"))
-    before, after = (torch.load(p, map_location="cpu", weights_only=False) for p in (ckpt, tmp_path / "stage.ckpt"))
+    assert main(["set-lr", "--ckpt", str(ckpt), "--lr", "0.000125", "--out", str(tmp_path / "stage.ckpt")]) == 0
+    before, after = (torch.load(p, map_location="cpu", weights_only=True) for p in (ckpt, tmp_path / "stage.ckpt"))
     assert after["optimizer_states"][0]["param_groups"][0]["lr"] == 0.000125
     assert before["optimizer_states"][0]["param_groups"][0]["lr"] != 0.000125
+    assert after["optimizer_states"][0]["state"].keys() == before["optimizer_states"][0]["state"].keys()
     for key, value in before["state_dict"].items():
         assert torch.equal(after["state_dict"][key], value)
 
@@ -267,24 +230,20 @@ def test_vae_recipe_schedule_is_burdas_eight_stages_compressed_to_its_epochs(con
 
 
 def test_curve_reads_each_x_axis_and_draws_one_panel_per_axis(tmp_path):
-    """reproduce.py curve: validation points against epoch, step or WallClock minutes; rows without the x column
+    """lightning-gen curve: validation points against epoch, step or WallClock minutes; rows without the x column
     (a stage run without WallClock) are skipped, and a later stage wins on the same x."""
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     first.write_text("epoch,step,time/train_minutes,val/nll_nats,train/loss\n"
                      "0,99,1.5,100.0,\n0,120,,,3.0\n1,199,3.0,95.0,\n")
     second.write_text("epoch,step,val/nll_nats\n1,199,94.0\n2,299,93.0\n")  # resumed without WallClock
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import reproduce
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    assert reproduce.read_curve([str(first), str(second)], "val/nll_nats", "epoch") == [(0, 100.0), (1, 94.0),
+    from lightning_gen.app import curve
+
+    assert curve.read_curve([str(first), str(second)], "val/nll_nats", "epoch") == [(0, 100.0), (1, 94.0),
                                                                                         (2, 93.0)]
-    assert reproduce.read_curve([str(first)], "val/nll_nats", "step") == [(99, 100.0), (199, 95.0)]
-    assert reproduce.read_curve([str(first), str(second)], "val/nll_nats", "minutes") == [(1.5, 100.0), (3.0, 95.0)]
+    assert curve.read_curve([str(first)], "val/nll_nats", "step") == [(99, 100.0), (199, 95.0)]
+    assert curve.read_curve([str(first), str(second)], "val/nll_nats", "minutes") == [(1.5, 100.0), (3.0, 95.0)]
     out = tmp_path / "curve.png"
-    assert reproduce.main(["curve", "--metrics", str(first), "--x", "step", "minutes", "--paper", "90",
-                           "--out", str(out)]) == 0
+    assert main(["curve", "--metrics", str(first), "--x", "step", "minutes", "--paper", "90", "--out", str(out)]) == 0
     from PIL import Image
 
     assert Image.open(out).size == (2 * 560, 440)
@@ -302,15 +261,12 @@ def test_curve_minutes_from_sample_grid_file_times(tmp_path):
         grid = run / "samples" / f"step_{step:07d}.png"
         grid.write_bytes(b"")
         os.utime(grid, (seconds, seconds))
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import reproduce
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from lightning_gen.app import curve
+
     metrics = [str(run / "metrics.csv")]
-    assert reproduce.read_curve(metrics, "val/nll_nats", "minutes") == []
-    assert reproduce.read_curve(metrics, "val/nll_nats", "minutes", from_grids=True) == [(1.5, 100.0), (3.0, 95.0)]
-    assert reproduce.read_curve(metrics, "val/nll_nats", "epoch", from_grids=True) == [(0, 100.0), (1, 95.0),
+    assert curve.read_curve(metrics, "val/nll_nats", "minutes") == []
+    assert curve.read_curve(metrics, "val/nll_nats", "minutes", from_grids=True) == [(1.5, 100.0), (3.0, 95.0)]
+    assert curve.read_curve(metrics, "val/nll_nats", "epoch", from_grids=True) == [(0, 100.0), (1, 95.0),
                                                                                       (2, 94.0)]
 
 

@@ -281,7 +281,6 @@ def test_latest_only_compares_times_not_strings(tmp_path):
 _WRITER = """
 import json, sys, time
 from pathlib import Path
-sys.path.insert(0, {repo!r})
 from lightning_gen.leaderboard.store import Store
 db, records, go = sys.argv[1:4]
 records = json.loads(Path(records).read_text())
@@ -298,13 +297,14 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     db = tmp_path / "lb.sqlite"
     go = tmp_path / "go"
     script = tmp_path / "writer.py"
-    script.write_text(_WRITER.format(repo=str(REPO)))
+    script.write_text(_WRITER)
     procs = []
     for w in range(2):
         recs = [make_record(f"writer{w}-run{i:03d}", metrics={"nll_nats": 80.0 + i / 10}) for i in range(200)]
         (tmp_path / f"records{w}.json").write_text(json.dumps(recs))
         procs.append(subprocess.Popen([sys.executable, str(script), str(db), str(tmp_path / f"records{w}.json"),
-                                       str(go)], stderr=subprocess.PIPE, text=True))
+                                       str(go)], stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "PYTHONPATH": str(REPO)}))
     time.sleep(0.5)  # let both interpreters start and wait at the barrier
     go.touch()
     for p in procs:
@@ -1229,9 +1229,9 @@ def test_grids_found_relative_to_the_database(tmp_path, monkeypatch):
     assert "data:image/png;base64," in (tmp_path / "results" / "index.html").read_text()
 
 
-def test_script_wrapper_runs(tmp_path):
+def test_leaderboard_command_runs(tmp_path):
     out = tmp_path / "index.html"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "leaderboard.py"), "--db",
+    proc = subprocess.run([sys.executable, "-m", "lightning_gen", "leaderboard", "--db",
                            str(tmp_path / "none.sqlite"), "--out", str(out)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

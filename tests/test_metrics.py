@@ -388,7 +388,7 @@ def test_stats_cache_hits_and_keys_name_everything(tmp_path):
 
 
 def test_stats_cache_default_folder_is_the_cache_root_never_the_data_root(tmp_path, monkeypatch):
-    """The data root may be shared and read-only (../shared/data in CI): derived files go to the cache root."""
+    """The data root may be shared and read-only ($LIGHTNING_GEN_DATA in CI): derived files go to the cache root."""
     monkeypatch.setenv("LIGHTNING_GEN_DATA", str(tmp_path / "data_root"))
     monkeypatch.setenv("LIGHTNING_GEN_CACHE", str(tmp_path / "cache_root"))
     assert StatsCache().dir == tmp_path / "cache_root" / "fid_stats"

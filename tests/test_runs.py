@@ -21,7 +21,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from helpers import CONFIGS, REPO, run_cli
 from lightning_gen.app.wandb_log import OFFLINE_PREFIX, log_wandb
-from lightning_gen.app.cli import UserError, apply_run_name, main, place_run
+from lightning_gen.app.cli import UserError, main
+from lightning_gen.app.trainer_cli import apply_run_name, place_run
 from lightning_gen.app.run import Run
 from lightning_gen.callbacks import SampleMetrics
 from lightning_gen.data import Digits

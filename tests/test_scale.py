@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import lightning as L
 import pytest
 import torch
 
-from helpers import REPO, run_cli
+from helpers import REPO, benchmark_module, run_cli
 
 PRESETS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
 
@@ -164,10 +165,10 @@ def test_host_tuning_can_be_turned_off(monkeypatch):
 def test_host_tuning_only_for_the_commands_that_train_or_evaluate(tmp_path, monkeypatch, capsys):
     """The allocator and environment changes are process-wide: fit/validate/test get them, the other commands
     (sample, benchmark, leaderboard) leave the process alone."""
-    from lightning_gen.app import cli
+    from lightning_gen.app import cli, trainer_cli
 
     calls = []
-    monkeypatch.setattr(cli, "tune_host", lambda: calls.append(True))
+    monkeypatch.setattr(trainer_cli, "tune_host", lambda: calls.append(True))
     assert cli.main(["benchmark", str(tmp_path / "missing.ckpt"), "--no-store"]) == 2
     with pytest.raises(SystemExit):
         cli.main(["sample", "--help"])
@@ -212,7 +213,7 @@ def test_fit_uses_the_throttled_bar_unless_the_config_names_a_bar_or_turns_it_of
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     from lightning_gen.callbacks import ThrottledProgressBar
-    from lightning_gen.app.cli import GenCLI
+    from lightning_gen.app.trainer_cli import GenCLI
     from lightning_gen.data.base import ImageDataModule
     from lightning_gen.models.base import GenerativeModule
 
@@ -234,11 +235,13 @@ def test_fit_uses_the_throttled_bar_unless_the_config_names_a_bar_or_turns_it_of
                                                ("configs/vae_digits.yaml", "32-true"),
                                                ("configs/vae_digits.yaml", "bf16-mixed")])
 def test_bench_train_times_the_same_training_in_both_loops(config, precision, tmp_path):
-    """scripts/bench_train.py's ratio means something only if both loops do the same work: from the same seeded
+    """benchmarks/bench_train.py's ratio means something only if both loops do the same work: from the same seeded
     model and batches they must end at the same parameters, in mixed precision too."""
     import copy
 
-    from lightning_gen.app.throughput import build_from_config, fixed_batches, time_lightning, time_plain
+    throughput = benchmark_module("throughput")
+    build_from_config, fixed_batches, time_lightning, time_plain = (
+        throughput.build_from_config, throughput.fixed_batches, throughput.time_lightning, throughput.time_plain)
 
     model, data = build_from_config(REPO / config, ["--data.init_args.root", str(tmp_path / "data")])
     batches = fixed_batches(data, 6)
@@ -254,7 +257,9 @@ def test_bench_train_times_the_same_training_in_both_loops(config, precision, tm
 
 def _saved_activation_bytes(config: Path, extra: list[str]) -> int:
     """Bytes autograd keeps for the backward pass of one training step (a floor for the training peak)."""
-    from lightning_gen.app.throughput import build_from_config, fixed_batches
+    throughput = benchmark_module("throughput")
+    build_from_config, fixed_batches = (
+        throughput.build_from_config, throughput.fixed_batches)
 
     model, data = build_from_config(config, extra)
     storages = {}
@@ -269,19 +274,17 @@ def _saved_activation_bytes(config: Path, extra: list[str]) -> int:
 
 
 def test_peak_memory_counts_the_activations_and_grows_with_the_batch():
-    """scripts/bench_memory.py's CPU figure: the peak a run adds covers what autograd saves for backward, and a
+    """benchmarks/bench_memory.py's CPU figure: the peak a run adds covers what autograd saves for backward, and a
     batch 8x larger adds correspondingly more (so the number tracks the model, not allocator noise)."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from lightning_gen.app.memory import peak_memory
-
     config = REPO / "configs/pixelcnn_digits.yaml"
     peaks, saved = {}, {}
     for batch in (32, 256):
         extra = ["--data.init_args.batch_size", str(batch)]
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:  # a fresh process each
-            peaks[batch] = pool.submit(peak_memory, config, extra, steps=3).result()["training_peak_bytes"]
+        # a fresh process each, in benchmarks/ as its scripts run (they import `memory` by plain name)
+        code = f"import json, memory; print(json.dumps(memory.peak_memory({str(config)!r}, {extra!r}, steps=3)))"
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO / "benchmarks", capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        peaks[batch] = json.loads(done.stdout.strip().splitlines()[-1])["training_peak_bytes"]
         saved[batch] = _saved_activation_bytes(config, extra)
     assert peaks[256] >= saved[256]
     assert peaks[256] - peaks[32] >= 0.8 * (saved[256] - saved[32])
@@ -421,7 +424,9 @@ def test_torchrun_multinode_script_trains_two_nodes_in_sync(tmp_path):
 def test_flops_per_step_matches_the_hand_count_of_an_mlp_vae():
     """The MFU numerator: an MLP VAE's step is 2*in*out FLOPs per linear layer and image forward, twice that
     backward, less the input gradient of the first layer (the data needs none)."""
-    from lightning_gen.app.throughput import build_from_config, flops_per_step, synthetic_batches
+    throughput = benchmark_module("throughput")
+    build_from_config, flops_per_step, synthetic_batches = (
+        throughput.build_from_config, throughput.flops_per_step, throughput.synthetic_batches)
 
     batch = 8
     model, data = build_from_config(REPO / "configs/vae_binarized_mnist.yaml", ["--data.init_args.batch_size", str(batch)])
@@ -444,7 +449,7 @@ def test_speed_and_memory_scripts_end_with_their_headline(script, args, last_lin
     import re
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--configs", "configs/fvsbn_digits.yaml",
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--configs", "configs/fvsbn_digits.yaml",
                            *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.fullmatch(last_line, proc.stdout.strip().splitlines()[-1]), proc.stdout[-2000:]

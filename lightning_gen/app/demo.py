@@ -1,4 +1,4 @@
-"""``make demo``: the main job on the embedded digits data, end to end.
+"""``lightning-gen demo`` (what ``make demo`` runs): the main job on the embedded digits data, end to end.
 
 Trains every ``configs/*_digits.yaml`` model, saves each one's sample grid, benchmarks the checkpoints into the
 results store (``results/leaderboard.sqlite``) and builds the leaderboard dashboard from them. Each step is a normal
@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from lightning_gen.app.cli import PROG
 from lightning_gen.app.run import CheckpointNotFound, choose_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +76,8 @@ def _shown(path: Path | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=f"{PROG} demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / "runs" / "demo", help="where runs are written")
     p.add_argument("--configs", nargs="*", type=Path, help="configs to run (default: configs/*_digits.yaml)")
     p.add_argument("--max-epochs", type=int, help="override every config's epoch budget (e.g. 1 for a smoke run)")

@@ -29,10 +29,11 @@ INCEPTION_CPU_NUM_SAMPLES = 2_500
 
 def model_family(model: GenerativeModule) -> str:
     """The leaderboard family the model's class declares (its ``family`` class attribute)."""
-    family = getattr(type(model), "family", None)
-    if family is None:
+    try:
+        family = type(model).family
+    except AttributeError:
         raise BenchmarkError(f"{type(model).__name__} declares no leaderboard family: give the class a `family` "
-                             "class attribute (e.g. family = \"autoregressive\")")
+                             "class attribute (e.g. family = \"autoregressive\")") from None
     try:
         validate_family(family)
     except ValueError as e:

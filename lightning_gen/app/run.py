@@ -1,9 +1,12 @@
 """A training run on disk, opened once: its folder, checkpoint, ``config.yaml`` and the data module the config names.
 
-``python -m lightning_gen fit`` writes one run folder (its layout and names: :mod:`lightning_gen.loggers`).
-:meth:`Run.open` takes the run folder or one of its checkpoints. The checkpoint is read once, weights-only: a file
-carrying pickled code is refused unexecuted. The model and the data module are both rebuilt the way LightningCLI
-built them for ``fit``, through jsonargparse from their class paths and arguments.
+``python -m lightning_gen fit`` writes one run folder, ``<default_root_dir>/lightning_logs/version_N/``, whatever its
+loggers: ``config.yaml``, ``checkpoints/*.ckpt``, ``samples/``, ``pictures/`` and, under W&B, ``wandb/`` and
+``wandb_run.json`` (:func:`lightning_gen.app.trainer_cli.place_run`; the names: :mod:`lightning_gen.loggers`).
+:meth:`Run.open` takes the run folder or one of its checkpoints. The checkpoint is read once, weights-only
+(:func:`read_checkpoint`, the one way every command reads one): a file carrying pickled code is refused unexecuted.
+The model and the data module are both rebuilt the way LightningCLI built them for ``fit``, through jsonargparse
+from their class paths and arguments.
 """
 
 from __future__ import annotations
@@ -86,6 +89,27 @@ def _build_datamodule(section: dict | None, data: str | None, overrides: dict[st
                               f"class of lightning_gen.data such as MNIST or Digits, or a full import path): {e}") from e
 
 
+def read_checkpoint(path: Path) -> tuple[bytes, dict]:
+    """``(the file's bytes, the checkpoint dict)`` of a ``torch.save`` file, read weights-only: the one way every
+    command opens a checkpoint. A file carrying pickled code is refused unexecuted (:class:`CheckpointError`)."""
+    data = path.read_bytes()
+    if not (data.startswith(b"PK\x03\x04") or data[:1] == b"\x80"):  # torch.save's zip archive, or a pickle
+        raise CheckpointError(f"{path} is not a checkpoint: not a file written by torch.save "
+                              "(write checkpoints with `python -m lightning_gen fit`)")
+    try:
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path} holds pickled objects other than tensors and plain data, so it was refused unexecuted "
+            "(weights-only loading). Only load checkpoints you trust with torch.load(weights_only=False). "
+            f"Detail: {e}") from e
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, or not a torch file?): {e}") from e
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} is not a lightning_gen checkpoint: it holds a {type(checkpoint).__name__}")
+    return data, checkpoint
+
+
 class Run:
     """A training run on disk: its folder, checkpoint(s), config.yaml, and the data module it names."""
 
@@ -132,22 +156,7 @@ class Run:
     @cached_property
     def _contents(self) -> tuple[str, dict]:
         """``(sha256, checkpoint dict without optimizer state)`` from one read of the file."""
-        path = self.checkpoint
-        data = path.read_bytes()
-        if not (data.startswith(b"PK\x03\x04") or data[:1] == b"\x80"):  # torch.save's zip archive, or a pickle
-            raise CheckpointError(f"{path} is not a checkpoint: not a file written by torch.save "
-                                  "(write checkpoints with `python -m lightning_gen fit`)")
-        try:
-            checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise CheckpointError(
-                f"{path} holds pickled objects other than tensors and plain data, so it was refused unexecuted "
-                "(weights-only loading). Only load checkpoints you trust with torch.load(weights_only=False). "
-                f"Detail: {e}") from e
-        except (RuntimeError, EOFError, OSError) as e:
-            raise CheckpointError(f"{path} is not a readable checkpoint (truncated, or not a torch file?): {e}") from e
-        if not isinstance(checkpoint, dict):
-            raise CheckpointError(f"{path} is not a lightning_gen checkpoint: it holds a {type(checkpoint).__name__}")
+        data, checkpoint = read_checkpoint(self.checkpoint)
         # Optimizer states can be as large as the weights and nothing here uses them.
         kept = {k: v for k, v in checkpoint.items() if k not in ("optimizer_states", "lr_schedulers")}
         return hashlib.sha256(data).hexdigest(), kept

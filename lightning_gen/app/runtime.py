@@ -1,7 +1,7 @@
 """Process-wide settings that make training steps cheaper on the host; ``fit``, ``validate`` and ``test`` apply them
 at start-up (other commands leave the process alone).
 
-Two hot spots found by profiling Lightning's loop against a plain loop (``scripts/bench_train.py``):
+Two hot spots found by profiling Lightning's loop against a plain loop (``benchmarks/bench_train.py``):
 
 - **Page faults from glibc's allocator.** PyTorch's CPU tensors come straight from ``malloc``. With glibc's
   defaults, a freshly freed activation of a few MB goes back to the kernel (``munmap`` or heap trim) and the next

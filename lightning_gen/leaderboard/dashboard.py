@@ -26,7 +26,7 @@ DEFAULT_OUT = Path("results/leaderboard/index.html")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="lightning_gen leaderboard",
+        prog="lightning-gen leaderboard",
         description="Build the static HTML leaderboard from the results database (and optionally log it to W&B).")
     p.add_argument("--db", type=Path, default=DEFAULT_DB, help="SQLite results database (default: %(default)s)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="HTML file to write (default: %(default)s)")

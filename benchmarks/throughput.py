@@ -1,5 +1,5 @@
-"""Training throughput of the model families' default configs (``scripts/bench_train.py``,
-``scripts/bench_optimizer.py``).
+"""Training throughput of the model families' default configs (``benchmarks/bench_train.py``,
+``benchmarks/bench_optimizer.py``).
 
 Lightning's fit loop against a plain PyTorch loop over the same nets, batches and optimizer. Both sides start from
 the same seeded model built from a config, draw the same in-memory batches and run the model's own loss; the plain
@@ -37,7 +37,7 @@ FAMILY_CONFIGS = {
 
 def build_from_config(config: str | Path, extra: list[str] = ()) -> tuple[GenerativeModule, L.LightningDataModule]:
     """The model and data module a config describes, exactly as ``fit`` would build them (nothing is run)."""
-    from lightning_gen.app.cli import GenCLI
+    from lightning_gen.app.trainer_cli import GenCLI
     from lightning_gen.data.base import ImageDataModule
 
     cli = GenCLI(GenerativeModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,

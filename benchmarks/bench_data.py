@@ -4,7 +4,7 @@ Both read the same real files under the data root (``--root``, else ``$LIGHTNING
 wants the IDX files unpacked, so they are gunzipped into a temporary folder (the data root is never written to).
 The last line printed is ``speedup=<x>``.
 
-    LIGHTNING_GEN_DATA=/work/shared/data python scripts/bench_data.py
+    LIGHTNING_GEN_DATA=/work/shared/data python benchmarks/bench_data.py
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Training images/s of each family's default config: Lightning vs a plain PyTorch loop, measured in one run.
 
-    LIGHTNING_GEN_DATA=../shared/data python scripts/bench_train.py [--steps 20] [--configs ...]
+    LIGHTNING_GEN_DATA=../shared/data python benchmarks/bench_train.py [--steps 20] [--configs ...]
     # on a GPU, bf16 and torch.compile, random images of the configs' shapes (no dataset needed):
-    python scripts/bench_train.py --device cuda --precision bf16-mixed --compile --synthetic \
+    python benchmarks/bench_train.py --device cuda --precision bf16-mixed --compile --synthetic \
         --configs configs/dcgan_celeba64.yaml
 
 Both loops run in this process with the same host settings as `fit` (lightning_gen.app.runtime). The table also gives
 Lightning's extra milliseconds per step (``+ms/step``), the model FLOPs of a step (torch.utils.flop_counter:
 matmuls and convolutions, forward and backward), the TFLOP/s Lightning reaches and, where the accelerator's dense
-peak is known (bf16 on the GPUs in lightning_gen.app.throughput.PEAK_BF16_TFLOPS, or --peak-tflops), the model FLOP
+peak is known (bf16 on the GPUs in throughput.PEAK_BF16_TFLOPS, or --peak-tflops), the model FLOP
 utilisation.
 Last line: ``min_ratio=<x>`` (Lightning / plain, worst family; target >= 0.95), then ``mfu_<config>=`` values.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from lightning_gen.app.runtime import tune_host
-from lightning_gen.app.throughput import FAMILY_CONFIGS, compare
+from throughput import FAMILY_CONFIGS, compare
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """Training images/s of each family's default config with fused Adam (as the configs set it) against the same
 config with the classic per-tensor Adam, plain PyTorch loop, measured in one run.
 
-    LIGHTNING_GEN_DATA=../shared/data python scripts/bench_optimizer.py [--repeats 5] [--configs ...]
+    LIGHTNING_GEN_DATA=../shared/data python benchmarks/bench_optimizer.py [--repeats 5] [--configs ...]
 
 The configs set ``fused: true`` on every Adam: one kernel per parameter instead of about ten per-tensor ops.
 Both variants start from the same seeded weights and time the same batches, alternating so drift hits both alike;
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lightning_gen.app.runtime import tune_host
-from lightning_gen.app.throughput import FAMILY_CONFIGS, build_from_config, time_plain, timing_batches
+from throughput import FAMILY_CONFIGS, build_from_config, time_plain, timing_batches
 
 FUSED = "--model.init_args.optimizer.init_args.fused"
 

@@ -1,6 +1,6 @@
 """Peak training memory of each family's default config, each measured in a fresh process.
 
-    LIGHTNING_GEN_DATA=../shared/data python scripts/bench_memory.py [--steps 10] [--accelerator gpu --precision bf16-mixed]
+    LIGHTNING_GEN_DATA=../shared/data python benchmarks/bench_memory.py [--steps 10] [--accelerator gpu --precision bf16-mixed]
 
 CPU: growth of the peak resident set during ``fit`` over the loaded model and batches. GPU: the peak of
 ``torch.cuda.max_memory_allocated``. The state column is parameters + gradients + optimizer state (the part that
@@ -14,8 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from lightning_gen.app.memory import peak_memory
-from lightning_gen.app.throughput import FAMILY_CONFIGS
+from memory import peak_memory
+from throughput import FAMILY_CONFIGS
 
 MIB = 2**20
 

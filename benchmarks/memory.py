@@ -1,4 +1,4 @@
-"""Peak training memory of the model families' default configs (``scripts/bench_memory.py``): the peak a training
+"""Peak training memory of the model families' default configs (``benchmarks/bench_memory.py``): the peak a training
 run adds on top of the loaded model and data."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from lightning_gen.app.runtime import tune_host
-from lightning_gen.app.throughput import ReplayBatches, build_from_config, fixed_batches
+from throughput import ReplayBatches, build_from_config, fixed_batches
 
 
 def _proc_status_kb(field: str) -> int:
@@ -41,7 +41,7 @@ def peak_memory(config: str | Path, extra: list[str] = (), *, steps: int = 10, a
     On a GPU: ``torch.cuda.max_memory_allocated`` over the run (tensors only, as PyTorch reports it). On the CPU:
     the growth of the process's peak resident set over the run (Linux: the peak is reset just before ``fit`` and
     the allocator's free memory is returned first), so it counts what training adds to the loaded model and
-    batches, allocator slack included. Call it in a fresh process per config (``scripts/bench_memory.py`` does):
+    batches, allocator slack included. Call it in a fresh process per config (``benchmarks/bench_memory.py`` does):
     memory freed by an earlier run in the same process would be reused and hide part of the peak.
     """
     tune_host()

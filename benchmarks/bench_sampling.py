@@ -1,7 +1,7 @@
 """Naive vs fast (cached) sampling speed of Gated PixelCNN, and of Row LSTM where it exists, in one run.
 
-    python scripts/bench_sampling.py                 # CPU: 28x28 binary and 32x32x3 8-bit, batch 16
-    python scripts/bench_sampling.py --device cuda --rgb-naive-images 16
+    python benchmarks/bench_sampling.py                 # CPU: 28x28 binary and 32x32x3 8-bit, batch 16
+    python benchmarks/bench_sampling.py --device cuda --rgb-naive-images 16
 
 For each model and image size: the fast sampler draws ``--batch`` images; the naive sampler (the whole network
 rerun on the full image for every sub-pixel) draws ``--naive-images`` images (fewer: it is slow), and the two

@@ -1,23 +1,6 @@
-"""Per-image test NLL of a trained likelihood model on a full split, with its standard error, in fp32.
+"""``lightning-gen curve``: a run's validation curve, beside a published number, as a PNG.
 
-    python scripts/reproduce.py --config configs/repro/nade_binarized_mnist_static.yaml --ckpt CKPT \
-        --data-root /path/to/data [--split test] [--k 1000]
-
-Loads the model class named in the config from the checkpoint, reads the split through the config's data module
-(every image, no DistributedSampler padding), and evaluates ``-log_prob`` image by image. The last line printed is
-
-    nll_nats=<mean> se=<std / sqrt(N)> bpd=<mean / (D ln 2)>
-
-For exact models (FVSBN, NADE, MADE) the mean is the test NLL; for a VAE it is the ``k``-sample importance-weighted
-estimate (an upper bound on the NLL in expectation), computed with ``--k`` samples (default: the model's
-``iw_samples``), each image's samples keyed on (``--seed``, the image) as in the benchmark.
-
-    python scripts/reproduce.py set-lr --ckpt IN.ckpt --lr 0.0005 --out OUT.ckpt
-
-writes a copy of a training checkpoint whose optimizer resumes at learning rate ``--lr`` (a stage of a step
-schedule run as resumed fits, for models without a scheduler option; see configs/repro/vae_*.yaml).
-
-    python scripts/reproduce.py curve --metrics RUN/lightning_logs/version_*/metrics.csv --paper 88.86 \
+    lightning-gen curve --metrics RUN/lightning_logs/version_*/metrics.csv --paper 88.86 \\
         --title "NADE, static binarized MNIST" --x epoch minutes --out docs/repro_nade.png
 
 draws the validation curve (from the CSV logs of one run and its resumed stages) against each ``--x`` (epoch, step,
@@ -30,38 +13,10 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import importlib
 import math
 import os
-import sys
-import time
 
-import torch
-import yaml
-
-from lightning_gen.models.base import Estimate, bits_per_dim
-
-
-def import_class(path: str):
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def set_lr_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="reproduce.py set-lr", description="resume a checkpoint at another learning rate")
-    p.add_argument("--ckpt", required=True)
-    p.add_argument("--lr", type=float, required=True)
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    checkpoint = torch.load(args.ckpt, map_location="cpu", weights_only=False)
-    if not checkpoint.get("optimizer_states"):
-        p.error(f"{args.ckpt} holds no optimizer state: it is not a training checkpoint")
-    for state in checkpoint["optimizer_states"]:
-        for group in state["param_groups"]:
-            group["lr"] = args.lr
-    torch.save(checkpoint, args.out)
-    print(f"epoch={checkpoint['epoch']} global_step={checkpoint['global_step']} lr={args.lr:g} -> {args.out}")
-    return 0
+from lightning_gen.app.cli import PROG
 
 
 #: The x axes ``curve --x`` can draw: the metrics.csv column each reads, and its label.
@@ -108,10 +63,10 @@ def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     return [i * step for i in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
 
 
-def curve_main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     from PIL import Image, ImageDraw
 
-    p = argparse.ArgumentParser(prog="reproduce.py curve", description="a validation curve, beside a published number")
+    p = argparse.ArgumentParser(prog=f"{PROG} curve", description=__doc__.split("\n\n")[0])
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.csv files, in stage order")
     p.add_argument("--metric", default="val/nll_nats")
     p.add_argument("--x", nargs="+", default=["epoch"], choices=list(X_AXES),
@@ -182,57 +137,3 @@ def curve_main(argv: list[str]) -> int:
     last = panels[0][1][-1]
     print(f"{len(panels[0][1])} points, best {best:.3f}, last {last[1]:.3f} at {args.x[0]} {last[0]:g} -> {args.out}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["set-lr"]:
-        return set_lr_main(argv[1:])
-    if argv[:1] == ["curve"]:
-        return curve_main(argv[1:])
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="the LightningCLI config the model was trained with")
-    p.add_argument("--ckpt", required=True, help="checkpoint to evaluate")
-    p.add_argument("--data-root", default=None, help="data root (default: the config's, else $LIGHTNING_GEN_DATA)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--k", type=int, default=None, help="importance samples, for models whose log_prob takes k")
-    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images (to time a large --k)")
-    args = p.parse_args(argv)
-
-    with open(args.config) as f:
-        config = yaml.safe_load(f)
-    model_cls = import_class(config["model"]["class_path"])
-    # Our own training checkpoints: their hyperparameters name the optimizer class, which weights_only refuses.
-    model = model_cls.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=False).float().eval()
-    data_args = dict(config["data"].get("init_args") or {})
-    if args.data_root is not None:
-        data_args["root"] = args.data_root
-    data = import_class(config["data"]["class_path"])(**data_args)
-    images, labels = data.splits()[args.split]
-    images, labels = images[: args.limit], labels[: args.limit]
-
-    estimate = Estimate(k=args.k, seed=args.seed)  # each image's samples keyed on (seed, image): batch-free
-    if model.likelihood_kind == "exact" and args.k is not None:
-        p.error(f"{model_cls.__name__}.log_prob is exact and takes no --k")
-    start = time.perf_counter()
-    nll = []
-    with torch.no_grad():
-        for i in range(0, images.shape[0], args.batch_size):
-            x = images[i : i + args.batch_size]
-            y = labels[i : i + args.batch_size] if model.conditional else None
-            nll.append(-model.log_prob(x, y, estimate=estimate).double())
-    nll = torch.cat(nll)
-    seconds = time.perf_counter() - start
-    mean, se = nll.mean().item(), (nll.std() / math.sqrt(nll.numel())).item()
-    bpd = bits_per_dim(torch.tensor(mean), model.num_dims).item()
-    k = model.resolve_estimate(estimate).k
-    print(f"model={model_cls.__name__} params={sum(t.numel() for t in model.parameters())} split={args.split} "
-          f"images={nll.numel()} seconds={seconds:.1f}" + (f" k={k}" if k else ""))
-    print(f"nll_nats={mean:.4f} se={se:.4f} bpd={bpd:.5f}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
