@@ -1,7 +1,7 @@
 """The run folder, and Weights & Biases logging that never prompts or hangs.
 
 A training run writes one folder, ``<default_root_dir>/lightning_logs/version_N/`` (``lightning_gen fit`` makes it
-one folder whatever the loggers: :func:`lightning_gen.app.cli.place_run`): ``config.yaml``, ``checkpoints/``,
+one folder whatever the loggers: :func:`lightning_gen.app.trainer_cli.place_run`): ``config.yaml``, ``checkpoints/``,
 ``samples/``, ``pictures/`` and, under W&B, ``wandb/`` and ``wandb_run.json``. :func:`run_folder` finds it from a
 Trainer, :func:`checkpoint_run_folder` from a checkpoint, and :func:`run_folder_name` names it. W&B runs offline
 unless credentials and a terminal say otherwise.

@@ -1085,7 +1085,7 @@ def _train_grids(run: Path, steps) -> list[Path]:
     from lightning_gen.callbacks import SampleGrid
 
     callback = SampleGrid(num_samples=16)
-    # no loggers: the run folder is default_root_dir, as on a real Trainer (callbacks.run_folder)
+    # no loggers: the run folder is default_root_dir, as on a real Trainer (loggers.run_folder)
     trainer = SimpleNamespace(global_step=0, fast_dev_run=False, logger=None, log_dir=str(run),
                               default_root_dir=str(run), loggers=[])
     paths = []

@@ -133,7 +133,7 @@ class StopReason(L.Callback):
 class WallClock(L.Callback):
     """Log ``time/train_minutes`` at every validation: wall-clock minutes of ``fit`` so far, validation included.
 
-    Learning curves against time (``scripts/reproduce.py curve --x minutes``) need it: a CPU budget is stated in
+    Learning curves against time (``lightning-gen curve --x minutes``) need it: a CPU budget is stated in
     minutes, not steps. The count is saved in checkpoints, so a resumed stage continues it.
     """
 
