@@ -123,6 +123,21 @@ def config_paths() -> list[Path]:
     return sorted(CONFIGS.glob("*.yaml"))
 
 
+def resolved_config(config: Path) -> dict:
+    """``config`` as the CLI resolves it (shared defaults, model/ and data/ groups): ``fit --print_config``."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from lightning_gen.app.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(["fit", "--config", str(config), "--print_config"])
+    return yaml.safe_load(out.getvalue())
+
+
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m lightning_gen ARGS`` in a fresh process (as a user runs it), output captured."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", **(env or {})}
@@ -161,13 +176,11 @@ def assert_ddp_fit_in_sync(config: str, tmp_path: Path, data_args: tuple = ((1, 
     initialisation would differ by ~0.1)."""
     import importlib
 
-    import yaml
-
     states = ddp_fit_states(CONFIGS / f"{config}.yaml", tmp_path, steps=steps)
     for name, value in states[0].items():
         assert torch.equal(value, states[1][name]), name
     # The CLI seeds (seed_everything) before building the model: rebuild that initial model.
-    cfg = yaml.safe_load((CONFIGS / f"{config}.yaml").read_text())
+    cfg = resolved_config(CONFIGS / f"{config}.yaml")  # the experiment composes with configs/shared and its groups
     spec = cfg["model"]
     module, _, name = spec["class_path"].rpartition(".")
     cls = getattr(importlib.import_module(module), name)

@@ -19,7 +19,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from helpers import CONFIGS, REPO, run_cli
+from helpers import CONFIGS, REPO, resolved_config, run_cli
 from lightning_gen.app.wandb_log import OFFLINE_PREFIX, log_wandb
 from lightning_gen.app.cli import UserError, main
 from lightning_gen.app.trainer_cli import apply_run_name, place_run
@@ -174,7 +174,7 @@ def test_last_checkpoint_is_the_latest_state_even_when_the_best_is_older(tmp_pat
     Lightning 2.6 a monitored ModelCheckpoint's save_last wrote last.ckpt only when the best improved, so after an
     early best it held the best epoch and a resume dropped the epochs after it (found in a 148-epoch FVSBN run
     whose last.ckpt held epoch 42). Here the monitor's mode is reversed so the best is the first epoch."""
-    config = yaml.safe_load((CONFIGS / "fvsbn_digits.yaml").read_text())
+    config = resolved_config(CONFIGS / "fvsbn_digits.yaml")
     [monitored] = [c for c in config["trainer"]["callbacks"] if c["init_args"].get("monitor")]
     monitored["init_args"]["mode"] = "max"  # val NLL falls: the first epoch is the "best"
     path = tmp_path / "config.yaml"

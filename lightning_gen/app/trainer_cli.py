@@ -17,7 +17,7 @@ from lightning.pytorch.cli import LightningCLI
 
 import lightning_gen.data  # noqa: F401  (registers the data modules with the CLI)
 import lightning_gen.models  # noqa: F401  (registers the models with the CLI)
-from lightning_gen.app.cli import PROG, UserError
+from lightning_gen.app.cli import PROG, TRAINER_COMMANDS, UserError
 from lightning_gen.app.parse_errors import explain_parse_error
 from lightning_gen.app.run import read_checkpoint
 from lightning_gen.app.runtime import tune_host
@@ -29,6 +29,9 @@ LINKED_DATA_ATTRIBUTES = ("image_shape", "num_levels", "num_classes")
 #: Subcommands that train or evaluate over many steps, where the host tuning of :mod:`~lightning_gen.app.runtime`
 #: pays; it changes process-wide allocator settings, so nothing else gets it.
 TUNED_SUBCOMMANDS = ("fit", "validate", "test")
+#: The settings every run shares (seed, accelerator, devices, the ``last.ckpt`` checkpoint), read by the Lightning
+#: commands before any ``--config``; a missing file (an installed package without the repository) is skipped.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "shared" / "defaults.yaml"
 #: ``trainer.ckpt_path`` values that name no file (Lightning resolves them itself).
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
@@ -193,7 +196,8 @@ def run_lightning(args: list[str] | None) -> int:
         subclass_mode_data=True,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"exit_on_error": False, "prog": PROG},
+        parser_kwargs={"exit_on_error": False, "prog": PROG,
+                       **{command: {"default_config_files": [str(DEFAULT_CONFIG)]} for command in TRAINER_COMMANDS}},
         args=args,  # None: LightningCLI reads sys.argv itself
     )
     return 0
