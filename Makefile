@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast browser clean
+.PHONY: demo test test-fast docs browser clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,13 @@ test: $(STAMP) browser
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not browser"
 
+## docs: the manual (docs/, MkDocs + Material) into site/; --strict fails on a broken link or a missing image
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict
+
 ## browser: headless Chromium for the dashboard's browser test (Debian package, no browser download)
 browser:
 	bash scripts/install_browser.sh
 
 clean:
-	rm -rf runs results .pytest_cache
+	rm -rf runs results site .pytest_cache
