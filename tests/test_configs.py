@@ -45,9 +45,10 @@ def resolved(args: list[str]) -> dict:
     """``lightning-gen fit ARGS --print_config``, parsed."""
     from lightning_gen.app.cli import main
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.suppress(SystemExit):
         main(["fit", *args, "--print_config"])
+    assert out.getvalue(), f"fit {' '.join(args)} --print_config printed nothing:\n{err.getvalue()[-2000:]}"
     return yaml.safe_load(out.getvalue())
 
 
