@@ -87,7 +87,7 @@ def resolved_experiment(path: Path) -> dict:
 @pytest.mark.parametrize("config", experiments(), ids=experiment_name)
 def test_every_experiment_resolves_to_its_recorded_settings(config, monkeypatch):
     monkeypatch.chdir(REPO)
-    expected = json.loads(EXPECTED.read_text())[experiment_name(config)]
+    expected = canonical(json.loads(EXPECTED.read_text())[experiment_name(config)])  # class paths as they import now
     assert resolved_experiment(config.relative_to(REPO)) == expected
 
 

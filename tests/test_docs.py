@@ -5,9 +5,10 @@ missing image fails), and every command line in their ```bash blocks runs, at le
     python -m pytest tests/test_docs.py            # after renaming anything a page mentions
 
 How a line is checked (``check_command``): ``lightning-gen fit|validate|test|predict ...`` with its own arguments and
-``--print_config`` (the config and every option must parse); any other ``lightning-gen COMMAND`` with ``--help``;
-``python scripts/X.py`` / ``python benchmarks/X.py`` with ``--help``; ``make TARGET``: the Makefile has the target;
-shell scripts, ``sbatch`` and ``wandb``: the script and every ``configs/...yaml`` the line names exist.
+``--print_config`` (the config and every option must parse); any other ``lightning-gen COMMAND``, and
+``python scripts/X.py`` / ``python benchmarks/X.py``, with ``--help``, which must list every option the line uses;
+``make TARGET``: the Makefile has the target; shell scripts, ``sbatch`` and ``wandb``: the script and every
+``configs/...yaml`` the line names exist.
 """
 
 from __future__ import annotations
@@ -83,6 +84,14 @@ def _run_cli(args: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def _options_in_help(words: list[str], help_text: str) -> None:
+    """Every ``--option`` the page's command uses is one its ``--help`` lists."""
+    for word in words:
+        option = word.split("=", 1)[0]
+        if re.fullmatch(r"--[a-z][\w-]*", option):
+            assert re.search(rf"{re.escape(option)}\b(?!-)", help_text), f"{option} is not in the command's --help"
+
+
 def check_command(command: str) -> None:
     words = _words(command)
     _configs_exist(words)
@@ -99,12 +108,15 @@ def check_command(command: str) -> None:
             args = [args[0], "--help"]
         code, output = _run_cli(args)
         assert code == 0, f"`lightning-gen {' '.join(args)}` exited {code}:\n{output[-2000:]}"
+        if args[-1] == "--help":
+            _options_in_help(words, output)
     elif program == "python":
         script = REPO / words[1]
         assert script.is_file(), f"{words[1]} does not exist"
         done = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO, capture_output=True, text=True,
                               timeout=300, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
         assert done.returncode == 0, f"{words[1]} --help:\n{done.stderr[-2000:]}"
+        _options_in_help(words, done.stdout)
     elif program == "make":
         makefile = (REPO / "Makefile").read_text()
         for target in words[1:]:
