@@ -15,10 +15,9 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from contracts import all_images, image_index
-from helpers import REPO
+from helpers import REPO, resolved_config
 from lightning_gen.app.cli import main
 from lightning_gen.data import BinarizedMNIST
 from lightning_gen.data.base import DATA_ENV
@@ -211,7 +210,7 @@ def test_vae_recipe_schedule_is_burdas_eight_stages_compressed_to_its_epochs(con
     """Burda et al.'s 3^i passes at 1e-3 * 10^(-i/7), i = 0..7, compressed to the config's max_epochs E (stage i
     ends at max(end_{i-1} + 1, round(E * end_i / 3280))): the learning rate of every epoch under the config's
     MultiStepLR is the stage's."""
-    cfg = yaml.safe_load(config.read_text())
+    cfg = resolved_config(config)  # the recipe composes with configs/shared and its model/ and data/ groups
     epochs = cfg["trainer"]["max_epochs"]
     ends, previous = [], 0
     for i in range(7):

@@ -193,7 +193,8 @@ def test_last_checkpoint_is_the_latest_state_even_when_the_best_is_older(tmp_pat
 @pytest.mark.parametrize("config", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_no_config_relies_on_save_last_beside_a_monitor(config):
     """A monitored ModelCheckpoint's save_last keeps a copy of the best (Lightning 2.6), not the latest state."""
-    for callback in (yaml.safe_load(config.read_text()).get("trainer") or {}).get("callbacks") or []:
+    trainer = yaml.safe_load(config.read_text()).get("trainer") or {}
+    for callback in [*(trainer.get("callbacks") or []), *(trainer.get("callbacks+") or [])]:  # callbacks+: appended
         args = callback.get("init_args") or {}
         if callback["class_path"].endswith("ModelCheckpoint"):
             assert not (args.get("monitor") and args.get("save_last")), f"{config}: use a second ModelCheckpoint " \
