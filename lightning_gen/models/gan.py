@@ -28,20 +28,18 @@ Where this implementation deliberately differs (each note sits with the code it 
 
 - ``trainer.global_step`` counts both optimizers' steps; the GAN's own counters are ``g_steps`` and ``d_steps``
   (:meth:`GAN.training_step`).
-- Noise is a pure function of ``(noise_seed, rank, counter)`` (:meth:`GAN._noise_generator`), so DDP ranks differ and
-  a resumed run draws the noise the uninterrupted one would have; checkpoints carry the global CPU RNG for the data
-  order (:meth:`GAN.on_load_checkpoint`).
+- Noise is a pure function of ``(noise_seed, rank, stream, counter)`` (:class:`~lightning_gen.nn.gan.NoiseStreams`),
+  so DDP ranks differ and a resumed run draws the noise the uninterrupted one would have; checkpoints carry the
+  global CPU RNG for the data order (:meth:`GAN.on_load_checkpoint`).
 - A NaN or Inf loss or gradient stops training before the update (:meth:`GAN._check_finite`).
 - Under DDP each backward pass reaches one net, so :meth:`GAN.setup` turns on ``find_unused_parameters``.
 - The EMA generator's BatchNorm statistics are standing statistics of its own weights
-  (:meth:`GAN.refresh_standing_statistics`), not copies of the live generator's.
+  (:class:`~lightning_gen.nn.gan.GeneratorEMA`), not copies of the live generator's.
 - The base class's single ``optimizer`` is used for whichever of ``g_optimizer`` / ``d_optimizer`` is not given.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -53,16 +51,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lightning_gen import compat
 from lightning_gen.models.base import GenerativeModule, from_levels, to_levels
-from lightning_gen.nn.gan import (NORMS, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
-                                  discriminator_loss, generator_loss, gradient_penalty_loss, standing_statistics)
+from lightning_gen.nn.gan import (D_STREAM, EVAL_STREAM, G_STREAM, NORMS, STANDING_STREAM, DCGANDiscriminator,
+                                  DCGANGenerator, GeneratorEMA, MLPDiscriminator, MLPGenerator, NoiseStreams,
+                                  derive_seed, discriminator_loss, generator_loss, gradient_penalty_loss)
 
 NETS = ("mlp", "dcgan")
 OBJECTIVES = ("bce", "wasserstein")
 G_LOSSES = ("minimax", "non_saturating")
 BINARY_SAMPLING = ("threshold", "bernoulli")
-
-# Noise streams: each kind of draw has its own counter-based seed sequence.
-_D_STREAM, _G_STREAM, _EVAL_STREAM, _STANDING_STREAM = 0, 1, 2, 3
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -74,14 +70,9 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"unknown {name} {value!r}; expected one of {tuple(choices)}")
 
 
-def _derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers; distinct tuples give unrelated seeds."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
 def _forget_standing_statistics(module: nn.Module, incompatible_keys) -> None:
-    module._standing_for = None  # new weights: recompute before the next use
+    if module.ema is not None:
+        module.ema.standing_for = None  # new weights: recompute before the next use
 
 
 def _drop_retired_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
@@ -114,8 +105,8 @@ class GAN(GenerativeModule):
         ema_decay: if > 0, :meth:`sample` uses an exponential moving average of the generator's weights, updated
             after each generator step with decay ``min(ema_decay, (1 + t) / (10 + t))`` at generator step ``t``
             (a warm-up, so early averages are not dominated by the initial weights). Its weights are in the state
-            dict (``generator_ema.*``); its BatchNorm statistics are standing statistics of its own weights (see
-            :meth:`refresh_standing_statistics`).
+            dict (``generator_ema.*``); its BatchNorm statistics are standing statistics of its own weights
+            (:class:`~lightning_gen.nn.gan.GeneratorEMA`).
         standing_batches, standing_batch_size: batches of noise behind the EMA generator's standing statistics.
         conditional: condition both nets on the class label (needs ``num_classes > 0``).
         binary_sampling: for binary data (``num_levels=2``), turn the generator's output ``p = (g + 1) / 2`` into
@@ -188,8 +179,7 @@ class GAN(GenerativeModule):
         self.conditional = conditional
         self.z_dim, self.d_steps_per_g_step = z_dim, d_steps_per_g_step
         self.objective, self.g_loss = objective, g_loss
-        self.clip_value, self.gradient_penalty, self.ema_decay = clip_value, gradient_penalty, ema_decay
-        self.standing_batches, self.standing_batch_size = standing_batches, standing_batch_size
+        self.clip_value, self.gradient_penalty = clip_value, gradient_penalty
         self.binary_sampling = binary_sampling
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
 
@@ -202,18 +192,19 @@ class GAN(GenerativeModule):
             self.discriminator = MLPDiscriminator(self.image_shape, d_width, mlp_depth, n_cond, d_norm)
         else:
             self.discriminator = DCGANDiscriminator(self.image_shape, d_width, n_cond, d_norm)
+        self.ema: GeneratorEMA | None = None
         self.generator_ema: nn.Module | None = None
         if ema_decay > 0:
-            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
-        # The g_steps the EMA generator's standing statistics were computed at (None: not for these weights).
-        self._standing_for: int | None = None
+            self.ema = GeneratorEMA(self.generator, ema_decay, z_dim=z_dim, num_classes=n_cond,
+                                    standing_batches=standing_batches, standing_batch_size=standing_batch_size)
+            self.generator_ema = self.ema.net  # registered here: saved as generator_ema.*, moved with the model
         self.register_load_state_dict_post_hook(_forget_standing_statistics)
 
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
         # -1: not yet chosen; set from torch.initial_seed() at the first fit (see :meth:`_noise_generator`).
         self.register_buffer("noise_seed", torch.full((), -1, dtype=torch.long))
-        self._noise_gen: torch.Generator | None = None
+        self.noise = NoiseStreams()
         # The last discriminator step's noise, not saved: lets a test see that DDP ranks draw different noise.
         self.last_noise: Tensor | None = None
         self.register_load_state_dict_pre_hook(_drop_retired_keys)
@@ -282,13 +273,10 @@ class GAN(GenerativeModule):
 
     # ---- noise -------------------------------------------------------------------------------------------
     def _noise_generator(self, stream: int, counter: int) -> torch.Generator:
-        """A private generator reseeded from ``(noise_seed, rank, stream, counter)``: DDP ranks draw different noise,
-        and a resumed run draws exactly the noise the uninterrupted run would have drawn, with no generator state
-        to save. ``noise_seed`` is ``torch.initial_seed()`` (what ``seed_everything`` set) at the first fit, saved
-        as a buffer."""
-        if self._noise_gen is None or self._noise_gen.device != self.device:
-            self._noise_gen = torch.Generator(device=self.device)
-        return self._noise_gen.manual_seed(_derive_seed(int(self.noise_seed), self.global_rank, stream, counter))
+        """The generator of draw ``counter`` of ``stream`` on this rank (:class:`~lightning_gen.nn.gan.NoiseStreams`).
+        ``noise_seed`` is ``torch.initial_seed()`` (what ``seed_everything`` set) at the first fit, saved as a
+        buffer."""
+        return self.noise.generator(self.device, int(self.noise_seed), self.global_rank, stream, counter)
 
     def _noise(self, n: int, gen: torch.Generator) -> Tensor:
         return torch.randn(n, self.z_dim, generator=gen, device=self.device)
@@ -381,42 +369,22 @@ class GAN(GenerativeModule):
                 p.requires_grad_(True)
         return generator_loss(scores, self.objective, self.g_loss)
 
-    @torch.no_grad()
     def refresh_standing_statistics(self, force: bool = False) -> bool:
-        """Recompute the EMA generator's BatchNorm statistics for its current weights (:func:`standing_statistics`)
-        unless they are already for them; True if they were recomputed.
-
-        Standing statistics (PyTorch-StudioGAN), not copies of the live generator's: those describe the activations
-        of other weights (the live generator's at the last step), and an EMA of them a mix of past live weights.
-        They are recomputed lazily when the EMA has moved (:meth:`generate`, so validation, sampling and the
-        benchmark all see them) and before every checkpoint is written, so a checkpoint's statistics belong to its
-        weights and resuming stays bitwise exact. The noise is a fixed stream of ``noise_seed`` (the same on every
-        rank), so the statistics are a function of the EMA weights alone; the global RNG is not touched, and no
-        SyncBatchNorm collective runs (rank 0 alone may sample)."""
-        if self.generator_ema is None or (not force and self._standing_for == int(self.g_steps)):
+        """Recompute the EMA generator's standing BatchNorm statistics (:meth:`GeneratorEMA.refresh
+        <lightning_gen.nn.gan.GeneratorEMA.refresh>`, from a fixed noise stream of ``noise_seed``) unless they are
+        already for its weights at this ``g_steps``; True if they were recomputed. Called lazily when the EMA has
+        moved (:meth:`generate`, so validation, sampling and the benchmark all see them) and before every checkpoint
+        is written, so a checkpoint's statistics belong to its weights and resuming stays bitwise exact."""
+        if self.ema is None:
             return False
-        gen = torch.Generator(device=self.device).manual_seed(_derive_seed(int(self.noise_seed), _STANDING_STREAM))
-        n = self.standing_batch_size
-        labels = torch.arange(n, device=self.device) % self.num_classes if self.conditional else None
-        batches = ((self._noise(n, gen), labels) for _ in range(self.standing_batches))
-        was_training = self.generator_ema.training
-        with torch.autocast(self.device.type, enabled=False):  # the same statistics inside and outside autocast
-            standing_statistics(self.generator_ema, batches)
-        self.generator_ema.train(was_training)
-        self._standing_for = int(self.g_steps)
-        return True
+        seed = derive_seed(int(self.noise_seed), STANDING_STREAM)
+        return self.ema.refresh(int(self.g_steps), seed, force=force)
 
-    @torch.no_grad()
     def update_ema(self) -> None:
         """Move the EMA generator towards the generator, after each generator update; its warm-up reads ``g_steps``,
         which :meth:`training_step` advances first. Nothing without ``ema_decay``."""
-        if self.generator_ema is None:
-            return
-        t = int(self.g_steps)
-        decay = min(self.ema_decay, (1 + t) / (10 + t))
-        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            p_ema.lerp_(p, 1.0 - decay)
-        # BatchNorm statistics: not copied from the live generator (see refresh_standing_statistics).
+        if self.ema is not None:
+            self.ema.update(self.generator, int(self.g_steps))
 
     def training_step(self, batch, batch_idx):
         """One discriminator step on the batch, then a generator step after every ``d_steps_per_g_step``-th.
@@ -433,7 +401,7 @@ class GAN(GenerativeModule):
 
         # ---- discriminator step: one per batch
         self.toggle_optimizer(d_opt)
-        d = self.discriminator_step(real, labels, self._noise_generator(_D_STREAM, int(self.d_steps)))
+        d = self.discriminator_step(real, labels, self._noise_generator(D_STREAM, int(self.d_steps)))
         d_opt.zero_grad(set_to_none=True)
         self.manual_backward(d["loss"])
         self._check_finite("d_loss", d["loss"], self.discriminator)
@@ -450,7 +418,7 @@ class GAN(GenerativeModule):
         # ---- generator step: after every k-th discriminator step
         if int(self.d_steps) % self.d_steps_per_g_step == 0:
             self.toggle_optimizer(g_opt)
-            g_loss = self.generator_step(real.shape[0], labels, self._noise_generator(_G_STREAM, int(self.g_steps)))
+            g_loss = self.generator_step(real.shape[0], labels, self._noise_generator(G_STREAM, int(self.g_steps)))
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             self._check_finite("g_loss", g_loss, self.generator)
@@ -472,7 +440,7 @@ class GAN(GenerativeModule):
         real = self.to_model_space(x)
         labels = y if self.conditional else None
         # The same noise at every evaluation (seeded by the batch index), so the numbers compare across epochs.
-        z = self._noise(real.shape[0], self._noise_generator(_EVAL_STREAM, batch_idx))
+        z = self._noise(real.shape[0], self._noise_generator(EVAL_STREAM, batch_idx))
         real_scores = self.discriminator(real, labels)
         fake_scores = self.discriminator(self.generate(z, labels), labels)
         kw = dict(on_step=False, on_epoch=True, batch_size=real.shape[0], sync_dist=True)

@@ -5,9 +5,12 @@
     the generator, LeakyReLU(0.2) in the discriminator, tanh output, N(0, 0.02) initialisation).
 [3] Miyato & Koyama 2018, arXiv 1802.05637 (projection discriminator, used here for class conditioning).
 [4] Gulrajani et al. 2017, arXiv 1704.00028 (WGAN-GP: the gradient penalty).
+[5] Brock, Donahue, Simonyan 2018, arXiv 1809.11096 (BigGAN: standing statistics, as PyTorch-StudioGAN computes them).
 
 Also here, as plain functions of the nets' raw outputs: the discriminator and generator losses (their math is in
-:mod:`lightning_gen.models.gan`), the gradient penalty and the standing BatchNorm statistics of an EMA generator.
+:mod:`lightning_gen.models.gan`) and the gradient penalty; and the GAN's training state that is not a net's job:
+:class:`NoiseStreams` (noise that is a pure function of integers) and :class:`GeneratorEMA` (an averaged generator
+with standing BatchNorm statistics [5]).
 
 Every generator maps noise ``z (B, z_dim)`` (and labels ``(B,)`` when built with ``num_classes > 0``) to
 ``(B, C, H, W)`` in [-1, 1]; every discriminator maps ``(B, C, H, W)`` (and labels) to one raw score per image,
@@ -27,6 +30,8 @@ Where this differs from [2] on purpose:
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 from collections.abc import Iterable, Sequence
 
@@ -303,3 +308,81 @@ def standing_statistics(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor |
         m.running_mean.copy_(sums[m][0] / count)
         m.running_var.copy_(sums[m][1] / count)
         m.num_batches_tracked.fill_(count)
+
+
+# ---- noise streams and the EMA generator -------------------------------------------------------------------------
+# The GAN's kinds of draw, each its own stream of seeds: discriminator steps, generator steps, evaluation, and the
+# EMA generator's standing statistics.
+D_STREAM, G_STREAM, EVAL_STREAM, STANDING_STREAM = 0, 1, 2, 3
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers; distinct tuples give unrelated seeds."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class NoiseStreams:
+    """Counter-based noise: :meth:`generator` reseeds one private generator from ``derive_seed(*parts)`` (the GAN's
+    parts are ``(noise_seed, rank, stream, counter)``), so a draw is a pure function of those integers: DDP ranks draw
+    different noise, and a resumed run draws exactly the noise the uninterrupted run would have drawn, with no
+    generator state to save."""
+
+    def __init__(self) -> None:
+        self._generator: torch.Generator | None = None
+
+    def generator(self, device: torch.device, *parts: int) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+        return self._generator.manual_seed(derive_seed(*parts))
+
+
+class GeneratorEMA:
+    """An exponential moving average :attr:`net` of a generator's weights, with standing BatchNorm statistics.
+
+    A plain object, not a module: its owner registers :attr:`net` as a submodule (the GAN's ``generator_ema``), so
+    the averaged weights move with the owner and are saved under the owner's keys.
+
+    Its BatchNorm statistics are standing statistics [5] of its own weights (:meth:`refresh`), not copies of the live
+    generator's: those describe the activations of other weights (the live generator's at the last step), and an EMA
+    of them a mix of past live weights. The noise behind them is a fixed stream seeded by the caller, the same on
+    every rank, so the statistics are a function of the EMA weights alone; the global RNG is not touched, and no
+    SyncBatchNorm collective runs (rank 0 alone may sample).
+    """
+
+    def __init__(self, generator: nn.Module, decay: float, *, z_dim: int, num_classes: int = 0,
+                 standing_batches: int = 16, standing_batch_size: int = 256) -> None:
+        self.net = copy.deepcopy(generator).requires_grad_(False)
+        self.decay, self.z_dim, self.num_classes = decay, z_dim, num_classes
+        self.standing_batches, self.standing_batch_size = standing_batches, standing_batch_size
+        # The step the standing statistics were computed at (None: not for the current weights).
+        self.standing_for: int | None = None
+
+    @torch.no_grad()
+    def update(self, generator: nn.Module, step: int) -> None:
+        """Move the average towards ``generator`` with decay ``min(decay, (1 + step) / (10 + step))``, a warm-up so
+        early averages are not dominated by the initial weights. BatchNorm statistics are not copied (:meth:`refresh`).
+        """
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for p_ema, p in zip(self.net.parameters(), generator.parameters()):
+            p_ema.lerp_(p, 1.0 - decay)
+
+    @torch.no_grad()
+    def refresh(self, step: int, seed: int, force: bool = False) -> bool:
+        """Recompute the standing statistics (:func:`standing_statistics`) from ``standing_batches`` batches of noise
+        drawn with ``seed`` (labels cycling through the classes), unless they are already for the weights of
+        ``step``; True if they were recomputed. The net's train / eval mode is kept."""
+        if not force and self.standing_for == step:
+            return False
+        device = next(self.net.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(seed)
+        n = self.standing_batch_size
+        labels = torch.arange(n, device=device) % self.num_classes if self.num_classes > 0 else None
+        batches = ((torch.randn(n, self.z_dim, generator=gen, device=device), labels)
+                   for _ in range(self.standing_batches))
+        was_training = self.net.training
+        with torch.autocast(device.type, enabled=False):  # the same statistics inside and outside autocast
+            standing_statistics(self.net, batches)
+        self.net.train(was_training)
+        self.standing_for = step
+        return True
