@@ -22,8 +22,9 @@ from lightning_gen.data import Digits
 from lightning_gen.data.toy import RingOfGaussians, mode_statistics, ring_centers
 from lightning_gen.models.base import NoLikelihoodError
 from lightning_gen.models.gan import GAN, NonFiniteLossError
-from lightning_gen.nn.gan import (D_STREAM, G_STREAM, STANDING_STREAM, DCGANDiscriminator, DCGANGenerator, dcgan_plan,
-                                  derive_seed, discriminator_loss, generator_loss, gradient_penalty_loss)
+from lightning_gen.nn.gan import (DCGANDiscriminator, DCGANGenerator, dcgan_plan, discriminator_loss, generator_loss,
+                                  gradient_penalty_loss)
+from lightning_gen.nn.gan_state import D_STREAM, G_STREAM, STANDING_STREAM, derive_seed
 
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
          "--trainer.enable_model_summary", "false"]

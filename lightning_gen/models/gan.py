@@ -7,34 +7,25 @@
 [4] Gulrajani et al. 2017, arXiv 1704.00028 (WGAN-GP: gradient penalty on interpolates, lambda = 10).
 [5] Miyato & Koyama 2018, arXiv 1802.05637 (projection discriminator, for class conditioning).
 
-The nets live in :mod:`lightning_gen.nn.gan`. One training batch is one discriminator step on that batch; every
+The nets and the losses (and their math) live in :mod:`lightning_gen.nn.gan`, the noise streams and the EMA
+generator in :mod:`lightning_gen.nn.gan_state`. One training batch is one discriminator step on that batch; every
 ``d_steps_per_g_step``-th batch is followed by one generator step, so each of the k discriminator steps of [1]
 consumes its own real batch. :meth:`GAN.training_step` is built from the public
 :meth:`~GAN.discriminator_step`, :meth:`~GAN.clip_discriminator`, :meth:`~GAN.generator_step` and
 :meth:`~GAN.update_ema`; a plain PyTorch loop calling them with the model's optimizers trains the same way (the
 throughput bench does, and a test checks the weights match ``fit`` bitwise).
 
-Losses, with ``l = D(x)`` the raw discriminator output (a logit for ``objective="bce"``, a critic value for
-``"wasserstein"``) and ``s`` the sigmoid:
-
-- ``bce``: discriminator ``-log s(l_real) - log(1 - s(l_fake))``; generator ``minimax``: ``log(1 - s(l_fake))``
-  (saturates when D rejects the fakes: its gradient w.r.t. ``l_fake`` is ``-s(l_fake)`` -> 0),
-  ``non_saturating``: ``-log s(l_fake)`` (gradient ``-(1 - s(l_fake))`` -> -1). ``scripts/gan_gradients.py`` plots both.
-- ``wasserstein``: critic ``mean(l_fake) - mean(l_real)``, generator ``-mean(l_fake)``; ``g_loss`` is then
-  irrelevant (the minimax and non-saturating forms have the same gradient). Lipschitz control by
-  ``clip_value`` [3] or ``gradient_penalty`` [4].
-
 Where this implementation deliberately differs (each note sits with the code it explains):
 
 - ``trainer.global_step`` counts both optimizers' steps; the GAN's own counters are ``g_steps`` and ``d_steps``
   (:meth:`GAN.training_step`).
-- Noise is a pure function of ``(noise_seed, rank, stream, counter)`` (:class:`~lightning_gen.nn.gan.NoiseStreams`),
+- Noise is a pure function of ``(noise_seed, rank, stream, counter)`` (:class:`~lightning_gen.nn.gan_state.NoiseStreams`),
   so DDP ranks differ and a resumed run draws the noise the uninterrupted one would have; checkpoints carry the
   global CPU RNG for the data order (:meth:`GAN.on_load_checkpoint`).
 - A NaN or Inf loss or gradient stops training before the update (:meth:`GAN._check_finite`).
 - Under DDP each backward pass reaches one net, so :meth:`GAN.setup` turns on ``find_unused_parameters``.
 - The EMA generator's BatchNorm statistics are standing statistics of its own weights
-  (:class:`~lightning_gen.nn.gan.GeneratorEMA`), not copies of the live generator's.
+  (:class:`~lightning_gen.nn.gan_state.GeneratorEMA`), not copies of the live generator's.
 - The base class's single ``optimizer`` is used for whichever of ``g_optimizer`` / ``d_optimizer`` is not given.
 """
 
@@ -51,23 +42,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lightning_gen import compat
 from lightning_gen.models.base import GenerativeModule, from_levels, to_levels
-from lightning_gen.nn.gan import (D_STREAM, EVAL_STREAM, G_STREAM, NORMS, STANDING_STREAM, DCGANDiscriminator,
-                                  DCGANGenerator, GeneratorEMA, MLPDiscriminator, MLPGenerator, NoiseStreams,
-                                  derive_seed, discriminator_loss, generator_loss, gradient_penalty_loss)
+from lightning_gen.nn.gan import (G_LOSSES, NORMS, Adversarial, check_choice, discriminator_loss, generator_loss,
+                                  make_discriminator, make_generator)
+from lightning_gen.nn.gan_state import (D_STREAM, EVAL_STREAM, G_STREAM, STANDING_STREAM, GeneratorEMA, NoiseStreams,
+                                        derive_seed)
 
-NETS = ("mlp", "dcgan")
-OBJECTIVES = ("bce", "wasserstein")
-G_LOSSES = ("minimax", "non_saturating")
 BINARY_SAMPLING = ("threshold", "bernoulli")
 
 
 class NonFiniteLossError(FloatingPointError):
     """A GAN loss or gradient became NaN or Inf; raised before the optimizer step that would have used it."""
-
-
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {tuple(choices)}")
 
 
 def _forget_standing_statistics(module: nn.Module, incompatible_keys) -> None:
@@ -106,7 +90,7 @@ class GAN(GenerativeModule):
             after each generator step with decay ``min(ema_decay, (1 + t) / (10 + t))`` at generator step ``t``
             (a warm-up, so early averages are not dominated by the initial weights). Its weights are in the state
             dict (``generator_ema.*``); its BatchNorm statistics are standing statistics of its own weights
-            (:class:`~lightning_gen.nn.gan.GeneratorEMA`).
+            (:class:`~lightning_gen.nn.gan_state.GeneratorEMA`).
         standing_batches, standing_batch_size: batches of noise behind the EMA generator's standing statistics.
         conditional: condition both nets on the class label (needs ``num_classes > 0``).
         binary_sampling: for binary data (``num_levels=2``), turn the generator's output ``p = (g + 1) / 2`` into
@@ -149,22 +133,12 @@ class GAN(GenerativeModule):
     ) -> None:
         super().__init__(image_shape, num_levels, num_classes, optimizer)
         self.save_hyperparameters()
-        _check_choice("generator", generator, NETS)
-        _check_choice("discriminator", discriminator, NETS)
-        _check_choice("g_norm", g_norm, NORMS)
-        _check_choice("d_norm", d_norm, NORMS)
-        _check_choice("objective", objective, OBJECTIVES)
-        _check_choice("g_loss", g_loss, G_LOSSES)
-        _check_choice("binary_sampling", binary_sampling, BINARY_SAMPLING)
+        check_choice("g_norm", g_norm, NORMS)
+        check_choice("d_norm", d_norm, NORMS)
+        check_choice("binary_sampling", binary_sampling, BINARY_SAMPLING)
+        self.adversarial = Adversarial(objective, g_loss, clip_value=clip_value, gradient_penalty=gradient_penalty)
         if d_steps_per_g_step < 1:
             raise ValueError(f"d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
-        if clip_value is not None and clip_value <= 0:
-            raise ValueError(f"clip_value must be positive (or None), got {clip_value}")
-        if gradient_penalty < 0:
-            raise ValueError(f"gradient_penalty must be >= 0, got {gradient_penalty}")
-        if clip_value is not None and gradient_penalty > 0:
-            raise ValueError("choose one Lipschitz constraint: clip_value (WGAN) or gradient_penalty (WGAN-GP), "
-                             "not both")
         if gradient_penalty > 0 and d_norm == "batch":
             raise ValueError("the gradient penalty is a per-sample penalty and BatchNorm couples the samples of a "
                              "batch; use d_norm='layer' or 'none' with gradient_penalty (as WGAN-GP does)")
@@ -178,20 +152,12 @@ class GAN(GenerativeModule):
         self.automatic_optimization = False
         self.conditional = conditional
         self.z_dim, self.d_steps_per_g_step = z_dim, d_steps_per_g_step
-        self.objective, self.g_loss = objective, g_loss
-        self.clip_value, self.gradient_penalty = clip_value, gradient_penalty
         self.binary_sampling = binary_sampling
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
 
         n_cond = self.num_classes if conditional else 0
-        if generator == "mlp":
-            self.generator = MLPGenerator(z_dim, self.image_shape, g_width, mlp_depth, n_cond, g_norm)
-        else:
-            self.generator = DCGANGenerator(z_dim, self.image_shape, g_width, n_cond, g_norm)
-        if discriminator == "mlp":
-            self.discriminator = MLPDiscriminator(self.image_shape, d_width, mlp_depth, n_cond, d_norm)
-        else:
-            self.discriminator = DCGANDiscriminator(self.image_shape, d_width, n_cond, d_norm)
+        self.generator = make_generator(generator, z_dim, self.image_shape, g_width, mlp_depth, n_cond, g_norm)
+        self.discriminator = make_discriminator(discriminator, self.image_shape, d_width, mlp_depth, n_cond, d_norm)
         self.ema: GeneratorEMA | None = None
         self.generator_ema: nn.Module | None = None
         if ema_decay > 0:
@@ -264,18 +230,19 @@ class GAN(GenerativeModule):
         """``||grad_theta L_G||``, the norm of the generator loss's gradient w.r.t. the generator's weights, at noise
         ``z`` against the current discriminator, for ``g_loss`` (default: the model's own). Changes no weights and
         no ``.grad`` (the diagnostic behind ``scripts/gan_gradients.py``)."""
-        _check_choice("g_loss", g_loss or self.g_loss, G_LOSSES)
+        g_loss = g_loss or self.adversarial.g_loss
+        check_choice("g_loss", g_loss, G_LOSSES)
         params = [p for p in self.generator.parameters() if p.requires_grad]
         with torch.enable_grad():
             scores = self.discriminator(self.generator(z.to(self.device), labels), labels)
-            grads = torch.autograd.grad(generator_loss(scores, self.objective, g_loss or self.g_loss), params)
+            grads = torch.autograd.grad(generator_loss(scores, self.adversarial.objective, g_loss), params)
         return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
     # ---- noise -------------------------------------------------------------------------------------------
     def _noise_generator(self, stream: int, counter: int) -> torch.Generator:
-        """The generator of draw ``counter`` of ``stream`` on this rank (:class:`~lightning_gen.nn.gan.NoiseStreams`).
-        ``noise_seed`` is ``torch.initial_seed()`` (what ``seed_everything`` set) at the first fit, saved as a
-        buffer."""
+        """The generator of draw ``counter`` of ``stream`` on this rank
+        (:class:`~lightning_gen.nn.gan_state.NoiseStreams`). ``noise_seed`` is ``torch.initial_seed()`` (what
+        ``seed_everything`` set) at the first fit, saved as a buffer."""
         return self.noise.generator(self.device, int(self.noise_seed), self.global_rank, stream, counter)
 
     def _noise(self, n: int, gen: torch.Generator) -> Tensor:
@@ -321,10 +288,6 @@ class GAN(GenerativeModule):
                 f"this update, so the weights and the checkpoints written so far are finite. Resume from the last "
                 f"checkpoint with a lower learning rate or a gradient penalty.")
 
-    def _score(self, scores: Tensor) -> Tensor:
-        """What is logged as D(x): a probability for the BCE objective, the critic value for the Wasserstein one."""
-        return torch.sigmoid(scores) if self.objective == "bce" else scores
-
     # ---- one update of each net: the loss to backpropagate; the caller owns zero_grad, backward and step ----------
     def discriminator_step(self, real: Tensor, labels: Tensor | None, generator: torch.Generator) -> dict[str, Tensor]:
         """Loss of one discriminator update: ``real`` batch already in model space (:meth:`to_model_space`), fakes
@@ -338,40 +301,23 @@ class GAN(GenerativeModule):
         self.last_noise = z
         with torch.no_grad():
             fake = self.generator(z, labels)
-        real_scores, fake_scores = self.discriminator(real, labels), self.discriminator(fake, labels)
-        out = {"loss": discriminator_loss(real_scores, fake_scores, self.objective),
-               "real_score": self._score(real_scores.detach()).mean(),
-               "fake_score": self._score(fake_scores.detach()).mean()}
-        if self.gradient_penalty > 0:
-            out["gp"] = gradient_penalty_loss(self.discriminator, real, fake, labels, generator=generator)
-            out["loss"] = out["loss"] + self.gradient_penalty * out["gp"]
-        return out
+        return self.adversarial.discriminator_terms(self.discriminator, real, fake, labels, generator)
 
     @torch.no_grad()
     def clip_discriminator(self) -> None:
         """WGAN weight clipping [3], after each discriminator update; nothing without ``clip_value``."""
-        if self.clip_value is not None:
-            for p in self.discriminator.parameters():
-                p.clamp_(-self.clip_value, self.clip_value)
+        self.adversarial.clip_(self.discriminator)
 
     def generator_step(self, n: int, labels: Tensor | None, generator: torch.Generator) -> Tensor:
         """Loss of one generator update on ``n`` fresh fakes drawn with ``generator``. The discriminator's parameters
         are frozen while the graph is built (``requires_grad`` off, restored before returning), so backpropagating
         the loss fills only the generator's gradients. After the optimizer step call :meth:`update_ema`."""
-        z = self._noise(n, generator)
-        frozen = [p for p in self.discriminator.parameters() if p.requires_grad]
-        for p in frozen:
-            p.requires_grad_(False)
-        try:
-            scores = self.discriminator(self.generator(z, labels), labels)
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
-        return generator_loss(scores, self.objective, self.g_loss)
+        fake = self.generator(self._noise(n, generator), labels)
+        return self.adversarial.generator_term(self.discriminator, fake, labels)
 
     def refresh_standing_statistics(self, force: bool = False) -> bool:
         """Recompute the EMA generator's standing BatchNorm statistics (:meth:`GeneratorEMA.refresh
-        <lightning_gen.nn.gan.GeneratorEMA.refresh>`, from a fixed noise stream of ``noise_seed``) unless they are
+        <lightning_gen.nn.gan_state.GeneratorEMA.refresh>`, from a fixed noise stream of ``noise_seed``) unless they are
         already for its weights at this ``g_steps``; True if they were recomputed. Called lazily when the EMA has
         moved (:meth:`generate`, so validation, sampling and the benchmark all see them) and before every checkpoint
         is written, so a checkpoint's statistics belong to its weights and resuming stays bitwise exact."""
@@ -444,9 +390,9 @@ class GAN(GenerativeModule):
         real_scores = self.discriminator(real, labels)
         fake_scores = self.discriminator(self.generate(z, labels), labels)
         kw = dict(on_step=False, on_epoch=True, batch_size=real.shape[0], sync_dist=True)
-        self.log(f"{stage}/d_loss", discriminator_loss(real_scores, fake_scores, self.objective), **kw)
-        self.log(f"{stage}/d_real", self._score(real_scores).mean(), **kw)
-        self.log(f"{stage}/d_fake", self._score(fake_scores).mean(), **kw)
+        self.log(f"{stage}/d_loss", discriminator_loss(real_scores, fake_scores, self.adversarial.objective), **kw)
+        self.log(f"{stage}/d_real", self.adversarial.score(real_scores).mean(), **kw)
+        self.log(f"{stage}/d_fake", self.adversarial.score(fake_scores).mean(), **kw)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, batch_idx, "val")

@@ -5,12 +5,20 @@
     the generator, LeakyReLU(0.2) in the discriminator, tanh output, N(0, 0.02) initialisation).
 [3] Miyato & Koyama 2018, arXiv 1802.05637 (projection discriminator, used here for class conditioning).
 [4] Gulrajani et al. 2017, arXiv 1704.00028 (WGAN-GP: the gradient penalty).
-[5] Brock, Donahue, Simonyan 2018, arXiv 1809.11096 (BigGAN: standing statistics, as PyTorch-StudioGAN computes them).
+[5] Arjovsky, Chintala, Bottou 2017, arXiv 1701.07875 (WGAN: Wasserstein critic, weight clipping).
 
-Also here, as plain functions of the nets' raw outputs: the discriminator and generator losses (their math is in
-:mod:`lightning_gen.models.gan`) and the gradient penalty; and the GAN's training state that is not a net's job:
-:class:`NoiseStreams` (noise that is a pure function of integers) and :class:`GeneratorEMA` (an averaged generator
-with standing BatchNorm statistics [5]).
+Also here: the game between the nets (:class:`Adversarial`), built from plain functions of their raw outputs (the
+discriminator and generator losses, the gradient penalty). With ``l = D(x)`` the raw discriminator output (a logit
+for ``objective="bce"``, a critic value for ``"wasserstein"``) and ``s`` the sigmoid:
+
+- ``bce``: discriminator ``-log s(l_real) - log(1 - s(l_fake))``; generator ``minimax``: ``log(1 - s(l_fake))``
+  (saturates when D rejects the fakes: its gradient w.r.t. ``l_fake`` is ``-s(l_fake)`` -> 0),
+  ``non_saturating``: ``-log s(l_fake)`` (gradient ``-(1 - s(l_fake))`` -> -1). ``scripts/gan_gradients.py`` plots both.
+- ``wasserstein``: critic ``mean(l_fake) - mean(l_real)``, generator ``-mean(l_fake)``; ``g_loss`` is then
+  irrelevant (the minimax and non-saturating forms have the same gradient). Lipschitz control by
+  ``clip_value`` [5] or ``gradient_penalty`` [4].
+
+The GAN's noise streams and EMA generator are in :mod:`lightning_gen.nn.gan_state`.
 
 Every generator maps noise ``z (B, z_dim)`` (and labels ``(B,)`` when built with ``num_classes > 0``) to
 ``(B, C, H, W)`` in [-1, 1]; every discriminator maps ``(B, C, H, W)`` (and labels) to one raw score per image,
@@ -30,22 +38,26 @@ Where this differs from [2] on purpose:
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+NETS = ("mlp", "dcgan")
 NORMS = ("batch", "layer", "none")
-_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+OBJECTIVES = ("bce", "wasserstein")
+G_LOSSES = ("minimax", "non_saturating")
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {tuple(choices)}")
 
 
 def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+    check_choice("norm", norm, NORMS)
 
 
 def _norm1d(norm: str, features: int) -> nn.Module:
@@ -240,7 +252,25 @@ class DCGANDiscriminator(_Discriminator):
         return self.body(x)
 
 
-# ---- losses and statistics -----------------------------------------------------------------------------------
+def make_generator(kind: str, z_dim: int, out_shape: Sequence[int], width: int, depth: int, num_classes: int = 0,
+                   norm: str = "batch") -> nn.Module:
+    """An ``"mlp"`` (``depth`` hidden layers) or ``"dcgan"`` generator."""
+    check_choice("generator", kind, NETS)
+    if kind == "mlp":
+        return MLPGenerator(z_dim, out_shape, width, depth, num_classes, norm)
+    return DCGANGenerator(z_dim, out_shape, width, num_classes, norm)
+
+
+def make_discriminator(kind: str, in_shape: Sequence[int], width: int, depth: int, num_classes: int = 0,
+                       norm: str = "batch") -> nn.Module:
+    """An ``"mlp"`` (``depth`` hidden layers) or ``"dcgan"`` discriminator."""
+    check_choice("discriminator", kind, NETS)
+    if kind == "mlp":
+        return MLPDiscriminator(in_shape, width, depth, num_classes, norm)
+    return DCGANDiscriminator(in_shape, width, num_classes, norm)
+
+
+# ---- losses --------------------------------------------------------------------------------------------------
 def discriminator_loss(real_scores: Tensor, fake_scores: Tensor, objective: str) -> Tensor:
     """Discriminator (critic) loss from its raw outputs on a real and a generated batch, ``(B,)`` each."""
     if objective == "wasserstein":
@@ -268,121 +298,61 @@ def gradient_penalty_loss(discriminator: nn.Module, real: Tensor, fake: Tensor, 
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
-@torch.no_grad()
-def standing_statistics(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]) -> None:
-    """Set the running statistics of every BatchNorm in ``net`` to the mean of its batch statistics (mean and
-    unbiased variance, as BatchNorm with ``momentum=None`` accumulates them) over ``batches`` of ``(z, labels)``,
-    each batch normalised by its own statistics as in training: PyTorch-StudioGAN's standing statistics.
+class Adversarial:
+    """The game between a generator and a discriminator: ``objective`` and ``g_loss`` (the losses above) and the
+    Lipschitz control of a Wasserstein critic, weight clipping [5] or a gradient penalty of weight
+    ``gradient_penalty`` [4]. Plain functions of the two nets; the caller owns noise, backward and optimizer steps."""
 
-    The net runs in eval mode with forward hooks that replace each BatchNorm's output by the batch-normalised one,
-    so a SyncBatchNorm starts no collective and the net's other layers stay in eval mode. ``net`` is left in eval
-    mode.
-    """
-    norms = [m for m in net.modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats]
-    if not norms:
-        return
-    sums: dict[nn.Module, list[Tensor]] = {}
+    def __init__(self, objective: str = "bce", g_loss: str = "non_saturating", *, clip_value: float | None = None,
+                 gradient_penalty: float = 0.0) -> None:
+        check_choice("objective", objective, OBJECTIVES)
+        check_choice("g_loss", g_loss, G_LOSSES)
+        if clip_value is not None and clip_value <= 0:
+            raise ValueError(f"clip_value must be positive (or None), got {clip_value}")
+        if gradient_penalty < 0:
+            raise ValueError(f"gradient_penalty must be >= 0, got {gradient_penalty}")
+        if clip_value is not None and gradient_penalty > 0:
+            raise ValueError("choose one Lipschitz constraint: clip_value (WGAN) or gradient_penalty (WGAN-GP), "
+                             "not both")
+        self.objective, self.g_loss = objective, g_loss
+        self.clip_value, self.gradient_penalty = clip_value, gradient_penalty
 
-    def normalise_by_batch(module, inputs, output):
-        x = inputs[0]
-        dims = [0, *range(2, x.dim())]  # every dimension but the channels
-        mean, var = x.mean(dims), x.var(dims, unbiased=True)
-        if module in sums:
-            sums[module][0] += mean
-            sums[module][1] += var
-        else:
-            sums[module] = [mean.clone(), var.clone()]
-        return F.batch_norm(x, None, None, module.weight, module.bias, True, 0.0, module.eps)
+    def score(self, scores: Tensor) -> Tensor:
+        """What is reported as D(x): a probability for the BCE objective, the critic value for the Wasserstein one."""
+        return torch.sigmoid(scores) if self.objective == "bce" else scores
 
-    handles = [m.register_forward_hook(normalise_by_batch) for m in norms]
-    count = 0
-    try:
-        net.eval()
-        for z, labels in batches:
-            net(z, labels)
-            count += 1
-    finally:
-        for h in handles:
-            h.remove()
-    for m in norms:
-        m.running_mean.copy_(sums[m][0] / count)
-        m.running_var.copy_(sums[m][1] / count)
-        m.num_batches_tracked.fill_(count)
+    def discriminator_terms(self, discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None,
+                            generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """``"loss"`` (gradient penalty included, its interpolation weights drawn with ``generator``),
+        ``"real_score"``, ``"fake_score"`` (mean :meth:`score`, detached) and ``"gp"`` (the unweighted penalty)
+        when ``gradient_penalty > 0``."""
+        real_scores, fake_scores = discriminator(real, labels), discriminator(fake, labels)
+        out = {"loss": discriminator_loss(real_scores, fake_scores, self.objective),
+               "real_score": self.score(real_scores.detach()).mean(),
+               "fake_score": self.score(fake_scores.detach()).mean()}
+        if self.gradient_penalty > 0:
+            out["gp"] = gradient_penalty_loss(discriminator, real, fake, labels, generator=generator)
+            out["loss"] = out["loss"] + self.gradient_penalty * out["gp"]
+        return out
 
-
-# ---- noise streams and the EMA generator -------------------------------------------------------------------------
-# The GAN's kinds of draw, each its own stream of seeds: discriminator steps, generator steps, evaluation, and the
-# EMA generator's standing statistics.
-D_STREAM, G_STREAM, EVAL_STREAM, STANDING_STREAM = 0, 1, 2, 3
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers; distinct tuples give unrelated seeds."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-class NoiseStreams:
-    """Counter-based noise: :meth:`generator` reseeds one private generator from ``derive_seed(*parts)`` (the GAN's
-    parts are ``(noise_seed, rank, stream, counter)``), so a draw is a pure function of those integers: DDP ranks draw
-    different noise, and a resumed run draws exactly the noise the uninterrupted run would have drawn, with no
-    generator state to save."""
-
-    def __init__(self) -> None:
-        self._generator: torch.Generator | None = None
-
-    def generator(self, device: torch.device, *parts: int) -> torch.Generator:
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device)
-        return self._generator.manual_seed(derive_seed(*parts))
-
-
-class GeneratorEMA:
-    """An exponential moving average :attr:`net` of a generator's weights, with standing BatchNorm statistics.
-
-    A plain object, not a module: its owner registers :attr:`net` as a submodule (the GAN's ``generator_ema``), so
-    the averaged weights move with the owner and are saved under the owner's keys.
-
-    Its BatchNorm statistics are standing statistics [5] of its own weights (:meth:`refresh`), not copies of the live
-    generator's: those describe the activations of other weights (the live generator's at the last step), and an EMA
-    of them a mix of past live weights. The noise behind them is a fixed stream seeded by the caller, the same on
-    every rank, so the statistics are a function of the EMA weights alone; the global RNG is not touched, and no
-    SyncBatchNorm collective runs (rank 0 alone may sample).
-    """
-
-    def __init__(self, generator: nn.Module, decay: float, *, z_dim: int, num_classes: int = 0,
-                 standing_batches: int = 16, standing_batch_size: int = 256) -> None:
-        self.net = copy.deepcopy(generator).requires_grad_(False)
-        self.decay, self.z_dim, self.num_classes = decay, z_dim, num_classes
-        self.standing_batches, self.standing_batch_size = standing_batches, standing_batch_size
-        # The step the standing statistics were computed at (None: not for the current weights).
-        self.standing_for: int | None = None
+    def generator_term(self, discriminator: nn.Module, fake: Tensor, labels: Tensor | None,
+                       g_loss: str | None = None) -> Tensor:
+        """The generator loss (``g_loss``, default the game's) on ``fake``. The discriminator's parameters are frozen
+        while the graph is built (``requires_grad`` off, then restored), so backpropagating the loss fills only the
+        generator's gradients."""
+        frozen = [p for p in discriminator.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            scores = discriminator(fake, labels)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+        return generator_loss(scores, self.objective, g_loss or self.g_loss)
 
     @torch.no_grad()
-    def update(self, generator: nn.Module, step: int) -> None:
-        """Move the average towards ``generator`` with decay ``min(decay, (1 + step) / (10 + step))``, a warm-up so
-        early averages are not dominated by the initial weights. BatchNorm statistics are not copied (:meth:`refresh`).
-        """
-        decay = min(self.decay, (1 + step) / (10 + step))
-        for p_ema, p in zip(self.net.parameters(), generator.parameters()):
-            p_ema.lerp_(p, 1.0 - decay)
-
-    @torch.no_grad()
-    def refresh(self, step: int, seed: int, force: bool = False) -> bool:
-        """Recompute the standing statistics (:func:`standing_statistics`) from ``standing_batches`` batches of noise
-        drawn with ``seed`` (labels cycling through the classes), unless they are already for the weights of
-        ``step``; True if they were recomputed. The net's train / eval mode is kept."""
-        if not force and self.standing_for == step:
-            return False
-        device = next(self.net.parameters()).device
-        gen = torch.Generator(device=device).manual_seed(seed)
-        n = self.standing_batch_size
-        labels = torch.arange(n, device=device) % self.num_classes if self.num_classes > 0 else None
-        batches = ((torch.randn(n, self.z_dim, generator=gen, device=device), labels)
-                   for _ in range(self.standing_batches))
-        was_training = self.net.training
-        with torch.autocast(device.type, enabled=False):  # the same statistics inside and outside autocast
-            standing_statistics(self.net, batches)
-        self.net.train(was_training)
-        self.standing_for = step
-        return True
+    def clip_(self, discriminator: nn.Module) -> None:
+        """Weight clipping [5]: clamp every weight to ``[-clip_value, clip_value]``; nothing without ``clip_value``."""
+        if self.clip_value is not None:
+            for p in discriminator.parameters():
+                p.clamp_(-self.clip_value, self.clip_value)
