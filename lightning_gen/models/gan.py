@@ -19,9 +19,9 @@ Where this implementation deliberately differs (each note sits with the code it 
 
 - ``trainer.global_step`` counts both optimizers' steps; the GAN's own counters are ``g_steps`` and ``d_steps``
   (:meth:`GAN.training_step`).
-- Noise is a pure function of ``(noise_seed, rank, stream, counter)`` (:class:`~lightning_gen.nn.gan_state.NoiseStreams`),
-  so DDP ranks differ and a resumed run draws the noise the uninterrupted one would have; checkpoints carry the
-  global CPU RNG for the data order (:meth:`GAN.on_load_checkpoint`).
+- Noise is a pure function of integers (:class:`~lightning_gen.nn.gan_state.NoiseStreams`), so a resumed run draws
+  the noise the uninterrupted one would have; checkpoints carry the global CPU RNG for the data order
+  (:meth:`GAN.on_load_checkpoint`).
 - A NaN or Inf loss or gradient stops training before the update (:meth:`GAN._check_finite`).
 - Under DDP each backward pass reaches one net, so :meth:`GAN.setup` turns on ``find_unused_parameters``.
 - The EMA generator's BatchNorm statistics are standing statistics of its own weights
@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lightning_gen import compat
 from lightning_gen.models.base import GenerativeModule, from_levels, to_levels
-from lightning_gen.nn.gan import (G_LOSSES, NORMS, Adversarial, check_choice, discriminator_loss, generator_loss,
+from lightning_gen.nn.gan import (NORMS, Adversarial, all_finite, check_choice, discriminator_loss, global_norm,
                                   make_discriminator, make_generator)
 from lightning_gen.nn.gan_state import (D_STREAM, EVAL_STREAM, G_STREAM, STANDING_STREAM, GeneratorEMA, NoiseStreams,
                                         derive_seed)
@@ -86,18 +86,13 @@ class GAN(GenerativeModule):
             ``x_hat`` of real and generated images [4] (10 in the paper); 0 disables it.
         g_optimizer, d_optimizer: optimizers of the two nets (Adam with betas (0.5, 0.999) for DCGAN, RMSprop for
             WGAN in the configs).
-        ema_decay: if > 0, :meth:`sample` uses an exponential moving average of the generator's weights, updated
-            after each generator step with decay ``min(ema_decay, (1 + t) / (10 + t))`` at generator step ``t``
-            (a warm-up, so early averages are not dominated by the initial weights). Its weights are in the state
-            dict (``generator_ema.*``); its BatchNorm statistics are standing statistics of its own weights
-            (:class:`~lightning_gen.nn.gan_state.GeneratorEMA`).
+        ema_decay: if > 0, :meth:`sample` uses an exponential moving average of the generator's weights with this
+            decay after a warm-up, and standing BatchNorm statistics of its own
+            (:class:`~lightning_gen.nn.gan_state.GeneratorEMA`); its state is ``generator_ema.*``.
         standing_batches, standing_batch_size: batches of noise behind the EMA generator's standing statistics.
         conditional: condition both nets on the class label (needs ``num_classes > 0``).
         binary_sampling: for binary data (``num_levels=2``), turn the generator's output ``p = (g + 1) / 2`` into
             0/255 pixels by ``"threshold"`` (``p > 0.5``) or ``"bernoulli"`` (a draw with probability ``p``).
-
-    Data: uint8 images are mapped to [-1, 1] (level / (L - 1) * 2 - 1); floating-point batches (the 2-D points of
-    :class:`~lightning_gen.data.toy.RingOfGaussians`) are taken as already in that space.
     """
 
     family: ClassVar[str] = "gan"
@@ -151,24 +146,23 @@ class GAN(GenerativeModule):
             raise ValueError("conditional=True needs labelled data (num_classes > 0)")
         self.automatic_optimization = False
         self.conditional = conditional
-        self.z_dim, self.d_steps_per_g_step = z_dim, d_steps_per_g_step
-        self.binary_sampling = binary_sampling
+        self.z_dim, self.d_steps_per_g_step, self.binary_sampling = z_dim, d_steps_per_g_step, binary_sampling
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
 
         n_cond = self.num_classes if conditional else 0
         self.generator = make_generator(generator, z_dim, self.image_shape, g_width, mlp_depth, n_cond, g_norm)
         self.discriminator = make_discriminator(discriminator, self.image_shape, d_width, mlp_depth, n_cond, d_norm)
-        self.ema: GeneratorEMA | None = None
-        self.generator_ema: nn.Module | None = None
+        self.ema = None
         if ema_decay > 0:
             self.ema = GeneratorEMA(self.generator, ema_decay, z_dim=z_dim, num_classes=n_cond,
                                     standing_batches=standing_batches, standing_batch_size=standing_batch_size)
-            self.generator_ema = self.ema.net  # registered here: saved as generator_ema.*, moved with the model
+        # Registered here, so the averaged weights are saved as generator_ema.* and move with the model.
+        self.generator_ema = self.ema.net if self.ema is not None else None
         self.register_load_state_dict_post_hook(_forget_standing_statistics)
 
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
-        # -1: not yet chosen; set from torch.initial_seed() at the first fit (see :meth:`_noise_generator`).
+        # -1: not yet chosen; torch.initial_seed() (what seed_everything set) at the first fit (:meth:`on_fit_start`).
         self.register_buffer("noise_seed", torch.full((), -1, dtype=torch.long))
         self.noise = NoiseStreams()
         # The last discriminator step's noise, not saved: lets a test see that DDP ranks draw different noise.
@@ -177,7 +171,8 @@ class GAN(GenerativeModule):
 
     # ---- data space <-> model space -----------------------------------------------------------------------
     def to_model_space(self, x: Tensor) -> Tensor:
-        """uint8 images -> float in [-1, 1]; floating-point data (2-D points) is already in model space."""
+        """uint8 images -> float in [-1, 1] (level / (L - 1) * 2 - 1); floating-point batches (the 2-D points of
+        :class:`~lightning_gen.data.toy.RingOfGaussians`) are taken as already in that space."""
         if x.is_floating_point():
             if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
                 shape = ", ".join(map(str, self.image_shape))
@@ -201,8 +196,7 @@ class GAN(GenerativeModule):
         """Generator output in [-1, 1], ``(N, C, H, W)``, for noise ``z (N, z_dim)``: the EMA generator if there is
         one, in eval mode (normalisation uses running statistics, so an image does not depend on its batch; the EMA
         generator's are its standing statistics, recomputed first if the EMA has moved since)."""
-        if self.generator_ema is not None:
-            self.refresh_standing_statistics()
+        self.refresh_standing_statistics()  # nothing without an EMA generator
         net = self.generator_ema if self.generator_ema is not None else self.generator
         was_training = net.training
         net.eval()
@@ -227,22 +221,14 @@ class GAN(GenerativeModule):
         return self.discriminator.features(self.to_model_space(x))
 
     def generator_gradient_norm(self, z: Tensor, labels: Tensor | None = None, g_loss: str | None = None) -> Tensor:
-        """``||grad_theta L_G||``, the norm of the generator loss's gradient w.r.t. the generator's weights, at noise
-        ``z`` against the current discriminator, for ``g_loss`` (default: the model's own). Changes no weights and
-        no ``.grad`` (the diagnostic behind ``scripts/gan_gradients.py``)."""
-        g_loss = g_loss or self.adversarial.g_loss
-        check_choice("g_loss", g_loss, G_LOSSES)
-        params = [p for p in self.generator.parameters() if p.requires_grad]
-        with torch.enable_grad():
-            scores = self.discriminator(self.generator(z.to(self.device), labels), labels)
-            grads = torch.autograd.grad(generator_loss(scores, self.adversarial.objective, g_loss), params)
-        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        """``||grad_theta L_G||`` at noise ``z`` for ``g_loss`` (default: the model's own), the diagnostic behind
+        ``scripts/gan_gradients.py`` (:meth:`~lightning_gen.nn.gan.Adversarial.generator_gradient_norm`)."""
+        return self.adversarial.generator_gradient_norm(self.generator, self.discriminator, z.to(self.device),
+                                                        labels, g_loss)
 
     # ---- noise -------------------------------------------------------------------------------------------
     def _noise_generator(self, stream: int, counter: int) -> torch.Generator:
-        """The generator of draw ``counter`` of ``stream`` on this rank
-        (:class:`~lightning_gen.nn.gan_state.NoiseStreams`). ``noise_seed`` is ``torch.initial_seed()`` (what
-        ``seed_everything`` set) at the first fit, saved as a buffer."""
+        """Draw ``counter`` of ``stream`` on this rank (:class:`~lightning_gen.nn.gan_state.NoiseStreams`)."""
         return self.noise.generator(self.device, int(self.noise_seed), self.global_rank, stream, counter)
 
     def _noise(self, n: int, gen: torch.Generator) -> Tensor:
@@ -271,17 +257,12 @@ class GAN(GenerativeModule):
             self.noise_seed.fill_(torch.initial_seed() % 2**62)
 
     def _grad_norm(self, module: nn.Module) -> Tensor:
-        grads = [p.grad for p in module.parameters() if p.grad is not None]
-        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        return global_norm([p.grad for p in module.parameters() if p.grad is not None])
 
     def _check_finite(self, name: str, loss: Tensor, module: nn.Module) -> None:
-        """Stop before the update if the loss or the gradients it produced are not finite.
-
-        One parameter's gradient decides, not a norm over all of them (a fifth of a small net's step): a NaN or Inf
-        loss reaches every gradient, and under DDP the gradients are all-reduced, so a bad loss on any rank makes
-        every rank stop at the same step instead of leaving the others waiting in the next all-reduce."""
-        probe = next(p.grad for p in module.parameters() if p.grad is not None).sum()
-        if not (torch.isfinite(loss) & torch.isfinite(probe)):
+        """Stop before the update if the loss or the gradients it produced are not finite (under DDP every rank
+        stops at the same step: :func:`~lightning_gen.nn.gan.all_finite`)."""
+        if not all_finite(loss, module):
             raise NonFiniteLossError(
                 f"{name} = {loss.item()} at generator step {int(self.g_steps)}, "
                 f"discriminator step {int(self.d_steps)} (global step {self.global_step}): training stopped before "
@@ -291,12 +272,10 @@ class GAN(GenerativeModule):
     # ---- one update of each net: the loss to backpropagate; the caller owns zero_grad, backward and step ----------
     def discriminator_step(self, real: Tensor, labels: Tensor | None, generator: torch.Generator) -> dict[str, Tensor]:
         """Loss of one discriminator update: ``real`` batch already in model space (:meth:`to_model_space`), fakes
-        drawn with ``generator`` (their noise, then the penalty's interpolation weights).
-
-        Keys: ``"loss"`` (what to backpropagate, gradient penalty included), ``"real_score"``, ``"fake_score"`` (mean
-        D outputs, detached: probabilities for ``bce``, critic values for ``wasserstein``), and ``"gp"`` (the
-        unweighted penalty) when ``gradient_penalty > 0``. After the optimizer step call :meth:`clip_discriminator`.
-        """
+        drawn with ``generator`` (their noise, then the penalty's interpolation weights). Keys: ``"loss"``,
+        ``"real_score"``, ``"fake_score"`` and ``"gp"`` (:meth:`Adversarial.discriminator_terms
+        <lightning_gen.nn.gan.Adversarial.discriminator_terms>`). After the optimizer step call
+        :meth:`clip_discriminator`."""
         z = self._noise(real.shape[0], generator)
         self.last_noise = z
         with torch.no_grad():
@@ -309,22 +288,21 @@ class GAN(GenerativeModule):
         self.adversarial.clip_(self.discriminator)
 
     def generator_step(self, n: int, labels: Tensor | None, generator: torch.Generator) -> Tensor:
-        """Loss of one generator update on ``n`` fresh fakes drawn with ``generator``. The discriminator's parameters
-        are frozen while the graph is built (``requires_grad`` off, restored before returning), so backpropagating
-        the loss fills only the generator's gradients. After the optimizer step call :meth:`update_ema`."""
+        """Loss of one generator update on ``n`` fresh fakes drawn with ``generator``; backpropagating it fills only
+        the generator's gradients (the discriminator is frozen meanwhile). After the optimizer step call
+        :meth:`update_ema`."""
         fake = self.generator(self._noise(n, generator), labels)
         return self.adversarial.generator_term(self.discriminator, fake, labels)
 
     def refresh_standing_statistics(self, force: bool = False) -> bool:
-        """Recompute the EMA generator's standing BatchNorm statistics (:meth:`GeneratorEMA.refresh
-        <lightning_gen.nn.gan_state.GeneratorEMA.refresh>`, from a fixed noise stream of ``noise_seed``) unless they are
-        already for its weights at this ``g_steps``; True if they were recomputed. Called lazily when the EMA has
-        moved (:meth:`generate`, so validation, sampling and the benchmark all see them) and before every checkpoint
-        is written, so a checkpoint's statistics belong to its weights and resuming stays bitwise exact."""
+        """Recompute the EMA generator's standing BatchNorm statistics from a fixed noise stream of ``noise_seed``
+        (:meth:`GeneratorEMA.refresh <lightning_gen.nn.gan_state.GeneratorEMA.refresh>`) unless they are already for
+        its weights at this ``g_steps``; True if they were recomputed. Called lazily when the EMA has moved
+        (:meth:`generate`, so validation, sampling and the benchmark all see them) and before every checkpoint is
+        written, so a checkpoint's statistics belong to its weights and resuming stays bitwise exact."""
         if self.ema is None:
             return False
-        seed = derive_seed(int(self.noise_seed), STANDING_STREAM)
-        return self.ema.refresh(int(self.g_steps), seed, force=force)
+        return self.ema.refresh(int(self.g_steps), derive_seed(int(self.noise_seed), STANDING_STREAM), force=force)
 
     def update_ema(self) -> None:
         """Move the EMA generator towards the generator, after each generator update; its warm-up reads ``g_steps``,
@@ -405,10 +383,7 @@ class GAN(GenerativeModule):
         checkpoint["gan_rng_state"] = torch.get_rng_state()
         if self.refresh_standing_statistics():
             # The state dict was collected before this hook: write the fresh statistics into it.
-            state = checkpoint.get("state_dict", {})
-            for name, buf in self.generator_ema.named_buffers():
-                if f"generator_ema.{name}" in state:
-                    state[f"generator_ema.{name}"] = buf.detach().clone().to(state[f"generator_ema.{name}"].device)
+            self.ema.write_buffers(checkpoint.get("state_dict", {}), "generator_ema.")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the global CPU RNG saved by :meth:`on_save_checkpoint` when a fit resumes: it drives the default

@@ -39,7 +39,7 @@ Where this differs from [2] on purpose:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -298,6 +298,21 @@ def gradient_penalty_loss(discriminator: nn.Module, real: Tensor, fake: Tensor, 
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
+def all_finite(loss: Tensor, net: nn.Module) -> bool:
+    """Whether ``loss`` and the gradients it produced in ``net`` are finite.
+
+    One parameter's gradient decides, not a norm over all of them (a fifth of a small net's step): a NaN or Inf loss
+    reaches every gradient, and under data-parallel training the gradients are all-reduced, so a bad loss on any rank
+    makes every rank see it at the same step instead of leaving the others waiting in the next all-reduce."""
+    probe = next(p.grad for p in net.parameters() if p.grad is not None).sum()
+    return bool(torch.isfinite(loss) & torch.isfinite(probe))
+
+
+def global_norm(tensors: Iterable[Tensor]) -> Tensor:
+    """The 2-norm of several tensors taken together (of a net's gradients, say)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
 class Adversarial:
     """The game between a generator and a discriminator: ``objective`` and ``g_loss`` (the losses above) and the
     Lipschitz control of a Wasserstein critic, weight clipping [5] or a gradient penalty of weight
@@ -349,6 +364,18 @@ class Adversarial:
             for p in frozen:
                 p.requires_grad_(True)
         return generator_loss(scores, self.objective, g_loss or self.g_loss)
+
+    def generator_gradient_norm(self, generator: nn.Module, discriminator: nn.Module, z: Tensor,
+                                labels: Tensor | None = None, g_loss: str | None = None) -> Tensor:
+        """``||grad_theta L_G||``, the norm of the generator loss's gradient w.r.t. the generator's weights, at noise
+        ``z`` against ``discriminator``, for ``g_loss`` (default: the game's). Changes no weights and no ``.grad``."""
+        g_loss = g_loss or self.g_loss
+        check_choice("g_loss", g_loss, G_LOSSES)
+        params = [p for p in generator.parameters() if p.requires_grad]
+        with torch.enable_grad():
+            scores = discriminator(generator(z, labels), labels)
+            grads = torch.autograd.grad(generator_loss(scores, self.objective, g_loss), params)
+        return global_norm(grads)
 
     @torch.no_grad()
     def clip_(self, discriminator: nn.Module) -> None:

@@ -73,6 +73,13 @@ class GeneratorEMA:
         for p_ema, p in zip(self.net.parameters(), generator.parameters()):
             p_ema.lerp_(p, 1.0 - decay)
 
+    def write_buffers(self, state: dict[str, Tensor], prefix: str) -> None:
+        """Copy :attr:`net`'s buffers into ``state``, a state dict collected before the last :meth:`refresh`, where
+        it holds them under ``prefix``."""
+        for name, buf in self.net.named_buffers():
+            if prefix + name in state:
+                state[prefix + name] = buf.detach().clone().to(state[prefix + name].device)
+
     @torch.no_grad()
     def refresh(self, step: int, seed: int, force: bool = False) -> bool:
         """Recompute the standing statistics (:func:`standing_statistics`) from ``standing_batches`` batches of noise
