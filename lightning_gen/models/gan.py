@@ -19,9 +19,9 @@ Where this implementation deliberately differs (each note sits with the code it 
 
 - ``trainer.global_step`` counts both optimizers' steps; the GAN's own counters are ``g_steps`` and ``d_steps``
   (:meth:`GAN.training_step`).
-- Noise is a pure function of integers (:class:`~lightning_gen.nn.gan_state.NoiseStreams`), so a resumed run draws
-  the noise the uninterrupted one would have; checkpoints carry the global CPU RNG for the data order
-  (:meth:`GAN.on_load_checkpoint`).
+- Noise is a pure function of integers (:class:`~lightning_gen.nn.gan_state.NoiseStreams`): DDP ranks differ, and a
+  resumed run draws the noise the uninterrupted one would have; checkpoints carry the global CPU RNG for the data
+  order (:meth:`GAN.on_load_checkpoint`).
 - A NaN or Inf loss or gradient stops training before the update (:meth:`GAN._check_finite`).
 - Under DDP each backward pass reaches one net, so :meth:`GAN.setup` turns on ``find_unused_parameters``.
 - The EMA generator's BatchNorm statistics are standing statistics of its own weights
