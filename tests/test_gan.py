@@ -21,9 +21,10 @@ from lightning_gen.app.run import load_model
 from lightning_gen.data import Digits
 from lightning_gen.data.toy import RingOfGaussians, mode_statistics, ring_centers
 from lightning_gen.models.base import NoLikelihoodError
-from lightning_gen.models.gan import _D_STREAM, _G_STREAM, _STANDING_STREAM, GAN, NonFiniteLossError, _derive_seed
+from lightning_gen.models.gan import GAN, NonFiniteLossError
 from lightning_gen.nn.gan import (DCGANDiscriminator, DCGANGenerator, dcgan_plan, discriminator_loss, generator_loss,
                                   gradient_penalty_loss)
+from lightning_gen.nn.gan_state import D_STREAM, G_STREAM, STANDING_STREAM, derive_seed
 
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
          "--trainer.enable_model_summary", "false"]
@@ -196,7 +197,7 @@ def test_ema_generator_batchnorm_statistics_are_standing_statistics_of_its_own_w
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches
     by_hand.train()
-    gen = torch.Generator().manual_seed(_derive_seed(int(model.noise_seed), _STANDING_STREAM))
+    gen = torch.Generator().manual_seed(derive_seed(int(model.noise_seed), STANDING_STREAM))
     with torch.no_grad():
         for _ in range(3):
             by_hand(torch.randn(32, 8, generator=gen), torch.arange(32) % 10)
@@ -291,14 +292,14 @@ def test_a_plain_pytorch_loop_over_the_step_api_reproduces_fit(options):
     g_opt, d_opt = plain.configure_optimizers()
     for i, (x, y) in enumerate(loader):
         real, labels = plain.to_model_space(x), (y if plain.conditional else None)
-        loss = plain.discriminator_step(real, labels, plain._noise_generator(_D_STREAM, i))["loss"]
+        loss = plain.discriminator_step(real, labels, plain._noise_generator(D_STREAM, i))["loss"]
         d_opt.zero_grad(set_to_none=True)
         loss.backward()
         d_opt.step()
         plain.clip_discriminator()
         plain.d_steps += 1
         if (i + 1) % plain.d_steps_per_g_step == 0:
-            loss = plain.generator_step(len(x), labels, plain._noise_generator(_G_STREAM, int(plain.g_steps)))
+            loss = plain.generator_step(len(x), labels, plain._noise_generator(G_STREAM, int(plain.g_steps)))
             g_opt.zero_grad(set_to_none=True)
             loss.backward()
             g_opt.step()

@@ -7,41 +7,30 @@
 [4] Gulrajani et al. 2017, arXiv 1704.00028 (WGAN-GP: gradient penalty on interpolates, lambda = 10).
 [5] Miyato & Koyama 2018, arXiv 1802.05637 (projection discriminator, for class conditioning).
 
-The nets live in :mod:`lightning_gen.nn.gan`. One training batch is one discriminator step on that batch; every
+The nets and the losses (and their math) live in :mod:`lightning_gen.nn.gan`, the noise streams and the EMA
+generator in :mod:`lightning_gen.nn.gan_state`. One training batch is one discriminator step on that batch; every
 ``d_steps_per_g_step``-th batch is followed by one generator step, so each of the k discriminator steps of [1]
 consumes its own real batch. :meth:`GAN.training_step` is built from the public
 :meth:`~GAN.discriminator_step`, :meth:`~GAN.clip_discriminator`, :meth:`~GAN.generator_step` and
 :meth:`~GAN.update_ema`; a plain PyTorch loop calling them with the model's optimizers trains the same way (the
 throughput bench does, and a test checks the weights match ``fit`` bitwise).
 
-Losses, with ``l = D(x)`` the raw discriminator output (a logit for ``objective="bce"``, a critic value for
-``"wasserstein"``) and ``s`` the sigmoid:
-
-- ``bce``: discriminator ``-log s(l_real) - log(1 - s(l_fake))``; generator ``minimax``: ``log(1 - s(l_fake))``
-  (saturates when D rejects the fakes: its gradient w.r.t. ``l_fake`` is ``-s(l_fake)`` -> 0),
-  ``non_saturating``: ``-log s(l_fake)`` (gradient ``-(1 - s(l_fake))`` -> -1). ``scripts/gan_gradients.py`` plots both.
-- ``wasserstein``: critic ``mean(l_fake) - mean(l_real)``, generator ``-mean(l_fake)``; ``g_loss`` is then
-  irrelevant (the minimax and non-saturating forms have the same gradient). Lipschitz control by
-  ``clip_value`` [3] or ``gradient_penalty`` [4].
-
 Where this implementation deliberately differs (each note sits with the code it explains):
 
 - ``trainer.global_step`` counts both optimizers' steps; the GAN's own counters are ``g_steps`` and ``d_steps``
   (:meth:`GAN.training_step`).
-- Noise is a pure function of ``(noise_seed, rank, counter)`` (:meth:`GAN._noise_generator`), so DDP ranks differ and
-  a resumed run draws the noise the uninterrupted one would have; checkpoints carry the global CPU RNG for the data
+- Noise is a pure function of integers (:class:`~lightning_gen.nn.gan_state.NoiseStreams`): DDP ranks differ, and a
+  resumed run draws the noise the uninterrupted one would have; checkpoints carry the global CPU RNG for the data
   order (:meth:`GAN.on_load_checkpoint`).
 - A NaN or Inf loss or gradient stops training before the update (:meth:`GAN._check_finite`).
 - Under DDP each backward pass reaches one net, so :meth:`GAN.setup` turns on ``find_unused_parameters``.
 - The EMA generator's BatchNorm statistics are standing statistics of its own weights
-  (:meth:`GAN.refresh_standing_statistics`), not copies of the live generator's.
+  (:class:`~lightning_gen.nn.gan_state.GeneratorEMA`), not copies of the live generator's.
 - The base class's single ``optimizer`` is used for whichever of ``g_optimizer`` / ``d_optimizer`` is not given.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -53,35 +42,21 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lightning_gen import compat
 from lightning_gen.models.base import GenerativeModule, from_levels, to_levels
-from lightning_gen.nn.gan import (NORMS, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
-                                  discriminator_loss, generator_loss, gradient_penalty_loss, standing_statistics)
+from lightning_gen.nn.gan import (NORMS, Adversarial, all_finite, check_choice, discriminator_loss, global_norm,
+                                  make_discriminator, make_generator)
+from lightning_gen.nn.gan_state import (D_STREAM, EVAL_STREAM, G_STREAM, STANDING_STREAM, GeneratorEMA, NoiseStreams,
+                                        derive_seed)
 
-NETS = ("mlp", "dcgan")
-OBJECTIVES = ("bce", "wasserstein")
-G_LOSSES = ("minimax", "non_saturating")
 BINARY_SAMPLING = ("threshold", "bernoulli")
-
-# Noise streams: each kind of draw has its own counter-based seed sequence.
-_D_STREAM, _G_STREAM, _EVAL_STREAM, _STANDING_STREAM = 0, 1, 2, 3
 
 
 class NonFiniteLossError(FloatingPointError):
     """A GAN loss or gradient became NaN or Inf; raised before the optimizer step that would have used it."""
 
 
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {tuple(choices)}")
-
-
-def _derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers; distinct tuples give unrelated seeds."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
 def _forget_standing_statistics(module: nn.Module, incompatible_keys) -> None:
-    module._standing_for = None  # new weights: recompute before the next use
+    if module.ema is not None:
+        module.ema.standing_for = None  # new weights: recompute before the next use
 
 
 def _drop_retired_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
@@ -111,18 +86,13 @@ class GAN(GenerativeModule):
             ``x_hat`` of real and generated images [4] (10 in the paper); 0 disables it.
         g_optimizer, d_optimizer: optimizers of the two nets (Adam with betas (0.5, 0.999) for DCGAN, RMSprop for
             WGAN in the configs).
-        ema_decay: if > 0, :meth:`sample` uses an exponential moving average of the generator's weights, updated
-            after each generator step with decay ``min(ema_decay, (1 + t) / (10 + t))`` at generator step ``t``
-            (a warm-up, so early averages are not dominated by the initial weights). Its weights are in the state
-            dict (``generator_ema.*``); its BatchNorm statistics are standing statistics of its own weights (see
-            :meth:`refresh_standing_statistics`).
+        ema_decay: if > 0, :meth:`sample` uses an exponential moving average of the generator's weights with this
+            decay after a warm-up, and standing BatchNorm statistics of its own
+            (:class:`~lightning_gen.nn.gan_state.GeneratorEMA`); its state is ``generator_ema.*``.
         standing_batches, standing_batch_size: batches of noise behind the EMA generator's standing statistics.
         conditional: condition both nets on the class label (needs ``num_classes > 0``).
         binary_sampling: for binary data (``num_levels=2``), turn the generator's output ``p = (g + 1) / 2`` into
             0/255 pixels by ``"threshold"`` (``p > 0.5``) or ``"bernoulli"`` (a draw with probability ``p``).
-
-    Data: uint8 images are mapped to [-1, 1] (level / (L - 1) * 2 - 1); floating-point batches (the 2-D points of
-    :class:`~lightning_gen.data.toy.RingOfGaussians`) are taken as already in that space.
     """
 
     family: ClassVar[str] = "gan"
@@ -158,22 +128,12 @@ class GAN(GenerativeModule):
     ) -> None:
         super().__init__(image_shape, num_levels, num_classes, optimizer)
         self.save_hyperparameters()
-        _check_choice("generator", generator, NETS)
-        _check_choice("discriminator", discriminator, NETS)
-        _check_choice("g_norm", g_norm, NORMS)
-        _check_choice("d_norm", d_norm, NORMS)
-        _check_choice("objective", objective, OBJECTIVES)
-        _check_choice("g_loss", g_loss, G_LOSSES)
-        _check_choice("binary_sampling", binary_sampling, BINARY_SAMPLING)
+        check_choice("g_norm", g_norm, NORMS)
+        check_choice("d_norm", d_norm, NORMS)
+        check_choice("binary_sampling", binary_sampling, BINARY_SAMPLING)
+        self.adversarial = Adversarial(objective, g_loss, clip_value=clip_value, gradient_penalty=gradient_penalty)
         if d_steps_per_g_step < 1:
             raise ValueError(f"d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
-        if clip_value is not None and clip_value <= 0:
-            raise ValueError(f"clip_value must be positive (or None), got {clip_value}")
-        if gradient_penalty < 0:
-            raise ValueError(f"gradient_penalty must be >= 0, got {gradient_penalty}")
-        if clip_value is not None and gradient_penalty > 0:
-            raise ValueError("choose one Lipschitz constraint: clip_value (WGAN) or gradient_penalty (WGAN-GP), "
-                             "not both")
         if gradient_penalty > 0 and d_norm == "batch":
             raise ValueError("the gradient penalty is a per-sample penalty and BatchNorm couples the samples of a "
                              "batch; use d_norm='layer' or 'none' with gradient_penalty (as WGAN-GP does)")
@@ -186,41 +146,33 @@ class GAN(GenerativeModule):
             raise ValueError("conditional=True needs labelled data (num_classes > 0)")
         self.automatic_optimization = False
         self.conditional = conditional
-        self.z_dim, self.d_steps_per_g_step = z_dim, d_steps_per_g_step
-        self.objective, self.g_loss = objective, g_loss
-        self.clip_value, self.gradient_penalty, self.ema_decay = clip_value, gradient_penalty, ema_decay
-        self.standing_batches, self.standing_batch_size = standing_batches, standing_batch_size
-        self.binary_sampling = binary_sampling
+        self.z_dim, self.d_steps_per_g_step, self.binary_sampling = z_dim, d_steps_per_g_step, binary_sampling
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
 
         n_cond = self.num_classes if conditional else 0
-        if generator == "mlp":
-            self.generator = MLPGenerator(z_dim, self.image_shape, g_width, mlp_depth, n_cond, g_norm)
-        else:
-            self.generator = DCGANGenerator(z_dim, self.image_shape, g_width, n_cond, g_norm)
-        if discriminator == "mlp":
-            self.discriminator = MLPDiscriminator(self.image_shape, d_width, mlp_depth, n_cond, d_norm)
-        else:
-            self.discriminator = DCGANDiscriminator(self.image_shape, d_width, n_cond, d_norm)
-        self.generator_ema: nn.Module | None = None
+        self.generator = make_generator(generator, z_dim, self.image_shape, g_width, mlp_depth, n_cond, g_norm)
+        self.discriminator = make_discriminator(discriminator, self.image_shape, d_width, mlp_depth, n_cond, d_norm)
+        self.ema = None
         if ema_decay > 0:
-            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
-        # The g_steps the EMA generator's standing statistics were computed at (None: not for these weights).
-        self._standing_for: int | None = None
+            self.ema = GeneratorEMA(self.generator, ema_decay, z_dim=z_dim, num_classes=n_cond,
+                                    standing_batches=standing_batches, standing_batch_size=standing_batch_size)
+        # Registered here, so the averaged weights are saved as generator_ema.* and move with the model.
+        self.generator_ema = self.ema.net if self.ema is not None else None
         self.register_load_state_dict_post_hook(_forget_standing_statistics)
 
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
-        # -1: not yet chosen; set from torch.initial_seed() at the first fit (see :meth:`_noise_generator`).
+        # -1: not yet chosen; torch.initial_seed() (what seed_everything set) at the first fit (:meth:`on_fit_start`).
         self.register_buffer("noise_seed", torch.full((), -1, dtype=torch.long))
-        self._noise_gen: torch.Generator | None = None
+        self.noise = NoiseStreams()
         # The last discriminator step's noise, not saved: lets a test see that DDP ranks draw different noise.
         self.last_noise: Tensor | None = None
         self.register_load_state_dict_pre_hook(_drop_retired_keys)
 
     # ---- data space <-> model space -----------------------------------------------------------------------
     def to_model_space(self, x: Tensor) -> Tensor:
-        """uint8 images -> float in [-1, 1]; floating-point data (2-D points) is already in model space."""
+        """uint8 images -> float in [-1, 1] (level / (L - 1) * 2 - 1); floating-point batches (the 2-D points of
+        :class:`~lightning_gen.data.toy.RingOfGaussians`) are taken as already in that space."""
         if x.is_floating_point():
             if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
                 shape = ", ".join(map(str, self.image_shape))
@@ -244,8 +196,7 @@ class GAN(GenerativeModule):
         """Generator output in [-1, 1], ``(N, C, H, W)``, for noise ``z (N, z_dim)``: the EMA generator if there is
         one, in eval mode (normalisation uses running statistics, so an image does not depend on its batch; the EMA
         generator's are its standing statistics, recomputed first if the EMA has moved since)."""
-        if self.generator_ema is not None:
-            self.refresh_standing_statistics()
+        self.refresh_standing_statistics()  # nothing without an EMA generator
         net = self.generator_ema if self.generator_ema is not None else self.generator
         was_training = net.training
         net.eval()
@@ -270,25 +221,15 @@ class GAN(GenerativeModule):
         return self.discriminator.features(self.to_model_space(x))
 
     def generator_gradient_norm(self, z: Tensor, labels: Tensor | None = None, g_loss: str | None = None) -> Tensor:
-        """``||grad_theta L_G||``, the norm of the generator loss's gradient w.r.t. the generator's weights, at noise
-        ``z`` against the current discriminator, for ``g_loss`` (default: the model's own). Changes no weights and
-        no ``.grad`` (the diagnostic behind ``scripts/gan_gradients.py``)."""
-        _check_choice("g_loss", g_loss or self.g_loss, G_LOSSES)
-        params = [p for p in self.generator.parameters() if p.requires_grad]
-        with torch.enable_grad():
-            scores = self.discriminator(self.generator(z.to(self.device), labels), labels)
-            grads = torch.autograd.grad(generator_loss(scores, self.objective, g_loss or self.g_loss), params)
-        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        """``||grad_theta L_G||`` at noise ``z`` for ``g_loss`` (default: the model's own), the diagnostic behind
+        ``scripts/gan_gradients.py`` (:meth:`~lightning_gen.nn.gan.Adversarial.generator_gradient_norm`)."""
+        return self.adversarial.generator_gradient_norm(self.generator, self.discriminator, z.to(self.device),
+                                                        labels, g_loss)
 
     # ---- noise -------------------------------------------------------------------------------------------
     def _noise_generator(self, stream: int, counter: int) -> torch.Generator:
-        """A private generator reseeded from ``(noise_seed, rank, stream, counter)``: DDP ranks draw different noise,
-        and a resumed run draws exactly the noise the uninterrupted run would have drawn, with no generator state
-        to save. ``noise_seed`` is ``torch.initial_seed()`` (what ``seed_everything`` set) at the first fit, saved
-        as a buffer."""
-        if self._noise_gen is None or self._noise_gen.device != self.device:
-            self._noise_gen = torch.Generator(device=self.device)
-        return self._noise_gen.manual_seed(_derive_seed(int(self.noise_seed), self.global_rank, stream, counter))
+        """Draw ``counter`` of ``stream`` on this rank (:class:`~lightning_gen.nn.gan_state.NoiseStreams`)."""
+        return self.noise.generator(self.device, int(self.noise_seed), self.global_rank, stream, counter)
 
     def _noise(self, n: int, gen: torch.Generator) -> Tensor:
         return torch.randn(n, self.z_dim, generator=gen, device=self.device)
@@ -316,107 +257,58 @@ class GAN(GenerativeModule):
             self.noise_seed.fill_(torch.initial_seed() % 2**62)
 
     def _grad_norm(self, module: nn.Module) -> Tensor:
-        grads = [p.grad for p in module.parameters() if p.grad is not None]
-        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        return global_norm([p.grad for p in module.parameters() if p.grad is not None])
 
     def _check_finite(self, name: str, loss: Tensor, module: nn.Module) -> None:
-        """Stop before the update if the loss or the gradients it produced are not finite.
-
-        One parameter's gradient decides, not a norm over all of them (a fifth of a small net's step): a NaN or Inf
-        loss reaches every gradient, and under DDP the gradients are all-reduced, so a bad loss on any rank makes
-        every rank stop at the same step instead of leaving the others waiting in the next all-reduce."""
-        probe = next(p.grad for p in module.parameters() if p.grad is not None).sum()
-        if not (torch.isfinite(loss) & torch.isfinite(probe)):
+        """Stop before the update if the loss or the gradients it produced are not finite (under DDP every rank
+        stops at the same step: :func:`~lightning_gen.nn.gan.all_finite`)."""
+        if not all_finite(loss, module):
             raise NonFiniteLossError(
                 f"{name} = {loss.item()} at generator step {int(self.g_steps)}, "
                 f"discriminator step {int(self.d_steps)} (global step {self.global_step}): training stopped before "
                 f"this update, so the weights and the checkpoints written so far are finite. Resume from the last "
                 f"checkpoint with a lower learning rate or a gradient penalty.")
 
-    def _score(self, scores: Tensor) -> Tensor:
-        """What is logged as D(x): a probability for the BCE objective, the critic value for the Wasserstein one."""
-        return torch.sigmoid(scores) if self.objective == "bce" else scores
-
     # ---- one update of each net: the loss to backpropagate; the caller owns zero_grad, backward and step ----------
     def discriminator_step(self, real: Tensor, labels: Tensor | None, generator: torch.Generator) -> dict[str, Tensor]:
         """Loss of one discriminator update: ``real`` batch already in model space (:meth:`to_model_space`), fakes
-        drawn with ``generator`` (their noise, then the penalty's interpolation weights).
-
-        Keys: ``"loss"`` (what to backpropagate, gradient penalty included), ``"real_score"``, ``"fake_score"`` (mean
-        D outputs, detached: probabilities for ``bce``, critic values for ``wasserstein``), and ``"gp"`` (the
-        unweighted penalty) when ``gradient_penalty > 0``. After the optimizer step call :meth:`clip_discriminator`.
-        """
+        drawn with ``generator`` (their noise, then the penalty's interpolation weights). Keys: ``"loss"``,
+        ``"real_score"``, ``"fake_score"`` and ``"gp"`` (:meth:`Adversarial.discriminator_terms
+        <lightning_gen.nn.gan.Adversarial.discriminator_terms>`). After the optimizer step call
+        :meth:`clip_discriminator`."""
         z = self._noise(real.shape[0], generator)
         self.last_noise = z
         with torch.no_grad():
             fake = self.generator(z, labels)
-        real_scores, fake_scores = self.discriminator(real, labels), self.discriminator(fake, labels)
-        out = {"loss": discriminator_loss(real_scores, fake_scores, self.objective),
-               "real_score": self._score(real_scores.detach()).mean(),
-               "fake_score": self._score(fake_scores.detach()).mean()}
-        if self.gradient_penalty > 0:
-            out["gp"] = gradient_penalty_loss(self.discriminator, real, fake, labels, generator=generator)
-            out["loss"] = out["loss"] + self.gradient_penalty * out["gp"]
-        return out
+        return self.adversarial.discriminator_terms(self.discriminator, real, fake, labels, generator)
 
     @torch.no_grad()
     def clip_discriminator(self) -> None:
         """WGAN weight clipping [3], after each discriminator update; nothing without ``clip_value``."""
-        if self.clip_value is not None:
-            for p in self.discriminator.parameters():
-                p.clamp_(-self.clip_value, self.clip_value)
+        self.adversarial.clip_(self.discriminator)
 
     def generator_step(self, n: int, labels: Tensor | None, generator: torch.Generator) -> Tensor:
-        """Loss of one generator update on ``n`` fresh fakes drawn with ``generator``. The discriminator's parameters
-        are frozen while the graph is built (``requires_grad`` off, restored before returning), so backpropagating
-        the loss fills only the generator's gradients. After the optimizer step call :meth:`update_ema`."""
-        z = self._noise(n, generator)
-        frozen = [p for p in self.discriminator.parameters() if p.requires_grad]
-        for p in frozen:
-            p.requires_grad_(False)
-        try:
-            scores = self.discriminator(self.generator(z, labels), labels)
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
-        return generator_loss(scores, self.objective, self.g_loss)
+        """Loss of one generator update on ``n`` fresh fakes drawn with ``generator``; backpropagating it fills only
+        the generator's gradients (the discriminator is frozen meanwhile). After the optimizer step call
+        :meth:`update_ema`."""
+        fake = self.generator(self._noise(n, generator), labels)
+        return self.adversarial.generator_term(self.discriminator, fake, labels)
 
-    @torch.no_grad()
     def refresh_standing_statistics(self, force: bool = False) -> bool:
-        """Recompute the EMA generator's BatchNorm statistics for its current weights (:func:`standing_statistics`)
-        unless they are already for them; True if they were recomputed.
-
-        Standing statistics (PyTorch-StudioGAN), not copies of the live generator's: those describe the activations
-        of other weights (the live generator's at the last step), and an EMA of them a mix of past live weights.
-        They are recomputed lazily when the EMA has moved (:meth:`generate`, so validation, sampling and the
-        benchmark all see them) and before every checkpoint is written, so a checkpoint's statistics belong to its
-        weights and resuming stays bitwise exact. The noise is a fixed stream of ``noise_seed`` (the same on every
-        rank), so the statistics are a function of the EMA weights alone; the global RNG is not touched, and no
-        SyncBatchNorm collective runs (rank 0 alone may sample)."""
-        if self.generator_ema is None or (not force and self._standing_for == int(self.g_steps)):
+        """Recompute the EMA generator's standing BatchNorm statistics from a fixed noise stream of ``noise_seed``
+        (:meth:`GeneratorEMA.refresh <lightning_gen.nn.gan_state.GeneratorEMA.refresh>`) unless they are already for
+        its weights at this ``g_steps``; True if they were recomputed. Called lazily when the EMA has moved
+        (:meth:`generate`, so validation, sampling and the benchmark all see them) and before every checkpoint is
+        written, so a checkpoint's statistics belong to its weights and resuming stays bitwise exact."""
+        if self.ema is None:
             return False
-        gen = torch.Generator(device=self.device).manual_seed(_derive_seed(int(self.noise_seed), _STANDING_STREAM))
-        n = self.standing_batch_size
-        labels = torch.arange(n, device=self.device) % self.num_classes if self.conditional else None
-        batches = ((self._noise(n, gen), labels) for _ in range(self.standing_batches))
-        was_training = self.generator_ema.training
-        with torch.autocast(self.device.type, enabled=False):  # the same statistics inside and outside autocast
-            standing_statistics(self.generator_ema, batches)
-        self.generator_ema.train(was_training)
-        self._standing_for = int(self.g_steps)
-        return True
+        return self.ema.refresh(int(self.g_steps), derive_seed(int(self.noise_seed), STANDING_STREAM), force=force)
 
-    @torch.no_grad()
     def update_ema(self) -> None:
         """Move the EMA generator towards the generator, after each generator update; its warm-up reads ``g_steps``,
         which :meth:`training_step` advances first. Nothing without ``ema_decay``."""
-        if self.generator_ema is None:
-            return
-        t = int(self.g_steps)
-        decay = min(self.ema_decay, (1 + t) / (10 + t))
-        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            p_ema.lerp_(p, 1.0 - decay)
-        # BatchNorm statistics: not copied from the live generator (see refresh_standing_statistics).
+        if self.ema is not None:
+            self.ema.update(self.generator, int(self.g_steps))
 
     def training_step(self, batch, batch_idx):
         """One discriminator step on the batch, then a generator step after every ``d_steps_per_g_step``-th.
@@ -433,7 +325,7 @@ class GAN(GenerativeModule):
 
         # ---- discriminator step: one per batch
         self.toggle_optimizer(d_opt)
-        d = self.discriminator_step(real, labels, self._noise_generator(_D_STREAM, int(self.d_steps)))
+        d = self.discriminator_step(real, labels, self._noise_generator(D_STREAM, int(self.d_steps)))
         d_opt.zero_grad(set_to_none=True)
         self.manual_backward(d["loss"])
         self._check_finite("d_loss", d["loss"], self.discriminator)
@@ -450,7 +342,7 @@ class GAN(GenerativeModule):
         # ---- generator step: after every k-th discriminator step
         if int(self.d_steps) % self.d_steps_per_g_step == 0:
             self.toggle_optimizer(g_opt)
-            g_loss = self.generator_step(real.shape[0], labels, self._noise_generator(_G_STREAM, int(self.g_steps)))
+            g_loss = self.generator_step(real.shape[0], labels, self._noise_generator(G_STREAM, int(self.g_steps)))
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             self._check_finite("g_loss", g_loss, self.generator)
@@ -472,13 +364,13 @@ class GAN(GenerativeModule):
         real = self.to_model_space(x)
         labels = y if self.conditional else None
         # The same noise at every evaluation (seeded by the batch index), so the numbers compare across epochs.
-        z = self._noise(real.shape[0], self._noise_generator(_EVAL_STREAM, batch_idx))
+        z = self._noise(real.shape[0], self._noise_generator(EVAL_STREAM, batch_idx))
         real_scores = self.discriminator(real, labels)
         fake_scores = self.discriminator(self.generate(z, labels), labels)
         kw = dict(on_step=False, on_epoch=True, batch_size=real.shape[0], sync_dist=True)
-        self.log(f"{stage}/d_loss", discriminator_loss(real_scores, fake_scores, self.objective), **kw)
-        self.log(f"{stage}/d_real", self._score(real_scores).mean(), **kw)
-        self.log(f"{stage}/d_fake", self._score(fake_scores).mean(), **kw)
+        self.log(f"{stage}/d_loss", discriminator_loss(real_scores, fake_scores, self.adversarial.objective), **kw)
+        self.log(f"{stage}/d_real", self.adversarial.score(real_scores).mean(), **kw)
+        self.log(f"{stage}/d_fake", self.adversarial.score(fake_scores).mean(), **kw)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, batch_idx, "val")
@@ -491,10 +383,7 @@ class GAN(GenerativeModule):
         checkpoint["gan_rng_state"] = torch.get_rng_state()
         if self.refresh_standing_statistics():
             # The state dict was collected before this hook: write the fresh statistics into it.
-            state = checkpoint.get("state_dict", {})
-            for name, buf in self.generator_ema.named_buffers():
-                if f"generator_ema.{name}" in state:
-                    state[f"generator_ema.{name}"] = buf.detach().clone().to(state[f"generator_ema.{name}"].device)
+            self.ema.write_buffers(checkpoint.get("state_dict", {}), "generator_ema.")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the global CPU RNG saved by :meth:`on_save_checkpoint` when a fit resumes: it drives the default

@@ -5,9 +5,20 @@
     the generator, LeakyReLU(0.2) in the discriminator, tanh output, N(0, 0.02) initialisation).
 [3] Miyato & Koyama 2018, arXiv 1802.05637 (projection discriminator, used here for class conditioning).
 [4] Gulrajani et al. 2017, arXiv 1704.00028 (WGAN-GP: the gradient penalty).
+[5] Arjovsky, Chintala, Bottou 2017, arXiv 1701.07875 (WGAN: Wasserstein critic, weight clipping).
 
-Also here, as plain functions of the nets' raw outputs: the discriminator and generator losses (their math is in
-:mod:`lightning_gen.models.gan`), the gradient penalty and the standing BatchNorm statistics of an EMA generator.
+Also here: the game between the nets (:class:`Adversarial`), built from plain functions of their raw outputs (the
+discriminator and generator losses, the gradient penalty). With ``l = D(x)`` the raw discriminator output (a logit
+for ``objective="bce"``, a critic value for ``"wasserstein"``) and ``s`` the sigmoid:
+
+- ``bce``: discriminator ``-log s(l_real) - log(1 - s(l_fake))``; generator ``minimax``: ``log(1 - s(l_fake))``
+  (saturates when D rejects the fakes: its gradient w.r.t. ``l_fake`` is ``-s(l_fake)`` -> 0),
+  ``non_saturating``: ``-log s(l_fake)`` (gradient ``-(1 - s(l_fake))`` -> -1). ``scripts/gan_gradients.py`` plots both.
+- ``wasserstein``: critic ``mean(l_fake) - mean(l_real)``, generator ``-mean(l_fake)``; ``g_loss`` is then
+  irrelevant (the minimax and non-saturating forms have the same gradient). Lipschitz control by
+  ``clip_value`` [5] or ``gradient_penalty`` [4].
+
+The GAN's noise streams and EMA generator are in :mod:`lightning_gen.nn.gan_state`.
 
 Every generator maps noise ``z (B, z_dim)`` (and labels ``(B,)`` when built with ``num_classes > 0``) to
 ``(B, C, H, W)`` in [-1, 1]; every discriminator maps ``(B, C, H, W)`` (and labels) to one raw score per image,
@@ -34,13 +45,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+NETS = ("mlp", "dcgan")
 NORMS = ("batch", "layer", "none")
-_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+OBJECTIVES = ("bce", "wasserstein")
+G_LOSSES = ("minimax", "non_saturating")
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {tuple(choices)}")
 
 
 def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+    check_choice("norm", norm, NORMS)
 
 
 def _norm1d(norm: str, features: int) -> nn.Module:
@@ -235,7 +252,25 @@ class DCGANDiscriminator(_Discriminator):
         return self.body(x)
 
 
-# ---- losses and statistics -----------------------------------------------------------------------------------
+def make_generator(kind: str, z_dim: int, out_shape: Sequence[int], width: int, depth: int, num_classes: int = 0,
+                   norm: str = "batch") -> nn.Module:
+    """An ``"mlp"`` (``depth`` hidden layers) or ``"dcgan"`` generator."""
+    check_choice("generator", kind, NETS)
+    if kind == "mlp":
+        return MLPGenerator(z_dim, out_shape, width, depth, num_classes, norm)
+    return DCGANGenerator(z_dim, out_shape, width, num_classes, norm)
+
+
+def make_discriminator(kind: str, in_shape: Sequence[int], width: int, depth: int, num_classes: int = 0,
+                       norm: str = "batch") -> nn.Module:
+    """An ``"mlp"`` (``depth`` hidden layers) or ``"dcgan"`` discriminator."""
+    check_choice("discriminator", kind, NETS)
+    if kind == "mlp":
+        return MLPDiscriminator(in_shape, width, depth, num_classes, norm)
+    return DCGANDiscriminator(in_shape, width, num_classes, norm)
+
+
+# ---- losses --------------------------------------------------------------------------------------------------
 def discriminator_loss(real_scores: Tensor, fake_scores: Tensor, objective: str) -> Tensor:
     """Discriminator (critic) loss from its raw outputs on a real and a generated batch, ``(B,)`` each."""
     if objective == "wasserstein":
@@ -263,43 +298,88 @@ def gradient_penalty_loss(discriminator: nn.Module, real: Tensor, fake: Tensor, 
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
-@torch.no_grad()
-def standing_statistics(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]) -> None:
-    """Set the running statistics of every BatchNorm in ``net`` to the mean of its batch statistics (mean and
-    unbiased variance, as BatchNorm with ``momentum=None`` accumulates them) over ``batches`` of ``(z, labels)``,
-    each batch normalised by its own statistics as in training: PyTorch-StudioGAN's standing statistics.
+def all_finite(loss: Tensor, net: nn.Module) -> bool:
+    """Whether ``loss`` and the gradients it produced in ``net`` are finite.
 
-    The net runs in eval mode with forward hooks that replace each BatchNorm's output by the batch-normalised one,
-    so a SyncBatchNorm starts no collective and the net's other layers stay in eval mode. ``net`` is left in eval
-    mode.
-    """
-    norms = [m for m in net.modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats]
-    if not norms:
-        return
-    sums: dict[nn.Module, list[Tensor]] = {}
+    One parameter's gradient decides, not a norm over all of them (a fifth of a small net's step): a NaN or Inf loss
+    reaches every gradient, and under data-parallel training the gradients are all-reduced, so a bad loss on any rank
+    makes every rank see it at the same step instead of leaving the others waiting in the next all-reduce."""
+    probe = next(p.grad for p in net.parameters() if p.grad is not None).sum()
+    return bool(torch.isfinite(loss) & torch.isfinite(probe))
 
-    def normalise_by_batch(module, inputs, output):
-        x = inputs[0]
-        dims = [0, *range(2, x.dim())]  # every dimension but the channels
-        mean, var = x.mean(dims), x.var(dims, unbiased=True)
-        if module in sums:
-            sums[module][0] += mean
-            sums[module][1] += var
-        else:
-            sums[module] = [mean.clone(), var.clone()]
-        return F.batch_norm(x, None, None, module.weight, module.bias, True, 0.0, module.eps)
 
-    handles = [m.register_forward_hook(normalise_by_batch) for m in norms]
-    count = 0
-    try:
-        net.eval()
-        for z, labels in batches:
-            net(z, labels)
-            count += 1
-    finally:
-        for h in handles:
-            h.remove()
-    for m in norms:
-        m.running_mean.copy_(sums[m][0] / count)
-        m.running_var.copy_(sums[m][1] / count)
-        m.num_batches_tracked.fill_(count)
+def global_norm(tensors: Iterable[Tensor]) -> Tensor:
+    """The 2-norm of several tensors taken together (of a net's gradients, say)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
+class Adversarial:
+    """The game between a generator and a discriminator: ``objective`` and ``g_loss`` (the losses above) and the
+    Lipschitz control of a Wasserstein critic, weight clipping [5] or a gradient penalty of weight
+    ``gradient_penalty`` [4]. Plain functions of the two nets; the caller owns noise, backward and optimizer steps."""
+
+    def __init__(self, objective: str = "bce", g_loss: str = "non_saturating", *, clip_value: float | None = None,
+                 gradient_penalty: float = 0.0) -> None:
+        check_choice("objective", objective, OBJECTIVES)
+        check_choice("g_loss", g_loss, G_LOSSES)
+        if clip_value is not None and clip_value <= 0:
+            raise ValueError(f"clip_value must be positive (or None), got {clip_value}")
+        if gradient_penalty < 0:
+            raise ValueError(f"gradient_penalty must be >= 0, got {gradient_penalty}")
+        if clip_value is not None and gradient_penalty > 0:
+            raise ValueError("choose one Lipschitz constraint: clip_value (WGAN) or gradient_penalty (WGAN-GP), "
+                             "not both")
+        self.objective, self.g_loss = objective, g_loss
+        self.clip_value, self.gradient_penalty = clip_value, gradient_penalty
+
+    def score(self, scores: Tensor) -> Tensor:
+        """What is reported as D(x): a probability for the BCE objective, the critic value for the Wasserstein one."""
+        return torch.sigmoid(scores) if self.objective == "bce" else scores
+
+    def discriminator_terms(self, discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None,
+                            generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """``"loss"`` (gradient penalty included, its interpolation weights drawn with ``generator``),
+        ``"real_score"``, ``"fake_score"`` (mean :meth:`score`, detached) and ``"gp"`` (the unweighted penalty)
+        when ``gradient_penalty > 0``."""
+        real_scores, fake_scores = discriminator(real, labels), discriminator(fake, labels)
+        out = {"loss": discriminator_loss(real_scores, fake_scores, self.objective),
+               "real_score": self.score(real_scores.detach()).mean(),
+               "fake_score": self.score(fake_scores.detach()).mean()}
+        if self.gradient_penalty > 0:
+            out["gp"] = gradient_penalty_loss(discriminator, real, fake, labels, generator=generator)
+            out["loss"] = out["loss"] + self.gradient_penalty * out["gp"]
+        return out
+
+    def generator_term(self, discriminator: nn.Module, fake: Tensor, labels: Tensor | None,
+                       g_loss: str | None = None) -> Tensor:
+        """The generator loss (``g_loss``, default the game's) on ``fake``. The discriminator's parameters are frozen
+        while the graph is built (``requires_grad`` off, then restored), so backpropagating the loss fills only the
+        generator's gradients."""
+        frozen = [p for p in discriminator.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            scores = discriminator(fake, labels)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+        return generator_loss(scores, self.objective, g_loss or self.g_loss)
+
+    def generator_gradient_norm(self, generator: nn.Module, discriminator: nn.Module, z: Tensor,
+                                labels: Tensor | None = None, g_loss: str | None = None) -> Tensor:
+        """``||grad_theta L_G||``, the norm of the generator loss's gradient w.r.t. the generator's weights, at noise
+        ``z`` against ``discriminator``, for ``g_loss`` (default: the game's). Changes no weights and no ``.grad``."""
+        g_loss = g_loss or self.g_loss
+        check_choice("g_loss", g_loss, G_LOSSES)
+        params = [p for p in generator.parameters() if p.requires_grad]
+        with torch.enable_grad():
+            scores = discriminator(generator(z, labels), labels)
+            grads = torch.autograd.grad(generator_loss(scores, self.objective, g_loss), params)
+        return global_norm(grads)
+
+    @torch.no_grad()
+    def clip_(self, discriminator: nn.Module) -> None:
+        """Weight clipping [5]: clamp every weight to ``[-clip_value, clip_value]``; nothing without ``clip_value``."""
+        if self.clip_value is not None:
+            for p in discriminator.parameters():
+                p.clamp_(-self.clip_value, self.clip_value)
