@@ -510,6 +510,12 @@ def test_ddp_nll_counts_every_test_image_once(one_and_two_processes):
     assert total_two == pytest.approx(total_one, rel=1e-6)
     assert two["metrics"]["nll_nats_se"] == pytest.approx(one["metrics"]["nll_nats_se"], rel=1e-6)
     assert one["metrics"]["nll_nats"] == pytest.approx(direct_test_nll(checkpoint, test_size=301), rel=1e-6)
+    # the per-image values come back in test-set order whatever the ranks: gathered by image index
+    from lightning_gen.leaderboard.paired import decode
+    per_image = direct_test_nll_per_image(checkpoint, test_size=301).numpy()
+    assert one["nll_per_image"]["split"] == two["nll_per_image"]["split"]
+    assert np.allclose(decode(one["nll_per_image"]), per_image, rtol=1e-6)
+    assert np.allclose(decode(two["nll_per_image"]), per_image, rtol=1e-6)
 
 
 @pytest.mark.slow
