@@ -153,3 +153,16 @@ def test_per_image_values_survive_csv_export(images, tmp_path):
 def test_a_malformed_per_image_blob_is_refused(images):
     with pytest.raises(ValueError, match="nll_per_image"):
         validate_record(nll_record("a", images, nll_per_image={"split": "s", "data": 3}))
+
+
+def test_demo_names_conditional_runs_without_an_unconditional_twin(images):
+    from lightning_gen.app.demo import only_conditional
+
+    def config(conditional: bool, width: int) -> dict:
+        return {"model": {"class_path": "lightning_gen.models.GAN", "init_args": {"g_width": width,
+                                                                                  "conditional": conditional}}}
+    records = [nll_record("dcgan_cond", images, conditional=None, config=config(True, 64)),
+               nll_record("mlp_gan", images, conditional=None, config=config(False, 32)),
+               nll_record("pixelcnn_cond", images, conditional=True, config=config(True, 16)),
+               nll_record("pixelcnn", images, conditional=False, config=config(False, 16))]
+    assert only_conditional(records) == [("dcgan_cond", "digits-8bit")]
