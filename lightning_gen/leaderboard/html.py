@@ -12,8 +12,11 @@ panel (metrics, checkpoint, protocol, config), which wraps instead of scrolling.
 Runs that differ only in their seed are one row, mean ± std over the seeds
 (:func:`~lightning_gen.leaderboard.ranking.aggregate_seeds`), whose full-width row holds the single runs behind a
 click; a real-data anchor (family ``data``) is a tinted, unranked "real data" row; an FID whose record says
-``protocol.fid_biased`` carries a "biased" marker whose tooltip says why. Rows whose value ± spread intervals
-overlap share a rank, printed ``=N`` (:func:`~lightning_gen.leaderboard.ranking.rank`).
+``protocol.fid_biased`` carries a "biased" marker whose tooltip says why. Tied rows share a rank, printed ``=N``
+(:func:`~lightning_gen.leaderboard.ranking.rank`: two runs on the same test images by their paired NLL difference,
+other rows by overlapping value ± spread intervals); each ± says what it is (std over seeds, SE over test images,
+std over draws, or within one draw), and a likelihood section shows each run's paired difference to its leader
+(``Δ leader``). A data set's class-conditional rows are a section of their own, marked.
 Columns sort on click; selects filter by dataset and model family. The style sheet and the script are the package
 files ``static/dashboard.css`` and ``static/dashboard.js``, read with :mod:`importlib.resources` and inlined.
 
