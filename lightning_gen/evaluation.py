@@ -24,7 +24,9 @@ statistics) and :func:`sample_metric` / :func:`score` (the statistics).
   of the models' own test step too, with ``nll_nats_se``, the standard error of the mean over the test images.
   ``log_prob`` gets ``estimate`` (an :class:`~lightning_gen.models.base.Estimate` carrying ``seed``): for a
   stochastic estimate (the VAE) each image's estimate depends on the seed and the image only, not on the rank,
-  batch or number of processes.
+  batch or number of processes. The per-image values themselves come back in test-set order too
+  (``nll_per_image``: each rank's values with their image indices, gathered and sorted by index), for paired
+  comparisons of two runs on the same images; :func:`split_digest` names the test split they belong to.
 - ``samples_per_s``: images / wall time of the ``sample`` calls only (the slowest rank's time under DDP).
 """
 
@@ -230,7 +232,7 @@ class BenchmarkModule(L.LightningModule):
         if self.nll:
             # Rank r takes images r::world, every image exactly once (a DistributedSampler would pad with repeats).
             idx = torch.arange(self.test_images.shape[0])[rank::world]
-            batches = [(self.test_images[b], self.test_labels[b]) for b in idx.split(self.batch_size)]
+            batches = [(self.test_images[b], self.test_labels[b], b) for b in idx.split(self.batch_size)]
             loaders.append(DataLoader(batches, batch_size=None))
             self._kinds.append("nll")
         return loaders
@@ -240,13 +242,15 @@ class BenchmarkModule(L.LightningModule):
         torch.manual_seed(self.seed + self.global_rank)
         self._sample_seconds = 0.0
         self.nll_sums = ImageSums()  # this rank's test images, r::world: no padding to leave out
+        self._nll_index: list[Tensor] = []
+        self._nll_values: list[Tensor] = []
         self._grid: list[tuple[Tensor, Tensor]] = []
         if self.num_samples:
             self._chunks = ChunkFeatures(self.extractor, self.model.image_shape, self.device)
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self._kinds[dataloader_idx] == "nll":
-            x, y = batch
+            x, y, index = batch
             labels = y if self.model.conditional else None
             logp = self.model.log_prob(x, labels, estimate=self.estimate)
             if logp.shape != (x.shape[0],) or not bool(torch.isfinite(logp).all()):
@@ -254,6 +258,8 @@ class BenchmarkModule(L.LightningModule):
                                      f"{' with non-finite values' if logp.numel() else ''}; expected "
                                      f"({x.shape[0]},) finite values")
             self.nll_sums.add({"nll_nats": -logp})
+            self._nll_index.append(index.to(self.device))
+            self._nll_values.append(-logp.detach().double())
             return
         draw, chunk = divmod(int(batch), self.num_chunks)
         index, images, seconds = draw_chunk(self.model, chunk, num_samples=self.num_samples,
@@ -274,6 +280,9 @@ class BenchmarkModule(L.LightningModule):
             results["nll_nats"] = float(nll["nll_nats"])
             results["nll_nats_se"] = float(nll["nll_nats_se"])
             results["num_test_images"] = int(nll["count"])
+            index = gather_rows(self._nll_index, dtype=torch.long, device=self.device)
+            values = gather_rows(self._nll_values, dtype=torch.float64, device=self.device)
+            results["nll_per_image"] = values[in_sample_order(index, self.test_images.shape[0])].cpu()
         if self.num_samples:
             results.update(self._sample_metrics(strategy))
         if self.trainer.is_global_zero:
@@ -324,13 +333,19 @@ def score(metric: SampleFeatures, features: Tensor, logits: Tensor | None) -> di
     return {k: float(v) for k, v in metric.compute().items() if k != "num_samples"}
 
 
+def split_digest(images: Tensor) -> str:
+    """The identity of a split: a hash of its images themselves (the reference-statistics cache's key and the key of
+    a record's per-image NLL)."""
+    return hashlib.sha256(images.numpy().tobytes()).hexdigest()[:12]
+
+
 def reference_of_split(datamodule: ImageDataModule, split: str, extractor: FeatureExtractor, stats_cache=None,
                        batch_size: int = 250) -> ReferenceStats:
     """Statistics and features of ``datamodule``'s ``split`` (set up by the caller) under ``extractor``, cached in
     ``stats_cache`` (default: the default :class:`~lightning_gen.metrics.stats_cache.StatsCache`) under a key that
     holds a hash of the split's images themselves."""
     images = datamodule.datasets[split].images
-    digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:12]
+    digest = split_digest(images)
     return reference_stats(extractor, images, dataset=f"{type(datamodule).__name__}-{digest}", split=split,
                            keep_features=True, cache=stats_cache, batch_size=batch_size)
 

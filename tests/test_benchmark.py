@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -178,7 +179,8 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
         "num_samples": 40, "reference_split": "test", "image_size": [8, 8], "nll_estimator": "exact",
         "num_test_images": 300, "devices": 1,
         # 40 samples for 128 feature dimensions: a singular covariance, flagged; KID on the scaled features
-        "fid_biased": True, "kid_kernel": f"(x.y/d+1)^3, x/{get_extractor('digits-lenet').kid_feature_scale:.6g}"}
+        "fid_biased": True, "kid_kernel": f"(x.y/d+1)^3, x/{get_extractor('digits-lenet').kid_feature_scale:.6g}",
+        "conditional": False, "label_distribution": None}
     assert len(record["protocol"]["extractor_weights_sha256"]) == 64
     assert record["model"] == "FVSBN" and record["family"] == "baseline" and record["dataset"] == "Digits"
     assert record["metrics"]["num_params"] == sum(p.numel() for p in load_model(fvsbn_ckpt).parameters())
@@ -190,6 +192,10 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     se = per_image.std(ddof=1) / math.sqrt(300)
     assert record["metrics"]["nll_nats_se"] == pytest.approx(se, rel=1e-6)
     assert record["metrics"]["nll_bpd_se"] == pytest.approx(se / (64 * math.log(2)), rel=1e-6)
+    # the per-image NLL is kept, in test-set order, keyed by the test split's hash (for paired comparisons)
+    from lightning_gen.leaderboard.paired import decode
+    assert np.allclose(decode(record["nll_per_image"]), per_image, rtol=1e-6)
+    assert record["nll_per_image"]["count"] == 300 and len(record["nll_per_image"]["split"]) == 12
     assert record["metrics"]["fid_std"] > 0  # bootstrap spread of a single draw
     assert record["metrics"]["is_mean_std"] is None and record["metrics"]["kid_mean_std"] is None
     assert all(0 <= record["metrics"][k] <= 1 for k in ("precision", "recall", "coverage"))
@@ -504,6 +510,12 @@ def test_ddp_nll_counts_every_test_image_once(one_and_two_processes):
     assert total_two == pytest.approx(total_one, rel=1e-6)
     assert two["metrics"]["nll_nats_se"] == pytest.approx(one["metrics"]["nll_nats_se"], rel=1e-6)
     assert one["metrics"]["nll_nats"] == pytest.approx(direct_test_nll(checkpoint, test_size=301), rel=1e-6)
+    # the per-image values come back in test-set order whatever the ranks: gathered by image index
+    from lightning_gen.leaderboard.paired import decode
+    per_image = direct_test_nll_per_image(checkpoint, test_size=301).numpy()
+    assert one["nll_per_image"]["split"] == two["nll_per_image"]["split"]
+    assert np.allclose(decode(one["nll_per_image"]), per_image, rtol=1e-6)
+    assert np.allclose(decode(two["nll_per_image"]), per_image, rtol=1e-6)
 
 
 @pytest.mark.slow

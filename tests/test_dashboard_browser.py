@@ -385,3 +385,40 @@ def test_samples_and_details_are_legible(browsers, tmp_path, monkeypatch):
     assert page.get_by_text(long["checkpoint"]).is_visible()
     assert problems == []
     page.close()
+
+
+def test_paired_differences_and_conditional_section_in_browser(browsers, tmp_path, monkeypatch):
+    """Digits runs with per-image NLL: the section shows each run's paired difference to its leader (sortable), the
+    class-conditional run sits in its own, marked section, and the data-set filter shows both sections."""
+    from lightning_gen.leaderboard.paired import encode
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(40.0, 8.0, 300)
+    records = []
+    for i, (name, model, shift, conditional) in enumerate([("pixelcnn_digits", "PixelCNN", 0.0, False),
+                                                           ("row_lstm_digits", "RowLSTM", 1.0, False),
+                                                           ("gated_pixelcnn_digits", "GatedPixelCNN", -3.0, True)]):
+        per_image = images + shift + rng.normal(0, 0.5, 300)
+        r = _record(name, model, "autoregressive", "Digits", (1, 8, 8),
+                    {"nll_nats": float(per_image.mean()), "nll_nats_se": float(per_image.std(ddof=1) / 300 ** 0.5)},
+                    grid=_digit_grid(tmp_path / f"g{i}.png", 20 + i, False, size=8), estimator="exact")
+        r["protocol"].update(num_test_images=300, conditional=conditional,
+                             label_distribution="balanced (sample index % 10)" if conditional else None)
+        r["nll_per_image"] = encode(per_image, split="0123456789ab")
+        records.append(r)
+    page, problems = open_page(chromium(browsers), build_page(tmp_path, records, monkeypatch))
+    ids = page.eval_on_selector_all('section[data-dataset="digits-8bit"]', "s => s.map(x => x.id)")
+    assert ids == ["ds-digits-8bit", "ds-digits-8bit-conditional"]
+    assert page.locator("#ds-digits-8bit-conditional .badge.cond").is_visible()
+    assert page.eval_on_selector_all("#ds-digits-8bit tbody tr.entry", "r => r.map(x => x.dataset.run)") == [
+        "pixelcnn_digits", "row_lstm_digits"]  # the conditional run, 3 nats better, is not ranked among them
+    diffs = column_values(page, "digits-8bit", "Δ leader")
+    assert diffs[0] is None and 0.8 < diffs[1] < 1.2
+    assert "±" in page.locator("#ds-digits-8bit td.diff").nth(1).inner_text()
+    page.locator("#ds-digits-8bit th", has_text="Δ leader").click()
+    assert more_rows_follow_their_runs(page)
+    page.select_option("#filter-dataset", "digits-8bit")
+    shown = page.eval_on_selector_all("section.dataset", "s => s.filter(x => !x.hidden).map(x => x.id)")
+    assert shown == ["ds-digits-8bit", "ds-digits-8bit-conditional"]
+    assert problems == []
+    page.close()

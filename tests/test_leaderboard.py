@@ -90,7 +90,7 @@ def make_record(run_name: str = "gated_pixelcnn_bmnist", **overrides) -> dict:
         "protocol": {"extractor": "mnist-lenet", "extractor_weights_sha256": "ab" * 32, "num_samples": 10000,
                      "reference_split": "test", "image_size": [28, 28], "nll_estimator": "exact",
                      "num_test_images": 10000, "devices": 1, "fid_biased": False,
-                     "kid_kernel": "(x.y/d+1)^3, x/3.89595"},
+                     "kid_kernel": "(x.y/d+1)^3, x/3.89595", "conditional": False, "label_distribution": None},
         "checkpoint": f"runs/{run_name}/checkpoints/last.ckpt",
         "checkpoint_sha256": "cd" * 32,
         "config": {"model": {"class_path": "lightning_gen.models.GatedPixelCNN",
@@ -100,6 +100,7 @@ def make_record(run_name: str = "gated_pixelcnn_bmnist", **overrides) -> dict:
         "sample_grid": None,
         "created_at": "2026-05-09T07:35:25+00:00",
         "train_time_s": 5400.0,
+        "nll_per_image": None,
     }
     for key, value in overrides.items():
         if key in ("metrics", "protocol"):
@@ -1321,7 +1322,7 @@ def test_seed_row_shows_mean_std_and_its_single_runs_one_click_away():
     [row] = [t for a, t in parsed.rows if "fvsbn_digits" in t and "3 seeds" in t and "entry" in a.get("class", "")]
     fids = np.array([10.0, 14.0, 12.5])
     assert f"{fids.mean():.2f} ± {fids.std(ddof=1):.2f}" in row.replace("\u00a0", " ")
-    assert "mean ± std of 3 seeds" in row
+    assert "mean ± std over 3 seeds" in row
     details = re.search(r'<details class="seeds"><summary>3 seeds: the single runs</summary>'
                         r'<table class="board seeds-table">(.*?)</table></details>', page, re.S)
     assert details is not None

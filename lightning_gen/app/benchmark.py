@@ -19,6 +19,10 @@ Every number is written with the protocol that produced it (one record per check
 - NLL in nats per image and bits per dimension over every test image exactly once, with its standard error over
   the test images (``nll_nats_se``, ``nll_bpd_se``). ``nll_estimator`` is "exact" for autoregressive models and
   "importance-weighted k=<k>" for the VAE, whose estimate of each image depends on ``--seed`` and the image only.
+  The per-image values are kept too (``nll_per_image``, keyed by the test split's hash), so that two runs on the
+  same test images are compared paired (:mod:`lightning_gen.leaderboard.paired`).
+- ``protocol.conditional`` / ``protocol.label_distribution``: a class-conditional model's NLL is log p(x|y) and its
+  samples follow the stated label distribution; the board ranks such rows apart from unconditional ones.
 - ``num_params``: every parameter of the checkpointed module (a GAN's discriminator included).
 - ``probe_acc``: :func:`lightning_gen.metrics.probe.linear_probe` on ``encode(x)`` (latent models) or
   ``features(x)`` (GAN discriminators), fitted on the train split and scored on the test split, where the data
@@ -67,8 +71,9 @@ from lightning_gen.app.run import CheckpointError, DataConfigError, Run
 from lightning_gen.app.wandb_log import log_wandb
 from lightning_gen.data import FashionMNIST
 from lightning_gen.data.base import DataFilesMissing, ImageDataModule
-from lightning_gen.evaluation import BenchmarkError, evaluate_model
+from lightning_gen.evaluation import BenchmarkError, evaluate_model, split_digest
 from lightning_gen.images import image_grid, save_png
+from lightning_gen.leaderboard import paired
 from lightning_gen.leaderboard.record import build_record
 from lightning_gen.leaderboard.store import DEFAULT_DB, Store
 from lightning_gen.metrics.features import available_extractors
@@ -198,7 +203,10 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
             "devices": result.world_size,
             "fid_biased": biased,
             "kid_kernel": kid_kernel(extractor.kid_feature_scale) if num_samples else None,
+            **conditioning(model, nll=nll, num_samples=num_samples),
         },
+        nll_per_image=paired.encode(res["nll_per_image"].numpy(), split=split_digest(datamodule.datasets["test"].images))
+        if nll else None,
         checkpoint=str(run.checkpoint),
         checkpoint_sha256=run.checkpoint_sha256,
         config=json_safe(run.config if run.config is not None else run.meta["hyper_parameters"]),
@@ -207,6 +215,16 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
         train_time_s=run.meta["train_time_s"],
     )
     return record, result.grid
+
+
+def conditioning(model: GenerativeModule, *, nll: bool, num_samples: int) -> dict[str, Any]:
+    """The protocol fields that say whether the numbers are class-conditional: a conditional model's NLL is
+    log p(x|y) given the test labels, and its samples are drawn with labels ``index % num_classes``."""
+    if not model.conditional:
+        return {"conditional": False, "label_distribution": None}
+    return {"conditional": True,
+            "label_distribution": f"balanced (sample index % {model.num_classes}); NLL is log p(x|y), test labels"
+            if num_samples else "NLL is log p(x|y), test labels" if nll else None}
 
 
 def run_probe(model: GenerativeModule, datamodule: ImageDataModule, options: BenchmarkOptions) -> dict[str, float]:

@@ -4,6 +4,10 @@ Trains every ``configs/*_digits.yaml`` model, saves each one's sample grid, benc
 results store (``results/leaderboard.sqlite``) and builds the leaderboard dashboard from them. Each step is a normal
 CLI call, printed before it runs, so the demo doubles as a worked example. It ends with one table: each model's data
 set, test NLL in bits/dim, FID, training time and sample grid.
+
+A class-conditional model's numbers (log p(x|y); samples with balanced labels) are ranked in a section of their own
+(marked ``cond.`` in the table); a model trained only conditionally has no unconditional entry to compare with the
+others, and the demo says so (:func:`only_conditional`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from lightning_gen.app.cli import PROG
 from lightning_gen.app.run import CheckpointNotFound, choose_checkpoint
+from lightning_gen.leaderboard.ranking import build_entries
 
 REPO = Path(__file__).resolve().parents[2]
 #: The command every step runs: the venv's ``lightning-gen`` is ``python -m lightning_gen`` of this interpreter.
@@ -55,12 +60,26 @@ def _cell(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def only_conditional(records: list[dict]) -> list[tuple[str, str]]:
+    """``(run name, dataset id)`` of the class-conditional runs with no unconditional twin on their data set (the
+    same model class and options but ``conditional``): nothing of theirs is in the unconditional ranking."""
+    def twin(e) -> tuple[str, str, str]:
+        model = ((e.record or {}).get("config") or {}).get("model")
+        args = model.get("init_args", {}) if isinstance(model, dict) else {}
+        shape = {k: v for k, v in args.items() if k != "conditional" and "optimizer" not in k}
+        return e.model, e.dataset_id, json.dumps(shape, sort_keys=True, default=str)
+
+    entries = build_entries(records, include_published=False, aggregate=False)
+    unconditional = {twin(e) for e in entries if not e.conditional}
+    return sorted((e.label, e.dataset_id) for e in entries if e.conditional and twin(e) not in unconditional)
+
+
 def summary(rows: list[dict]) -> str:
     """One screen: model, data set, NLL bits/dim, FID, training time and grid of each run."""
-    head = f"{'config':<24} {'model':<14} {'data set':<16} {'bits/dim':>8} {'FID':>8} {'train':>7}  sample grid"
+    head = f"{'config':<24} {'model':<14} {'data set':<18} {'bits/dim':>8} {'FID':>8} {'train':>7}  sample grid"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['config'][:24]:<24} {r['model'][:14]:<14} {r['dataset'][:16]:<16} "
+        lines.append(f"{r['config'][:24]:<24} {r['model'][:14]:<14} {r['dataset'][:18]:<18} "
                      f"{_cell(r['nll_bpd'], '.3f'):>8} {_cell(r['fid'], '.2f'):>8} {r['train_s']:>6.0f}s  "
                      f"{r['grid'] or '-'}")
     return "\n".join(lines)
@@ -108,15 +127,21 @@ def main(argv: list[str] | None = None) -> int:
         run([*CLI, "benchmark", "--anchor", "--data", data["class_path"], "--data-args", json.dumps(init_args),
              "--num-samples", str(args.num_samples), "--db", str(db)])
     board = results / "leaderboard" / "index.html"
-    run([*CLI, "leaderboard", "--db", str(db), "--out", str(board)])
+    run([*CLI, "leaderboard", "--db", str(db), "--out", str(board), "--ranks"])
 
-    records = {Path(r["checkpoint"]).resolve(): r for r in json.loads(records_file.read_text())}
+    benchmarked = json.loads(records_file.read_text())
+    for name, dataset_id in only_conditional(benchmarked):
+        print(f"note: {name} is class-conditional with no unconditional twin on {dataset_id}: its numbers (log "
+              f"p(x|y), samples with balanced labels) rank in the class-conditional section, not with the others")
+    records = {Path(r["checkpoint"]).resolve(): r for r in benchmarked}
     rows = []
     for name, (ckpt, grid, seconds) in trained.items():
         record = records.get(ckpt.resolve(), {})
         metrics = record.get("metrics", {})
         rows.append({"config": name, "model": record.get("model", "?"),
-                     "dataset": record.get("dataset_id") or record.get("dataset", "?"),
+                     "dataset": (record.get("dataset_id") or record.get("dataset", "?"))
+                     + (" cond." if record and build_entries([record], include_published=False)[0].conditional
+                        else ""),
                      "nll_bpd": metrics.get("nll_bpd"), "fid": metrics.get("fid"), "train_s": seconds,
                      "grid": _shown(grid)})
     print(f"\nDemo done in {time.time() - start:.0f} s. Leaderboard: {_shown(board)}\n")

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from lightning_gen.leaderboard.html import render_dashboard
-from lightning_gen.leaderboard.ranking import METRICS, build_entries
+from lightning_gen.leaderboard.formatting import fmt_metric
+from lightning_gen.leaderboard.ranking import (METRICS, Entry, build_entries, choose_metric, leader_difference, rank,
+                                               section_key, spread, spread_kind)
 from lightning_gen.leaderboard.store import DEFAULT_DB, Store, read_records
 from lightning_gen.leaderboard.wandb_table import log_to_wandb
 
-__all__ = ["DEFAULT_OUT", "main"]
+__all__ = ["DEFAULT_OUT", "main", "ranks_text"]
 
 DEFAULT_OUT = Path("results/leaderboard/index.html")
 
@@ -43,12 +45,45 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all-evaluations", action="store_true",
                    help="show every stored evaluation, not just the newest per run, dataset and protocol")
     p.add_argument("--no-published", action="store_true", help="leave out the published reference numbers")
+    p.add_argument("--ranks", action="store_true",
+                   help="also print each section's ranks, tie groups and paired differences to its leader")
     p.add_argument("--title", default="lightning_gen leaderboard")
     p.add_argument("--wandb", action="store_true",
                    help="also log the board as a wandb.Table (mode from WANDB_MODE; offline needs no login)")
     p.add_argument("--wandb-project", default=os.environ.get("WANDB_PROJECT", "lightning_gen"))
     p.add_argument("--wandb-name", default=None, help="W&B run name (default: W&B chooses)")
     return p
+
+
+def ranks_text(entries: list[Entry], *, metric: str | None = None) -> str:
+    """Each section's rows as the page ranks them, as plain text: rank (``=N`` tied), name, value ± spread and what
+    that spread is, the paired difference to the leader where there is one; then the tie groups."""
+    lines = []
+    for dataset_id, conditional in sorted({section_key(e) for e in entries}):
+        group = [e for e in entries if section_key(e) == (dataset_id, conditional)]
+        key = choose_metric(group, metric)
+        if key is None:
+            continue
+        ordered = rank(group, key)
+        lines.append(f"\n{dataset_id}{' (class-conditional)' if conditional else ''}: ranked by {METRICS[key].label}")
+        shared: dict[int, list[str]] = {}
+        for r, e in ordered:
+            if r is not None:
+                shared.setdefault(r, []).append(e.label)
+        for r, e in ordered:
+            v, std = e.value(key), spread(e, key)
+            if v is None:
+                lines.append(f"     - {e.label[:40]:40s} no {METRICS[key].label}: unranked")
+                continue
+            tied = r is not None and len(shared[r]) > 1
+            text = fmt_metric(key, v) + (f" ± {fmt_metric(key, std)} ({spread_kind(e, key)})" if std else "")
+            diff = leader_difference(e, ordered, key)
+            paired = f"  Δ leader {diff[0]:+.4f} ± {diff[1]:.4f} (paired SE)" if diff else ""
+            rank_text = "-" if r is None else f"{'=' if tied else ''}{r}"
+            lines.append(f"  {rank_text:>4} {e.label[:40]:40s} {text}{' [published]' if e.published else ''}{paired}")
+        ties = [f"={r}: {', '.join(names)}" for r, names in shared.items() if len(names) > 1]
+        lines.append("  ties: " + ("; ".join(ties) if ties else "none"))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page, encoding="utf-8")
     print(f"wrote {args.out} ({len(records)} run(s))")
+    if args.ranks:
+        print(ranks_text(entries, metric=args.metric))
 
     if args.wandb:
         try:

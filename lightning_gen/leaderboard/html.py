@@ -12,8 +12,11 @@ panel (metrics, checkpoint, protocol, config), which wraps instead of scrolling.
 Runs that differ only in their seed are one row, mean ± std over the seeds
 (:func:`~lightning_gen.leaderboard.ranking.aggregate_seeds`), whose full-width row holds the single runs behind a
 click; a real-data anchor (family ``data``) is a tinted, unranked "real data" row; an FID whose record says
-``protocol.fid_biased`` carries a "biased" marker whose tooltip says why. Rows whose value ± spread intervals
-overlap share a rank, printed ``=N`` (:func:`~lightning_gen.leaderboard.ranking.rank`).
+``protocol.fid_biased`` carries a "biased" marker whose tooltip says why. Tied rows share a rank, printed ``=N``
+(:func:`~lightning_gen.leaderboard.ranking.rank`: two runs on the same test images by their paired NLL difference,
+other rows by overlapping value ± spread intervals); each ± says what it is (std over seeds, SE over test images,
+std over draws, or within one draw), and a likelihood section shows each run's paired difference to its leader
+(``Δ leader``). A data set's class-conditional rows are a section of their own, marked.
 Columns sort on click; selects filter by dataset and model family. The style sheet and the script are the package
 files ``static/dashboard.css`` and ``static/dashboard.js``, read with :mod:`importlib.resources` and inlined.
 
@@ -23,31 +26,27 @@ only if it is http(s), so a run called ``<script>alert(1)</script>`` is shown as
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cache
 from importlib.resources import files
-from pathlib import Path
 
-from lightning_gen.leaderboard.formatting import esc, fmt_count, fmt_duration, fmt_metric, fmt_params, safe_url
+from lightning_gen.leaderboard.formatting import esc, fmt_count, fmt_duration, fmt_metric, fmt_params
+from lightning_gen.leaderboard.paired import PAIRED_RULE
+from lightning_gen.leaderboard.panels import details, wandb_cell
 from lightning_gen.leaderboard.plots import FAMILY_COLORS, PLOTS, family_color, scatter_svg
-from lightning_gen.leaderboard.ranking import METRICS, Entry, Metric, choose_metric, rank, spread
+from lightning_gen.leaderboard.ranking import (METRICS, Entry, Metric, choose_metric, leader_difference, rank,
+                                               section_key, spread, spread_kind)
+from lightning_gen.leaderboard.thumbnails import STRIP_STEPS, THUMB_MIN_SCALE, data_uri, read_bytes, strip, thumbnail
 
 __all__ = ["STATIC_FILES", "STRIP_STEPS", "THUMB_MIN_SCALE", "render_dashboard", "static_text"]
 
+_wandb_cell = wandb_cell  # its name before the cells moved to .panels
+
 #: The page's style sheet and script, package files under ``lightning_gen/leaderboard/static/``.
 STATIC_FILES = ("dashboard.css", "dashboard.js")
-#: A thumbnail shows its grid at least this many screen pixels per image pixel.
-THUMB_MIN_SCALE = 3
-#: Widest a thumbnail gets (CSS px): fewer images of the first row are shown where the row at scale is wider.
-THUMB_MAX_WIDTH = 280
-#: Most grids in a run's "samples over training" strip: the first, the last and evenly spaced ones between; fewer
-#: where that many would not fit in one line of :data:`STRIP_WIDTH` CSS px.
-STRIP_STEPS, STRIP_WIDTH = 5, 1200
 
 
 @cache
@@ -105,96 +104,6 @@ def _protocol_title(entry: Entry) -> str:
     return ", ".join(items)
 
 
-_IMAGE_MIME = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
-
-
-def _data_uri(data: bytes) -> str | None:
-    """PNG or JPEG bytes as a ``data:`` URI (``None`` for anything else), so the page needs no other file."""
-    for magic, mime in _IMAGE_MIME:
-        if data.startswith(magic):
-            return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    return None
-
-
-def _read(path: Path | None) -> bytes | None:
-    try:
-        return path.read_bytes() if path is not None else None
-    except OSError:
-        return None
-
-
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG's header, ``None`` for anything else."""
-    if not data.startswith(_IMAGE_MIME[0][0]) or len(data) < 24 or data[12:16] != b"IHDR":
-        return None
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
-
-def _first_row(size: tuple[int, int], image_shape: object) -> tuple[int, int, int] | None:
-    """(tile width, tile height, padding) of a grid of ``image_shape`` images that
-    :func:`~lightning_gen.images.image_grid` drew (padding 2) or that has no padding; ``None`` if it fits neither."""
-    if not (isinstance(image_shape, (list, tuple)) and len(image_shape) == 3
-            and all(isinstance(d, int) and d > 0 for d in image_shape)):
-        return None
-    _, h, w = image_shape
-    gw, gh = size
-    for pad in (2, 0):
-        if gw > pad and gh > pad and (gw - pad) % (w + pad) == 0 and (gh - pad) % (h + pad) == 0:
-            return w, h, pad
-    return None
-
-
-def _thumbnail(data: bytes, uri: str, image_shape: object, alt: str, title: str) -> str:
-    """The grid cropped by CSS to its first row and scaled by an integer >= :data:`THUMB_MIN_SCALE` (pixelated);
-    the ``<img>`` is the whole grid, which a click shows."""
-    size = _png_size(data)
-    row = _first_row(size, image_shape) if size else None
-    if size is None or row is None:  # not a grid of this record's images: the whole picture, 128 px high
-        return f'<img class="grid whole" src="{uri}" alt="{esc(alt)}" title="{esc(title)} (click to enlarge)">'
-    (gw, gh), (w, h, pad) = size, row
-    scale = max(THUMB_MIN_SCALE, math.ceil(32 / w))  # an 8x8 digit at x4, a 28x28 one at x3
-    per_row = (gw - pad) // (w + pad)
-    shown = max(1, min(per_row, (THUMB_MAX_WIDTH // scale - pad) // (w + pad)))
-    view_w, view_h = (shown * (w + pad) + pad) * scale, (h + 2 * pad) * scale
-    more = f"first {shown} of {per_row} per row" if shown < per_row else "first row"
-    return (f'<div class="thumb" style="width:{view_w}px;height:{view_h}px">'
-            f'<img class="grid" src="{uri}" alt="{esc(alt)}" title="{esc(title)} ({more}, ×{scale}; click for the '
-            f'whole grid)" width="{gw * scale}" height="{gh * scale}" data-scale="{scale}"></div>')
-
-
-def _strip(entry: Entry) -> str:
-    """"Samples over training": up to :data:`STRIP_STEPS` of the grids the run saved while training, first and
-    last included, each with its step; empty if the run saved none."""
-    grids = entry.training_grids
-    if not grids:
-        return ""
-    last = _read(grids[-1][1])
-    size = _png_size(last) if last else None  # a run's grids all have one size
-    # about 200 px tall: 8x8 digits (an 82 px grid) twice their size, MNIST and CIFAR grids as they are
-    scale = max(1, round(200 / size[1])) if size else 1
-    fit = STRIP_WIDTH // (size[0] * scale + 12) if size else STRIP_STEPS  # 12: the gap and borders
-    n = min(len(grids), STRIP_STEPS, max(2, fit))
-    picked = sorted({round(i * (len(grids) - 1) / max(n - 1, 1)) for i in range(n)})
-    figures = []
-    for i in picked:
-        step, path = grids[i]
-        data = _read(path)
-        uri = _data_uri(data) if data else None
-        if uri is None:
-            continue
-        size = _png_size(data)
-        dims = f' width="{size[0] * scale}" height="{size[1] * scale}"' if size else ""
-        label = f"step {step:,}"
-        figures.append(f'<figure class="step" data-step="{step}"><img class="step-grid" src="{uri}"{dims} '
-                       f'alt="{esc(f"samples from {entry.label} at {label}")}" title="{esc(label)} (click to '
-                       f'enlarge)"><figcaption>{esc(label)}</figcaption></figure>')
-    if not figures:
-        return ""
-    return ('<div class="strip" role="group" aria-label="samples over training">'
-            f'<div class="strip-title">samples over training<span>{len(grids)} grid'
-            f'{"s" if len(grids) != 1 else ""} saved, {len(figures)} shown</span></div>' + "".join(figures) + "</div>")
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Table
 
@@ -226,8 +135,9 @@ def _metric_cell(metric: Metric, entry: Entry, ranked: bool) -> str:
     if std is not None:  # a narrow column breaks before the ±, never inside a number
         text += f" ±\u00a0{fmt_metric(metric.key, std)}"
     parts = _protocol_parts(metric, entry)
-    if entry.seeds:
-        parts.append(f"mean ± std of {len(entry.seeds)} seeds")
+    kind = spread_kind(entry, metric.key) if std is not None else None
+    if kind:  # which ± this is: over seeds, over test images, over draws, or within one draw
+        parts.append(f"± {kind}" if not entry.seeds else f"mean ± {kind}")
     marker = ""
     if metric.key == "fid" and entry.protocol.get("fid_biased"):
         marker = f'<span class="biased" title="{esc(BIASED_FID_TITLE)}">biased</span>'
@@ -235,38 +145,6 @@ def _metric_cell(metric: Metric, entry: Entry, ranked: bool) -> str:
             f'<span class="v">{marker}{esc(text)}</span><span class="p">'
             + " · ".join(f"<span>{esc(part)}</span>" for part in parts)
             + "</span></td>")
-
-
-def _details(entry: Entry) -> str:
-    """The details panel: every metric as the table prints it, the checkpoint, commit, protocol and config. A
-    definition list that wraps long paths and hashes (no horizontal scrolling)."""
-    rec = entry.record or {}
-    items: list[tuple[str, str, str]] = []  # (term, text, class of the value)
-    metrics = []
-    for m in METRICS.values():
-        v = entry.value(m.key)
-        if v is not None:
-            std = entry.value(m.std_key) if m.std_key else None
-            metrics.append(f"{m.label} {fmt_metric(m.key, v)}" + (f" ± {fmt_metric(m.key, std)}" if std is not None
-                                                                   else ""))
-    if entry.value("num_params") is not None:
-        metrics.append(f"params {fmt_params(entry.value('num_params'))}")
-    if rec.get("train_time_s") is not None:
-        metrics.append(f"trained {fmt_duration(rec['train_time_s'])}")
-    if metrics:
-        items.append(("metrics", " · ".join(metrics), ""))
-    for key, term in (("checkpoint", "checkpoint"), ("checkpoint_sha256", "checkpoint sha256"),
-                      ("git_commit", "git commit"), ("created_at", "evaluated")):
-        if rec.get(key) is not None:
-            items.append((term, str(rec[key]), "code"))
-    protocol = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}"
-                for k, v in sorted(entry.protocol.items()) if v is not None]
-    if protocol:
-        items.append(("protocol", " · ".join(protocol), "code"))
-    body = "".join(f'<dt>{esc(t)}</dt><dd class="{c}">{esc(v)}</dd>' for t, v, c in items)
-    if rec.get("config") is not None:
-        body += f'<dt>config</dt><dd><pre>{esc(json.dumps(rec["config"], indent=1, sort_keys=True))}</pre></dd>'
-    return f'<details class="run-details"><summary>details</summary><dl>{body}</dl></details>'
 
 
 def _seeds_table(entry: Entry, metric_cols: list[Metric], ranked_key: str, show_params: bool,
@@ -279,12 +157,26 @@ def _seeds_table(entry: Entry, metric_cols: list[Metric], ranked_key: str, show_
 
 
 #: The tooltip of a shared rank.
-TIE_TITLE = ("tied: this row's interval (value ± the spread shown) overlaps that of the first row with this rank, "
-             "so their order is inside the noise")
+TIE_TITLE = ("tied with the first row of this rank, so their order is inside the noise: " + PAIRED_RULE
+             + "; otherwise (a published number, a seed aggregate, no per-image values) when their intervals "
+             "(value ± the spread shown) overlap")
+#: The header tooltip of the difference-to-leader column.
+DIFF_TITLE = ("this row's NLL minus the section leader's, mean ± standard error of the per-image differences on the "
+              "same test images (paired); blank where the two cannot be paired (published, seed aggregate, "
+              "another test split)")
+
+
+def _diff_cell(diff: tuple[float, float] | None, key: str) -> str:
+    if diff is None:
+        return '<td class="num diff" data-sort=""></td>'
+    digits = 4 if key == "nll_bpd" else 3
+    return (f'<td class="num diff" data-sort="{diff[0]!r}" title="{esc(DIFF_TITLE)}">'
+            f'{diff[0]:+.{digits}f} ±\u00a0{diff[1]:.{digits}f}</td>')
 
 
 def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key: str,
-         show_params: bool, show_time: bool, tied: bool = False) -> str:
+         show_params: bool, show_time: bool, tied: bool = False, diff: tuple[float, float] | None | bool = False,
+         ) -> str:
     cls = "entry published" if entry.published else "entry anchor has-more" if entry.anchor else "entry has-more"
     if rank_ is None:
         cells = ['<td class="rank" data-sort=""></td>']
@@ -311,6 +203,8 @@ def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key:
     cells.append(f'<td data-sort="{esc(entry.family)}"><span class="fam fam-{esc(entry.family)}"{colour}>'
                  f'{esc(entry.family)}</span></td>')
     cells += [_metric_cell(m, entry, m.key == ranked_key) for m in metric_cols]
+    if diff is not False:  # the section shows differences to its leader
+        cells.insert(4, _diff_cell(diff, ranked_key))
     if show_params:
         n = entry.value("num_params")
         cells.append(f'<td class="num" data-sort="{"" if n is None else repr(n)}">{esc(fmt_params(n))}</td>')
@@ -318,17 +212,17 @@ def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key:
         t = (entry.record or {}).get("train_time_s")
         cells.append(f'<td class="num" data-sort="{"" if t is None else repr(float(t))}">'
                      f'{esc(fmt_duration(t))}</td>')
-    data = _read(entry.sample_grid)
-    uri = _data_uri(data) if data else None
+    data = read_bytes(entry.sample_grid)
+    uri = data_uri(data) if data else None
     if uri:
         shape = (entry.record or {}).get("image_shape")
-        cells.append(f'<td class="samples">{_thumbnail(data, uri, shape, "samples from " + entry.label, entry.label)}'
+        cells.append(f'<td class="samples">{thumbnail(data, uri, shape, "samples from " + entry.label, entry.label)}'
                      "</td>")
     elif entry.record and entry.record.get("sample_grid"):
         cells.append(f'<td class="samples empty" title="{esc(entry.record["sample_grid"])}">grid not found</td>')
     else:
         cells.append('<td class="samples"></td>')
-    cells.append(_wandb_cell((entry.record or {}).get("wandb_url")))
+    cells.append(wandb_cell((entry.record or {}).get("wandb_url")))
     row = (f'<tr class="{cls}" data-family="{esc(entry.family)}" data-run="{esc(entry.label)}">'
            + "".join(cells) + "</tr>")
     if entry.published:
@@ -336,7 +230,7 @@ def _row(rank_: int | None, entry: Entry, metric_cols: list[Metric], ranked_key:
     # The strip and the details (a seed aggregate: its single runs) get the table's whole width, in a row the script
     # keeps under this one.
     more = (_seeds_table(entry, metric_cols, ranked_key, show_params, show_time) if entry.seeds
-            else _strip(entry) + _details(entry))
+            else strip(entry) + details(entry))
     return (row + f'<tr class="more" data-family="{esc(entry.family)}" data-run="{esc(entry.label)}"><td></td>'
             f'<td colspan="{len(cells) - 1}">{more}</td></tr>')
 
@@ -354,14 +248,20 @@ def _ranked_by(ranked_key: str | None, preferred: str | None) -> str:
         why = "no entry reports a likelihood"
     else:
         why = "no entry reports a likelihood or a sample-quality score"
+    rule = ("two of our runs on the same test images tie when the 95% interval of their paired per-image "
+            "difference contains 0 (<i>Δ leader</i>), other rows when their value ± spread intervals overlap"
+            if m.kind == "likelihood" else "their value ± spread intervals overlap")
     return (f"Ranked by <b>{esc(m.label)}</b> ({'lower' if m.lower_is_better else 'higher'} is better; {why}); "
-            f"rows without it are listed last; <b>=N</b> marks rows tied at rank N (their value ± spread intervals "
-            f"overlap). Click a column header to sort.")
+            f"rows without it are listed last; <b>=N</b> marks rows tied at rank N ({rule}). "
+            f"Click a column header to sort.")
 
 
-def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str | None) -> str:
+def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str | None,
+                     conditional: bool = False) -> str:
     ranked_key = choose_metric(entries, preferred)
     ordered = rank(entries, ranked_key) if ranked_key else [(None, e) for e in entries]
+    diffs = {id(e): leader_difference(e, ordered, ranked_key) for _, e in ordered} if ranked_key else {}
+    show_diff = any(d is not None for d in diffs.values())
     metric_cols = [m for m in METRICS.values() if any(e.value(m.key) is not None for e in entries)]
     # NLL in nats and in bits/dim are one number in two units: show one column unless some row has only the other.
     for a, b in (("nll_nats", "nll_bpd"), ("nll_bpd", "nll_nats")):
@@ -383,6 +283,8 @@ def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str |
         head.append(_th(m.label, numeric=True, first=better, ranked=better if is_ranked else None,
                         cls="ranked" if is_ranked else "",
                         title=f"{'lower' if m.lower_is_better else 'higher'} is better"))
+        if is_ranked and show_diff:
+            head.append(_th("Δ leader", numeric=True, title=DIFF_TITLE))
     if show_params:
         head.append(_th("Params", numeric=True))
     if show_time:
@@ -390,8 +292,8 @@ def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str |
     head.append("<th>Samples</th><th>W&amp;B</th>")
 
     shared = Counter(r for r, _ in ordered if r is not None)
-    rows = [_row(r, e, metric_cols, ranked_key or "", show_params, show_time, tied=shared[r] > 1)
-            for r, e in ordered]
+    rows = [_row(r, e, metric_cols, ranked_key or "", show_params, show_time, tied=shared[r] > 1,
+                 diff=diffs.get(id(e)) if show_diff else False) for r, e in ordered]
     by = _ranked_by(ranked_key, preferred)
     n_runs = sum(max(1, len(e.seeds)) for e in entries if not e.published and not e.anchor)
     n_pub = sum(e.published for e in entries)
@@ -410,8 +312,12 @@ def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str |
     plots_html = f'<div class="plots">{"".join(plots)}</div>{legend}' if plots else ""
 
     classes = ", ".join(sorted({e.dataset for e in entries}))
-    return (f'<section class="dataset" data-dataset="{esc(dataset_id)}" id="ds-{esc(dataset_id)}">'
-            f'<h2>{esc(dataset_id)}<span class="ds-class">{esc(classes)}</span></h2>'
+    cond = ('<span class="badge cond" title="class-conditional models: the NLL is log p(x|y) given the test '
+            'labels and the samples follow the label distribution in their protocol; ranked apart from '
+            'unconditional models">class-conditional</span>' if conditional else "")
+    return (f'<section class="dataset" data-dataset="{esc(dataset_id)}" '
+            f'id="ds-{esc(dataset_id)}{"-conditional" if conditional else ""}">'
+            f'<h2>{esc(dataset_id)}{cond}<span class="ds-class">{esc(classes)}</span></h2>'
             f'<p class="ranked-by">{n_runs} run{"s" if n_runs != 1 else ""}, {n_pub} published. {by}</p>'
             f'<div class="table-wrap"><table class="board"><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>{plots_html}</section>')
@@ -431,7 +337,9 @@ def render_dashboard(entries: Sequence[Entry], *, metric: str | None = None, tit
     # Data sets with our own runs first (alphabetical), then those with only published numbers.
     datasets = sorted({e.dataset_id for e in entries}, key=lambda d: (all(e.published for e in entries
                                                                            if e.dataset_id == d), d))
-    sections = [_dataset_section(d, [e for e in entries if e.dataset_id == d], metric) for d in datasets]
+    # A data set's class-conditional rows are a section of their own, after its unconditional one.
+    sections = [_dataset_section(d, [e for e in entries if section_key(e) == (d, c)], metric, c)
+                for d in datasets for c in (False, True) if any(section_key(e) == (d, c) for e in entries)]
     families = sorted({e.family for e in entries})
     n_runs = sum(not e.published for e in entries)
     ds_opts = "".join(f'<option value="{esc(d)}">{esc(d)}</option>' for d in datasets)
@@ -470,16 +378,3 @@ benchmark tables with their sources, not runs of this code.</footer>
 </body>
 </html>
 """
-
-
-def _wandb_cell(location) -> str:
-    """The W&B cell: a link to an online run; for a run kept offline (``offline: <folder> | upload: <command>``,
-    :func:`lightning_gen.app.wandb_log.offline_location`) the folder and the ``wandb sync`` command that uploads it."""
-    url = safe_url(location)
-    if url:
-        return f'<td><a href="{esc(url)}" target="_blank" rel="noopener noreferrer">W&amp;B</a></td>'
-    if isinstance(location, str) and location.startswith("offline: "):
-        folder, _, command = location[len("offline: "):].partition(" | upload: ")
-        return (f'<td class="wandb-offline"><details><summary>W&amp;B offline</summary>saved in <code>{esc(folder)}'
-                f'</code>; upload with <code>{esc(command or "wandb sync " + folder)}</code></details></td>')
-    return "<td></td>"

@@ -1,11 +1,19 @@
 """Board rows and their order: the rankable metrics, one :class:`Entry` per run or published number, ranking.
 
-The board has one section per ``dataset_id`` (numbers of different data sets, static and dynamic binarized MNIST
-among them, are never ranked against each other), and each section is ranked by its primary metric
-(:func:`choose_metric`: the likelihood wherever an entry has one, else FID), best first with competition ranks
-(:func:`rank`); the HTML page and the W&B table both rank this way. Rows whose intervals (the value ± the spread the
-board prints, :func:`spread`) overlap tie: they share a rank, so a difference inside the noise is not shown as an
-order. A run's entry also carries the sample grids its :class:`~lightning_gen.callbacks.SampleGrid` saved during
+The board has one section per ``dataset_id`` and conditioning (:func:`section_key`: numbers of different data sets,
+static and dynamic binarized MNIST among them, are never ranked against each other, nor a class-conditional model's
+log p(x|y) and label-driven samples against an unconditional model's), and each section is ranked by its primary
+metric (:func:`choose_metric`: the likelihood wherever an entry has one, else FID), best first with competition ranks
+(:func:`rank`); the HTML page and the W&B table both rank this way. Rows tie (share a rank, so a difference inside
+the noise is not shown as an order) by one of two rules (:func:`tie_rule`):
+
+- two of our runs with per-image NLL on the same test split: paired, :data:`~lightning_gen.leaderboard.paired.
+  PAIRED_RULE` (the 95% interval of the mean per-image difference contains 0);
+- anything else (a published number, a seed aggregate, a record without per-image values, a sample metric): their
+  intervals, value ± the spread the board prints (:func:`spread`), overlap. The spread is the std over seeds for a
+  seed aggregate, the standard error over test images for an NLL, the std across independent draws for FID / KID /
+  IS where the record has several draws, else the one draw's own spread (FID bootstrap, KID subsets, IS splits);
+  :func:`spread_kind` names which. A run's entry also carries the sample grids its :class:`~lightning_gen.callbacks.SampleGrid` saved during
 training (:func:`training_grids`), found from the record's checkpoint path.
 
 Seeds: runs whose records agree on the data set, model, family, protocol and config, all but the seed
@@ -26,11 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightning_gen.leaderboard.grids import resolve, training_grids
+from lightning_gen.leaderboard.paired import PAIRED_RULE, Z95, paired_difference
 from lightning_gen.leaderboard.references import published_entries
 
 __all__ = ["ANCHOR_FAMILY", "LIKELIHOOD_METRICS", "METRICS", "RUN_LOCATION_KEYS", "Entry", "Metric",
-           "aggregate_seeds", "build_entries", "choose_metric", "interval", "rank", "ranked_by_dataset",
-           "seed_group_key", "spread", "training_grids"]
+           "aggregate_seeds", "build_entries", "choose_metric", "interval", "leader_difference", "paired", "rank",
+           "ranked_by_dataset", "section_key", "seed_group_key", "spread", "spread_kind", "tie_rule", "ties",
+           "training_grids"]
 
 #: The family of a real-data anchor record (the benchmark's ``--anchor``): listed, never ranked.
 ANCHOR_FAMILY = "data"
@@ -42,14 +53,16 @@ class Metric:
     label: str
     lower_is_better: bool
     kind: str  # "quality", "likelihood", "probe", "speed": decides which protocol fields are printed beside it
-    std_key: str | None = None
+    std_key: str | None = None  # the record's own spread (within one draw for KID and IS)
+    draws_std_key: str | None = None  # the std across independent draws, where a record has several
 
 
 #: Rankable metrics, in the order their columns appear.
 METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("fid", "FID", True, "quality", std_key="fid_std"),  # bootstrap or over --repeats draws
-    Metric("kid_mean", "KID ×10³", True, "quality", std_key="kid_std"),  # printed ×1000: formatting.DISPLAY_SCALE
-    Metric("is_mean", "IS", False, "quality", std_key="is_std"),
+    Metric("kid_mean", "KID ×10³", True, "quality", std_key="kid_std",  # printed ×1000: formatting.DISPLAY_SCALE
+           draws_std_key="kid_mean_std"),
+    Metric("is_mean", "IS", False, "quality", std_key="is_std", draws_std_key="is_mean_std"),
     Metric("nll_bpd", "NLL (bits/dim)", True, "likelihood", std_key="nll_bpd_se"),  # standard error
     Metric("nll_nats", "NLL (nats)", True, "likelihood", std_key="nll_nats_se"),
     Metric("probe_acc", "Probe acc.", False, "probe", std_key="probe_acc_se"),  # binomial standard error
@@ -90,67 +103,21 @@ class Entry:
         """A real-data row (family :data:`ANCHOR_FAMILY`): shown in order, never ranked."""
         return self.family == ANCHOR_FAMILY and not self.published
 
+    @property
+    def conditional(self) -> bool:
+        """A class-conditional model's row: ``protocol.conditional``, or for a record that predates it, the model's
+        ``conditional`` option in its config."""
+        flag = self.protocol.get("conditional")
+        if isinstance(flag, bool):
+            return flag
+        config = ((self.seeds[0].record if self.seeds else self.record) or {}).get("config") or {}
+        model = config.get("model")
+        args = model.get("init_args") if isinstance(model, dict) else None
+        return (args if isinstance(args, dict) else config).get("conditional") is True
+
     def value(self, metric: str) -> float | None:
         v = self.metrics.get(metric)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _exists(path: Path, kind: str) -> bool:
-    """``path.is_file()`` / ``is_dir()``, false for a path the OS refuses (too long, no permission): a record's
-    paths come from other machines."""
-    try:
-        return path.is_file() if kind == "file" else path.is_dir()
-    except OSError:
-        return False
-
-
-def _resolve(path: str | None, roots: Sequence[Path], kind: str = "file") -> Path | None:
-    if not path:
-        return None
-    p = Path(path)
-    for candidate in [p] if p.is_absolute() else [p, *(root / p for root in roots)]:
-        if _exists(candidate, kind):
-            return candidate
-    return None
-
-
-_STEP_FILE = re.compile(r"step_(\d+)\.png")
-
-
-def training_grids(record: dict[str, Any], roots: Sequence[Path] = ()) -> list[tuple[int, Path]]:
-    """The ``(step, path)`` of every grid :class:`~lightning_gen.callbacks.SampleGrid` saved in the record's run,
-    by step; empty if none is found.
-
-    ``SampleGrid`` writes ``<run dir>/samples/step_<7-digit global step>.png``. The run dir is the checkpoint's run folder
-    (``<run>/checkpoints/x.ckpt`` -> ``<run>``), or, under W&B, ``<default_root_dir>/wandb-<run id>`` where the
-    checkpoint lies in ``.../<run id>/checkpoints``; a record whose ``sample_grid`` is itself one of these files
-    names its folder directly. Relative paths are looked up as in :func:`build_entries`.
-    """
-    folders: list[str | Path] = []
-    ckpt = record.get("checkpoint")
-    if isinstance(ckpt, str) and ckpt:
-        ckpt_path = Path(ckpt)
-        run = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
-        folders.append(run / "samples")
-        trainer = (record.get("config") or {}).get("trainer")
-        root = trainer.get("default_root_dir") if isinstance(trainer, dict) else None
-        if isinstance(root, str) and root and run.name:
-            folders.append(Path(root) / f"wandb-{run.name}" / "samples")
-    grid = record.get("sample_grid")
-    if isinstance(grid, str) and _STEP_FILE.fullmatch(Path(grid).name) and Path(grid).parent.name == "samples":
-        folders.append(Path(grid).parent)
-    for folder in folders:
-        found = _resolve(str(folder), roots, "dir")
-        if found is None:
-            continue
-        try:
-            grids = sorted((int(m.group(1)), f) for f in found.iterdir()
-                           if (m := _STEP_FILE.fullmatch(f.name)) and f.is_file())
-        except OSError:
-            continue
-        if grids:
-            return grids
-    return []
 
 
 def build_entries(records: Sequence[dict[str, Any]], *, include_published: bool = True,
@@ -166,7 +133,7 @@ def build_entries(records: Sequence[dict[str, Any]], *, include_published: bool 
         Entry(model=r["model"], family=r["family"], dataset=r["dataset"], dataset_id=r["dataset_id"],
               metrics=dict(r.get("metrics") or {}), run_name=r["run_name"], protocol=dict(r.get("protocol") or {}),
               record=r,
-              sample_grid=_resolve(r.get("sample_grid"), roots), training_grids=training_grids(r, roots))
+              sample_grid=resolve(r.get("sample_grid"), roots), training_grids=training_grids(r, roots))
         for r in records
     ]
     if include_published:
@@ -294,28 +261,91 @@ def choose_metric(entries: Sequence[Entry], preferred: str | None = None) -> str
 
 
 def spread(entry: Entry, metric: str) -> float | None:
-    """The ± the board prints beside ``entry``'s ``metric``: the standard deviation over the seeds of a seed
-    aggregate, else the record's own spread (the NLL's standard error over test images, FID's bootstrap or
-    over-draws standard deviation); None where none is known, as for published numbers."""
+    """The ± the board prints beside ``entry``'s ``metric`` (what it is: :func:`spread_kind`): the standard
+    deviation over the seeds of a seed aggregate; else the std across independent draws where the record has
+    several (KID, IS; ``fid_std`` is over draws then too), else the record's own spread (the NLL's standard error
+    over test images, FID's bootstrap, KID's and IS's within one draw); None where none is known (published)."""
     if entry.seeds:
         return entry.seed_std.get(metric)
-    key = METRICS[metric].std_key
-    return entry.value(key) if key else None
+    m = METRICS[metric]
+    for key in (m.draws_std_key, m.std_key):
+        if key and entry.value(key) is not None:
+            return entry.value(key)
+    return None
+
+
+def _several_draws(entry: Entry) -> bool:
+    kind = entry.protocol.get("fid_spread")
+    if kind in ("draws", "bootstrap"):
+        return kind == "draws"
+    return any(entry.value(k) is not None for k in ("kid_mean_std", "is_mean_std"))
+
+
+def spread_kind(entry: Entry, metric: str) -> str | None:
+    """What :func:`spread` is, in words ("std over 3 seeds", "SE over 10,000 test images", "std over draws",
+    "bootstrap std, one draw", "within one draw: 100 KID subsets"); None where there is no spread."""
+    if spread(entry, metric) is None:
+        return None
+    if entry.seeds:
+        return f"std over {len(entry.seeds)} seeds"
+    m = METRICS[metric]
+    if m.kind == "likelihood":
+        n = entry.protocol.get("num_test_images")
+        return f"SE over {n:,} test images" if isinstance(n, int) else "SE over test images"
+    if m.kind == "probe":
+        return "binomial SE"
+    if (m.draws_std_key and entry.value(m.draws_std_key) is not None) or (metric == "fid" and _several_draws(entry)):
+        return "std over draws"
+    return {"fid": "bootstrap std, one draw", "kid_mean": "within one draw: KID subsets",
+            "is_mean": "within one draw: IS splits"}.get(metric)
 
 
 def interval(entry: Entry, metric: str) -> tuple[float, float]:
-    """``value ± spread`` (a point where no spread is known): the interval :func:`rank` compares for ties."""
+    """``value ± spread`` (a point where no spread is known): the interval :func:`rank` compares for ties where
+    the runs cannot be paired."""
     value, width = entry.value(metric), spread(entry, metric) or 0.0
     return value - width, value + width
+
+
+def paired(entry: Entry, other: Entry, metric: str) -> tuple[float, float] | None:
+    """``(mean, SE)`` of ``entry``'s per-image ``metric`` minus ``other``'s over their shared test images; None
+    unless ``metric`` is an NLL and both are single runs with per-image values on the same split
+    (:func:`~lightning_gen.leaderboard.paired.paired_difference`)."""
+    if METRICS[metric].kind != "likelihood" or entry.record is None or other.record is None:
+        return None
+    scale = 1.0
+    if metric == "nll_bpd":
+        c, h, w = entry.record["image_shape"]
+        scale = 1.0 / (c * h * w * math.log(2.0))
+    return paired_difference(entry.record.get("nll_per_image"), other.record.get("nll_per_image"), scale)
+
+
+def tie_rule(entry: Entry, other: Entry, metric: str) -> str:
+    """The rule :func:`rank` decides a tie of the two by: :data:`~lightning_gen.leaderboard.paired.PAIRED_RULE`
+    where :func:`paired` can pair them, else the interval overlap of value ± :func:`spread`."""
+    if paired(entry, other, metric) is not None:
+        return PAIRED_RULE
+    return ("interval: the two tie when their intervals, value ± the spread shown (a published number: the value "
+            "alone), overlap")
+
+
+def ties(entry: Entry, lead: Entry, metric: str) -> bool:
+    """Whether ``entry`` ties with ``lead`` by :func:`tie_rule`."""
+    d = paired(entry, lead, metric)
+    if d is not None:
+        return abs(d[0]) <= Z95 * d[1]
+    lo, hi = interval(entry, metric)
+    lead_lo, lead_hi = interval(lead, metric)
+    return not (lo > lead_hi or hi < lead_lo)
 
 
 def rank(entries: Sequence[Entry], metric: str) -> list[tuple[int | None, Entry]]:
     """Entries best first by ``metric`` with competition ranks (1, 2, 2, 4); rows without it last, unranked.
 
-    A row ties with the first row of the tie group above it (takes its rank) when their intervals
-    (:func:`interval`, value ± the spread shown) overlap, so two runs 0.1 nats apart with standard errors of 0.2,
-    or a run whose interval covers a published number, share a rank; equal values always tie. Ties do not chain:
-    a row is compared with the group's first row, not with its neighbour.
+    A row ties with the first row of the tie group above it (takes its rank) by :func:`ties`: two runs on the same
+    test images when the 95% interval of their paired difference contains 0, anything else when value ± spread
+    intervals overlap (a run whose interval covers a published number); equal values always tie. Ties do not
+    chain: a row is compared with the group's first row, not with its neighbour.
     Real-data anchors (:attr:`Entry.anchor`) stand in order among them with no rank, and take none from the rows
     after them."""
     sign = 1.0 if METRICS[metric].lower_is_better else -1.0
@@ -323,25 +353,38 @@ def rank(entries: Sequence[Entry], metric: str) -> list[tuple[int | None, Entry]
     scored.sort(key=lambda e: sign * e.value(metric))  # stable: equal values keep their order
     out: list[tuple[int | None, Entry]] = []
     count = 0
-    lead: tuple[int, tuple[float, float]] | None = None  # rank and interval of the current tie group's first row
+    lead: tuple[int, Entry] | None = None  # rank and first row of the current tie group
     for e in scored:
         if e.anchor:
             out.append((None, e))
             continue
         count += 1
-        lo, hi = interval(e, metric)
-        if lead is None or lo > lead[1][1] or hi < lead[1][0]:
-            lead = (count, (lo, hi))
+        if lead is None or (e.value(metric) != lead[1].value(metric) and not ties(e, lead[1], metric)):
+            lead = (count, e)
         out.append((lead[0], e))
     out += [(None, e) for e in entries if e.value(metric) is None]
     return out
 
 
+def leader_difference(entry: Entry, ranked: Sequence[tuple[int | None, Entry]],
+                      metric: str) -> tuple[float, float] | None:
+    """``entry``'s paired difference to its section's leader (the first ranked row of :func:`rank`'s ``ranked``),
+    ``(mean, SE)``; None for the leader itself and where the two cannot be paired."""
+    leader = next((e for r, e in ranked if r is not None), None)
+    return None if leader is None or leader is entry else paired(entry, leader, metric)
+
+
+def section_key(entry: Entry) -> tuple[str, bool]:
+    """The board section of a row: its data set and whether it is class-conditional."""
+    return entry.dataset_id, entry.conditional
+
+
 def ranked_by_dataset(entries: Sequence[Entry], metric: str | None) -> list[tuple[int | None, Entry]]:
-    """Every entry with its rank: dataset ids in alphabetical order, each ranked by :func:`choose_metric`."""
+    """Every entry with its rank: sections (:func:`section_key`) in alphabetical order, the unconditional rows of a
+    data set before its class-conditional ones, each ranked by :func:`choose_metric`."""
     out: list[tuple[int | None, Entry]] = []
-    for dataset_id in sorted({e.dataset_id for e in entries}):
-        group = [e for e in entries if e.dataset_id == dataset_id]
+    for key in sorted({section_key(e) for e in entries}):
+        group = [e for e in entries if section_key(e) == key]
         key = choose_metric(group, metric)
         out += rank(group, key) if key else [(None, e) for e in group]
     return out

@@ -30,6 +30,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from lightning_gen.leaderboard.paired import validate_per_image
+
 __all__ = [
     "FAMILY_PATTERN",
     "METRIC_KEYS",
@@ -58,9 +60,10 @@ RECORD_SCHEMA = 2
 #: Keys every record must carry (``ValueError`` naming the key otherwise).
 REQUIRED_KEYS = ("schema", "run_name", "model", "family", "dataset", "dataset_id", "image_shape", "metrics",
                  "protocol", "created_at")
-#: Keys a record may leave out; they are stored as ``None``.
+#: Keys a record may leave out; they are stored as ``None``. ``nll_per_image``: the per-image test NLL, compressed
+#: and keyed by the test split's hash (:mod:`~lightning_gen.leaderboard.paired`), for paired comparisons.
 OPTIONAL_KEYS = ("checkpoint", "checkpoint_sha256", "config", "git_commit", "wandb_url", "sample_grid",
-                 "train_time_s")
+                 "train_time_s", "nll_per_image")
 #: The metrics a record knows; absent ones are stored as ``None`` (a record may add others). ``*_se`` is the standard
 #: error of the NLL over the test images (``probe_acc_se``: the binomial one of the probe's test accuracy);
 #: ``fid_std``, ``is_mean_std``, ``kid_mean_std`` the spread of ``fid``, ``is_mean``, ``kid_mean`` over independent
@@ -75,8 +78,11 @@ METRIC_KEYS = ("fid", "fid_std", "is_mean", "is_std", "is_mean_std", "kid_mean",
 #: extractor has feature dimensions, so the FID comes from a singular covariance and is biased upwards (the
 #: dashboard marks it). ``kid_kernel``: the kernel KID used and the scale the features were divided by
 #: (``"(x.y/d+1)^3"`` on raw Inception features; ``"(x.y/d+1)^3, x/2.5"`` on a digit classifier's).
+#: ``conditional``: the model is class-conditional, so its NLL is log p(x|y) (the test labels given) and its samples
+#: follow ``label_distribution``; such numbers are never ranked against unconditional ones.
 PROTOCOL_KEYS = ("extractor", "extractor_weights_sha256", "num_samples", "reference_split", "image_size",
-                 "nll_estimator", "num_test_images", "devices", "fid_biased", "kid_kernel")
+                 "nll_estimator", "num_test_images", "devices", "fid_biased", "kid_kernel", "conditional",
+                 "label_distribution")
 
 #: Keys whose value is a non-empty string.
 STRING_KEYS = ("run_name", "model", "dataset", "dataset_id", "created_at")
@@ -149,6 +155,7 @@ def validate_record(record: Any) -> None:
             raise ValueError(f"record key 'metrics.{name}' must be a finite number or null, got {value!r}")
     if record.get("config") is not None and not isinstance(record["config"], dict):
         raise ValueError(f"record key 'config' must be a dict or null, got {type(record['config']).__name__}")
+    validate_per_image(record.get("nll_per_image"))
     train_time = record.get("train_time_s")
     if train_time is not None and (not _is_number(train_time) or not math.isfinite(train_time)):
         raise ValueError(f"record key 'train_time_s' must be a finite number or null, got {train_time!r}")

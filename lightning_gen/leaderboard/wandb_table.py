@@ -12,16 +12,17 @@ from lightning_gen.leaderboard.ranking import METRICS, Entry, ranked_by_dataset
 
 __all__ = ["WANDB_COLUMNS", "log_to_wandb", "wandb_table_rows"]
 
-WANDB_COLUMNS = ("dataset_id", "dataset", "rank", "published", "run_name", "model", "family", *METRICS, "is_std",
+WANDB_COLUMNS = ("dataset_id", "dataset", "conditional", "rank", "published", "run_name", "model", "family", *METRICS, "is_std",
                  "kid_std", "num_params", "train_time_s", "protocol", "source", "wandb_url")
 
 
 def wandb_table_rows(entries: Sequence[Entry], metric: str | None = None) -> list[list[Any]]:
-    """The board as rows of :data:`WANDB_COLUMNS`, each dataset id ranked as on the page."""
+    """The board as rows of :data:`WANDB_COLUMNS`, each section (dataset id, class-conditional or not) ranked as on
+    the page."""
     rows = []
     for r, e in ranked_by_dataset(entries, metric):
         protocol = e.protocol_note if e.published else json.dumps(e.protocol, sort_keys=True)
-        rows.append([e.dataset_id, e.dataset, r, e.published, e.run_name, e.model, e.family,
+        rows.append([e.dataset_id, e.dataset, e.conditional, r, e.published, e.run_name, e.model, e.family,
                      *(e.value(k) for k in METRICS), e.value("is_std"), e.value("kid_std"),
                      e.value("num_params"), (e.record or {}).get("train_time_s"), protocol, e.source,
                      safe_url((e.record or {}).get("wandb_url"))])
