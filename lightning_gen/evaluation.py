@@ -10,7 +10,8 @@ statistics) and :func:`sample_metric` / :func:`score` (the statistics).
   for a class-conditional model), and chunks go round-robin to the DDP ranks. The union of samples, hence every
   sample metric, is the same for any number of processes. IS uses 10 splits, KID 100 subsets of
   ``min(1000, n_fake, n_real)`` (on features divided by the extractor's ``kid_feature_scale``, where it declares
-  one), precision/recall and density/coverage k = 5 neighbours, all on the features FID uses; the test split's
+  one), precision/recall at k = 3 neighbours (Kynkaanniemi et al.'s code) and density/coverage at k = 5 (Naeem et
+  al.), all on the features FID uses; the test split's
   reference statistics are cached (:mod:`lightning_gen.metrics.stats_cache`, keyed on a hash of the test images
   themselves). With no more samples (or test images) than feature dimensions the scores warn that the FID is
   biased (:func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
@@ -46,7 +47,7 @@ from torch.utils.data import DataLoader
 
 from lightning_gen.data.base import ImageDataModule
 from lightning_gen.metrics.features import FeatureExtractor
-from lightning_gen.metrics.functional import compute_features
+from lightning_gen.metrics.functional import DC_K, PR_K, compute_features
 from lightning_gen.metrics.nll import ImageSums
 from lightning_gen.metrics.stats_cache import ReferenceStats, reference_stats
 from lightning_gen.metrics.torchmetrics_wrappers import SampleFeatures
@@ -55,7 +56,6 @@ from lightning_gen.models.base import Estimate, GenerativeModule, from_levels
 GRID_SIZE = 64
 IS_SPLITS = 10
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
-PRDC_K = 5
 #: Bootstrap resamples behind ``fid_std`` when the samples are drawn once.
 FID_BOOTSTRAP = 10
 
@@ -310,11 +310,12 @@ class BenchmarkModule(L.LightningModule):
 
 def sample_metric(reference, extractor: FeatureExtractor, *, seed: int, fid_bootstrap: int = FID_BOOTSTRAP,
                   is_splits: int = IS_SPLITS, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
-                  prdc_k: int = PRDC_K) -> SampleFeatures:
+                  pr_k: int = PR_K, dc_k: int = DC_K) -> SampleFeatures:
     """The sample metrics against ``reference`` (the benchmark's IS splits, KID subsets, extractor's KID feature
-    scale and k of precision/recall unless told otherwise), for features computed on this process alone (no sync)."""
+    scale and k of precision/recall and of density/coverage unless told otherwise; ``pr_k = dc_k = 0``: none of the
+    four), for features computed on this process alone (no sync)."""
     return SampleFeatures(reference=reference, is_splits=is_splits, kid_subsets=kid_subsets,
-                          kid_subset_size=kid_subset_size, seed=seed, prdc_k=prdc_k, fid_bootstrap=fid_bootstrap,
+                          kid_subset_size=kid_subset_size, seed=seed, pr_k=pr_k, dc_k=dc_k, fid_bootstrap=fid_bootstrap,
                           sync_on_compute=False, kid_feature_scale=extractor.kid_feature_scale)
 
 

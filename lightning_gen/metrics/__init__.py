@@ -11,6 +11,8 @@ from lightning_gen.metrics.features import (
     register_extractor,
 )
 from lightning_gen.metrics.functional import (
+    DC_K,
+    PR_K,
     compute_features,
     feature_stats,
     fid_bootstrap,
@@ -28,6 +30,8 @@ from lightning_gen.metrics.nll import ImageSums, unpadded_length
 from lightning_gen.metrics.torchmetrics_wrappers import SampleFeatures
 
 __all__ = [
+    "DC_K",
+    "PR_K",
     "INCEPTION_WEIGHTS_ENV",
     "Extracted",
     "ExtractorWeightsMissing",

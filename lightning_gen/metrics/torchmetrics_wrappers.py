@@ -15,6 +15,8 @@ from torchmetrics.utilities import dim_zero_cat
 
 from lightning_gen.metrics.features import FeatureExtractor, get_extractor
 from lightning_gen.metrics.functional import (
+    DC_K,
+    PR_K,
     feature_stats,
     fid_bootstrap,
     fid_from_stats,
@@ -45,7 +47,8 @@ class SampleFeatures(Metric):
         is_splits: chunks for the Inception Score.
         kid_subsets, kid_subset_size: KID subsets; the subset size is capped at the smaller sample count.
         seed: seed of the IS shuffle, the KID subsets and the FID bootstrap.
-        prdc_k: neighbours of precision/recall and density/coverage (0, or no more samples than that: not computed).
+        pr_k, dc_k: neighbours of precision/recall and of density/coverage (3 and 5, as in their papers; either 0,
+            or no more samples than the larger: none of the four computed).
         fid_bootstrap: resamples of :func:`~lightning_gen.metrics.functional.fid_bootstrap` (0: none).
         kid_feature_scale: KID divides the features by this (:func:`~lightning_gen.metrics.functional.kid`);
             default: the extractor's ``kid_feature_scale`` (None for Inception and without an extractor).
@@ -65,7 +68,7 @@ class SampleFeatures(Metric):
 
     def __init__(self, extractor: FeatureExtractor | str | None = None, *, reference: ReferenceStats | None = None,
                  is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
-                 prdc_k: int = 5, fid_bootstrap: int = 0, kid_feature_scale: float | None | str = "extractor",
+                 pr_k: int = PR_K, dc_k: int = DC_K, fid_bootstrap: int = 0, kid_feature_scale: float | None | str = "extractor",
                  **kwargs) -> None:
         super().__init__(**kwargs)
         if isinstance(extractor, str):
@@ -76,7 +79,7 @@ class SampleFeatures(Metric):
         self.reference = reference
         self.is_splits, self.seed = is_splits, seed
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
-        self.prdc_k, self.fid_bootstrap = prdc_k, fid_bootstrap
+        self.pr_k, self.dc_k, self.fid_bootstrap = pr_k, dc_k, fid_bootstrap
         if kid_feature_scale == "extractor":
             kid_feature_scale = None if extractor is None else extractor.kid_feature_scale
         self.kid_feature_scale = kid_feature_scale
@@ -124,8 +127,9 @@ class SampleFeatures(Metric):
                 size = min(self.kid_subset_size, n, self.reference.features.shape[0])
                 out.update(kid(features, self.reference.features, self.kid_subsets, size, self.seed,
                                feature_scale=self.kid_feature_scale))
-                if self.prdc_k and min(n, self.reference.features.shape[0]) > self.prdc_k:  # else no k neighbours
-                    out.update(prdc(self.reference.features, features, self.prdc_k, device=device))
+                k = max(self.pr_k, self.dc_k)
+                if self.pr_k and self.dc_k and min(n, self.reference.features.shape[0]) > k:  # else no k neighbours
+                    out.update(prdc(self.reference.features, features, self.pr_k, self.dc_k, device=device))
         logits = _cat(self.logits)
         if logits is not None:
             if logits.shape[0] != n:
