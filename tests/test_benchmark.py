@@ -24,7 +24,7 @@ from lightning_gen.app.options import model_family
 from lightning_gen.app.wandb_log import offline_location
 from lightning_gen.app.run import load_model
 from lightning_gen.data import Digits
-from lightning_gen.evaluation import BenchmarkError, check_samples, evaluate_model
+from lightning_gen.evaluation import BenchmarkError, check_samples, evaluate_model, spread_protocol
 from lightning_gen.leaderboard.store import METRIC_KEYS, PROTOCOL_KEYS, Store
 from lightning_gen.loggers import checkpoint_run_folder
 from lightning_gen.metrics import compute_features, fid_from_features, get_extractor
@@ -164,6 +164,9 @@ def test_a_model_without_a_family_is_refused_by_name():
 
 
 # ---- the record ------------------------------------------------------------------------------------------------
+SPREAD_KEYS = tuple(spread_protocol(1, 1, 1))  # fid_spread, pr_k, ...: protocol fields the benchmark adds
+
+
 def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     db, out = tmp_path / "results" / "board.sqlite", tmp_path / "records.json"
     code, stdout, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 40, "--batch-size", 16,
@@ -172,13 +175,17 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     [record] = json.loads(out.read_text())
     with Store(db) as store:
         assert store.records() == [record]
-    assert set(record["metrics"]) == set(METRIC_KEYS) and set(record["protocol"]) == set(PROTOCOL_KEYS)
+    assert set(record["metrics"]) == set(METRIC_KEYS)
+    assert set(record["protocol"]) == set(PROTOCOL_KEYS) | set(SPREAD_KEYS)
     assert record["protocol"] == {
         "extractor": "digits-lenet", "extractor_weights_sha256": record["protocol"]["extractor_weights_sha256"],
         "num_samples": 40, "reference_split": "test", "image_size": [8, 8], "nll_estimator": "exact",
         "num_test_images": 300, "devices": 1,
         # 40 samples for 128 feature dimensions: a singular covariance, flagged; KID on the scaled features
-        "fid_biased": True, "kid_kernel": f"(x.y/d+1)^3, x/{get_extractor('digits-lenet').kid_feature_scale:.6g}"}
+        "fid_biased": True, "kid_kernel": f"(x.y/d+1)^3, x/{get_extractor('digits-lenet').kid_feature_scale:.6g}",
+        # too few samples per feature dimension for an honest bootstrap: 3 draws by default; the papers' k
+        "draws": 3, "fid_spread": "draws", "fid_spread_calibrated": True, "kid_is_spread": "draws", "pr_k": 3,
+        "dc_k": 5}
     assert len(record["protocol"]["extractor_weights_sha256"]) == 64
     assert record["model"] == "FVSBN" and record["family"] == "baseline" and record["dataset"] == "Digits"
     assert record["metrics"]["num_params"] == sum(p.numel() for p in load_model(fvsbn_ckpt).parameters())
@@ -190,8 +197,8 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     se = per_image.std(ddof=1) / math.sqrt(300)
     assert record["metrics"]["nll_nats_se"] == pytest.approx(se, rel=1e-6)
     assert record["metrics"]["nll_bpd_se"] == pytest.approx(se / (64 * math.log(2)), rel=1e-6)
-    assert record["metrics"]["fid_std"] > 0  # bootstrap spread of a single draw
-    assert record["metrics"]["is_mean_std"] is None and record["metrics"]["kid_mean_std"] is None
+    assert record["metrics"]["fid_std"] > 0 and record["metrics"]["is_mean_std"] > 0  # spreads over the 3 draws
+    assert record["metrics"]["kid_mean_std"] > 0
     assert all(0 <= record["metrics"][k] <= 1 for k in ("precision", "recall", "coverage"))
     assert record["metrics"]["density"] >= 0
     assert record["metrics"]["samples_per_s"] > 0 and record["metrics"]["probe_acc"] is None
@@ -329,7 +336,8 @@ def test_repeats_reproduce_with_the_seed_and_report_the_spread_over_draws(fvsbn_
         assert code == 0, err
         return json.loads(out.read_text())[0]["metrics"]
 
-    one, two, again = metrics(), metrics("--repeats", 2), metrics("--repeats", 2)
+    one, two, again = metrics("--repeats", 1), metrics("--repeats", 2), metrics("--repeats", 2)
+    assert one["fid_std"] > 0 and one["is_mean_std"] is None  # one draw: the bootstrap (warned at 30 samples)
     two.pop("samples_per_s"), again.pop("samples_per_s")  # wall time
     assert again == two
     # std (ddof 1) of two values a, b is |a - b| / sqrt(2); their mean m = (a + b) / 2, so it is sqrt(2) |m - a|.

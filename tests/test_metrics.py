@@ -14,6 +14,7 @@ from scipy import linalg
 
 from lightning_gen.data import Digits
 from lightning_gen.metrics import (
+    BOOTSTRAP_SAMPLES_PER_DIM,
     DC_K,
     PR_K,
     ExtractorWeightsMissing,
@@ -610,6 +611,30 @@ def test_every_fid_path_warns_when_samples_do_not_exceed_the_feature_dimension(r
     metric.update(features=torch.from_numpy(rng.normal(size=(100, d))))
     with pytest.warns(RuntimeWarning, match="the reference set has 16 samples"):
         metric.compute()
+
+
+
+def test_fid_bootstrap_warns_naming_n_and_d_where_it_overstates_the_spread_across_draws(recwarn):
+    """The bootstrap's fid_std warns below 40 samples per feature dimension, naming N and D; the benchmark then draws
+    the samples 3 times by default and its protocol says which spread a record carries."""
+    from lightning_gen.evaluation import SPREAD_DRAWS, default_repeats, spread_protocol
+
+    rng = np.random.default_rng(0)
+    d = 4
+    reference = ReferenceStats.from_features(rng.normal(size=(500, d)), keep_features=True)
+    for n, warns in ((BOOTSTRAP_SAMPLES_PER_DIM * d - 1, True), (BOOTSTRAP_SAMPLES_PER_DIM * d, False)):
+        metric = SampleFeatures(reference=reference, kid_subsets=2, kid_subset_size=10, fid_bootstrap=5)
+        metric.update(features=torch.from_numpy(rng.normal(size=(n, d))))
+        recwarn.clear()
+        assert float(metric.compute()["fid_std"]) > 0
+        spread = [str(w.message) for w in recwarn if "FID spread" in str(w.message)]
+        assert len(spread) == warns and (not warns or f"N={n} samples in D={d} feature dimensions" in spread[0])
+    assert default_repeats(10_000, 128) == 1 and default_repeats(2_500, 2048) == SPREAD_DRAWS == 3
+    assert spread_protocol(1, 10_000, 128) == {"draws": 1, "fid_spread": "bootstrap", "fid_spread_calibrated": True,
+                                               "kid_is_spread": "within-draw", "pr_k": 3, "dc_k": 5}
+    assert spread_protocol(1, 2_500, 2048)["fid_spread_calibrated"] is False
+    assert spread_protocol(3, 2_500, 2048) == {"draws": 3, "fid_spread": "draws", "fid_spread_calibrated": True,
+                                               "kid_is_spread": "draws", "pr_k": 3, "dc_k": 5}
 
 
 # ---- the KID kernel --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from lightning_gen.metrics.functional import (
     inception_score,
     kid,
     prdc,
+    warn_if_bootstrap_uncalibrated,
     warn_if_too_few_samples,
 )
 from lightning_gen.metrics.stats_cache import ReferenceStats
@@ -57,9 +58,11 @@ class SampleFeatures(Metric):
     :func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
 
     ``compute()`` returns float64 tensors under ``num_samples``, ``fid`` (and ``fid_std``, the bootstrap's standard
-    deviation, with ``fid_bootstrap >= 2``), ``is_mean``/``is_std`` (when the extractor has logits),
-    ``kid_mean``/``kid_std`` and ``precision``/``recall``/``density``/``coverage`` (when the reference has
-    features). Precision/recall/density/coverage are computed on the device the features were given on.
+    deviation, with ``fid_bootstrap >= 2``; it warns where that overstates the spread across draws:
+    :func:`~lightning_gen.metrics.functional.warn_if_bootstrap_uncalibrated`), ``is_mean``/``is_std`` (when the
+    extractor has logits), ``kid_mean``/``kid_std`` (both within-draw: IS splits, KID subsets) and
+    ``precision``/``recall``/``density``/``coverage`` (when the reference has features). Precision/recall/density/
+    coverage are computed on the device the features were given on.
     """
 
     full_state_update = False
@@ -121,6 +124,7 @@ class SampleFeatures(Metric):
                 warn_if_too_few_samples(self.reference.features.shape[0], dim, "the reference set")
             out["fid"] = fid_from_stats(*feature_stats(features), self.reference.mu, self.reference.sigma)
             if self.fid_bootstrap >= 2:
+                warn_if_bootstrap_uncalibrated(n, dim)
                 fids = fid_bootstrap(features, self.reference.mu, self.reference.sigma, self.fid_bootstrap, self.seed)
                 out["fid_std"] = float(fids.std(ddof=1))
             if self.reference.features is not None:
