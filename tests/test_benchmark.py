@@ -203,7 +203,7 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     assert record["metrics"]["density"] >= 0
     assert record["metrics"]["samples_per_s"] > 0 and record["metrics"]["probe_acc"] is None
     assert Path(record["sample_grid"]) == db.parent / "grids" / "fvsbn.png" and Path(record["sample_grid"]).is_file()
-    assert "FVSBN" in stdout and "digits-lenet" in stdout
+    assert "FVSBN" in stdout and "digits-lenet" in stdout and "± over 3 draws" in stdout
 
 
 def test_fid_biased_flags_sample_counts_up_to_the_feature_dimension_and_warns_first(fvsbn_ckpt, tmp_path, capsys):
@@ -329,15 +329,21 @@ def test_same_seed_same_samples_other_seed_other_samples(fvsbn_ckpt, tmp_path, c
 def test_repeats_reproduce_with_the_seed_and_report_the_spread_over_draws(fvsbn_ckpt, tmp_path, capsys):
     """--repeats 2: draw 0 is the single draw's samples, the metrics are the means of the two draws and fid_std is
     their standard deviation; the same seed gives the same numbers."""
+    printed = []
+
     def metrics(*extra):
         out = tmp_path / "records.json"
-        code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 30, "--no-nll", "--no-store",
-                                "--out", out, "--stats-cache", tmp_path / "cache", "--no-progress", *extra)
+        code, stdout, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 30, "--no-nll",
+                                     "--no-store", "--out", out, "--stats-cache", tmp_path / "cache", "--no-progress",
+                                     *extra)
         assert code == 0, err
+        printed.append(stdout)
         return json.loads(out.read_text())[0]["metrics"]
 
     one, two, again = metrics("--repeats", 1), metrics("--repeats", 2), metrics("--repeats", 2)
     assert one["fid_std"] > 0 and one["is_mean_std"] is None  # one draw: the bootstrap (warned at 30 samples)
+    assert "one draw: FID ± a bootstrap (too few samples per dimension: overstated)" in printed[0]
+    assert "± over 2 draws" in printed[1]
     two.pop("samples_per_s"), again.pop("samples_per_s")  # wall time
     assert again == two
     # std (ddof 1) of two values a, b is |a - b| / sqrt(2); their mean m = (a + b) / 2, so it is sqrt(2) |m - a|.

@@ -230,6 +230,17 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _spread_note(protocol: dict) -> str:
+    """What the record's ± are, as the table's protocol line says it."""
+    if protocol.get("fid_spread") == "draws":
+        return f"; ± over {protocol['draws']} draws"
+    if protocol.get("fid_spread") == "bootstrap":
+        return ("; one draw: FID ± a bootstrap" + ("" if protocol.get("fid_spread_calibrated") else
+                                                  " (too few samples per dimension: overstated)")
+                + ", IS/KID ± within the draw")
+    return ""
+
+
 def format_table(records: list[dict]) -> str:
     """A plain-text table of the records, each followed by the protocol its numbers were measured under."""
     text = [("run", "run_name", 28), ("model", "model", 14), ("dataset", "dataset", 14)]
@@ -246,7 +257,8 @@ def format_table(records: list[dict]) -> str:
         if p["num_samples"]:
             sample_part = (f"{p['num_samples']} samples vs test ({p['num_test_images']}) via {p['extractor']} "
                            f"(weights {str(p['extractor_weights_sha256'])[:12]})"
-                           + ("; FID BIASED: no more images than feature dimensions" if p.get("fid_biased") else ""))
+                           + ("; FID BIASED: no more images than feature dimensions" if p.get("fid_biased") else "")
+                           + _spread_note(p))
         lines.append(f"    protocol: {sample_part}; NLL {p['nll_estimator'] or '-'}; {p['devices']} device(s)")
     return "\n".join(lines)
 
