@@ -10,15 +10,22 @@ statistics) and :func:`sample_metric` / :func:`score` (the statistics).
   for a class-conditional model), and chunks go round-robin to the DDP ranks. The union of samples, hence every
   sample metric, is the same for any number of processes. IS uses 10 splits, KID 100 subsets of
   ``min(1000, n_fake, n_real)`` (on features divided by the extractor's ``kid_feature_scale``, where it declares
-  one), precision/recall and density/coverage k = 5 neighbours, all on the features FID uses; the test split's
+  one), precision/recall at k = 3 neighbours (Kynkaanniemi et al.'s code) and density/coverage at k = 5 (Naeem et
+  al.), all on the features FID uses; the test split's
   reference statistics are cached (:mod:`lightning_gen.metrics.stats_cache`, keyed on a hash of the test images
   themselves). With no more samples (or test images) than feature dimensions the scores warn that the FID is
   biased (:func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
 - Spread: with ``repeats = R >= 2`` the samples are drawn ``R`` times independently, each draw is scored on its own,
   and every sample metric is the mean over the draws, with ``fid_std``, ``is_mean_std`` and ``kid_mean_std`` their
-  standard deviations over the draws (R times the sampling cost). With one draw (the default) ``fid_std`` comes
-  from :data:`FID_BOOTSTRAP` resamples of the draw's features (:func:`~lightning_gen.metrics.functional.fid_bootstrap`,
-  a few eigendecompositions: seconds), and IS and KID keep their within-draw spreads ``is_std`` and ``kid_std``.
+  standard deviations over the draws (the spread of one draw's score; R times the sampling cost). With one draw
+  ``fid_std`` comes from :data:`FID_BOOTSTRAP` resamples of the draw's features
+  (:func:`~lightning_gen.metrics.functional.fid_bootstrap`, a few eigendecompositions: seconds), which is within
+  0.8-1.25x of the std across draws only for ``N >= 40 D`` samples (it warns otherwise, naming N and D), and IS and
+  KID keep only their within-draw spreads ``is_std`` (over splits) and ``kid_std`` (over subsets), 2.9x and 1.9x
+  the std across draws in issue 25. :func:`default_repeats` chooses: one draw where the bootstrap is calibrated
+  (the digit classifiers' 128 dimensions at 10,000 samples), else :data:`SPREAD_DRAWS` draws (Inception's 2,048).
+  :func:`spread_protocol` says in a record's protocol which it was (``fid_spread``, ``kid_is_spread``)
+  and the k of precision/recall and density/coverage.
 - NLL: ``-model.log_prob`` summed in float64 over every test image exactly once (rank ``r`` of ``W`` takes images
   ``r::W``, no padding; the sums are all-reduced) by :class:`~lightning_gen.metrics.nll.ImageSums`, the accumulator
   of the models' own test step too, with ``nll_nats_se``, the standard error of the mean over the test images.
@@ -48,7 +55,7 @@ from torch.utils.data import DataLoader
 
 from lightning_gen.data.base import ImageDataModule
 from lightning_gen.metrics.features import FeatureExtractor
-from lightning_gen.metrics.functional import compute_features
+from lightning_gen.metrics.functional import DC_K, PR_K, compute_features, fid_bootstrap_calibrated
 from lightning_gen.metrics.nll import ImageSums
 from lightning_gen.metrics.stats_cache import ReferenceStats, reference_stats
 from lightning_gen.metrics.torchmetrics_wrappers import SampleFeatures
@@ -57,9 +64,11 @@ from lightning_gen.models.base import Estimate, GenerativeModule, from_levels
 GRID_SIZE = 64
 IS_SPLITS = 10
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
-PRDC_K = 5
-#: Bootstrap resamples behind ``fid_std`` when the samples are drawn once.
-FID_BOOTSTRAP = 10
+#: Bootstrap resamples behind ``fid_std`` when the samples are drawn once (the std of a std from 10 resamples varies
+#: by about +-24%, from 50 by about +-10%).
+FID_BOOTSTRAP = 50
+#: Independent sample draws behind the spreads where the FID bootstrap is not calibrated (:func:`default_repeats`).
+SPREAD_DRAWS = 3
 
 
 class BenchmarkError(ValueError):
@@ -317,13 +326,35 @@ class BenchmarkModule(L.LightningModule):
         return out
 
 
+def default_repeats(num_samples: int, feature_dim: int) -> int:
+    """Sample draws when the caller chose none: 1 (``fid_std`` from the bootstrap, seconds) where the bootstrap's
+    spread is within 0.8-1.25x of the spread across draws at ``num_samples`` samples of ``feature_dim`` dimensions
+    (:func:`~lightning_gen.metrics.functional.fid_bootstrap_calibrated`), else :data:`SPREAD_DRAWS` independent draws
+    (that many times the sampling and feature cost, announced where long)."""
+    return 1 if fid_bootstrap_calibrated(num_samples, feature_dim) else SPREAD_DRAWS
+
+
+def spread_protocol(repeats: int, num_samples: int, feature_dim: int) -> dict[str, Any]:
+    """What a record's sample-metric spreads are, for its protocol: ``draws`` (sample draws scored),
+    ``fid_spread`` (``"draws"``: ``fid_std`` is the std over the draws; ``"bootstrap"``: over resamples of one draw),
+    ``fid_spread_calibrated`` (draws, or a bootstrap at ``N >= 40 D``), ``kid_is_spread`` (``"draws"``:
+    ``kid_mean_std`` / ``is_mean_std`` over the draws; ``"within-draw"``: a single draw, only ``kid_std`` over KID
+    subsets and ``is_std`` over IS splits), and ``pr_k`` / ``dc_k``, the neighbours of precision/recall and of
+    density/coverage."""
+    draws = repeats > 1
+    return {"draws": int(repeats), "fid_spread": "draws" if draws else "bootstrap",
+            "fid_spread_calibrated": draws or fid_bootstrap_calibrated(num_samples, feature_dim),
+            "kid_is_spread": "draws" if draws else "within-draw", "pr_k": PR_K, "dc_k": DC_K}
+
+
 def sample_metric(reference, extractor: FeatureExtractor, *, seed: int, fid_bootstrap: int = FID_BOOTSTRAP,
                   is_splits: int = IS_SPLITS, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
-                  prdc_k: int = PRDC_K) -> SampleFeatures:
+                  pr_k: int = PR_K, dc_k: int = DC_K) -> SampleFeatures:
     """The sample metrics against ``reference`` (the benchmark's IS splits, KID subsets, extractor's KID feature
-    scale and k of precision/recall unless told otherwise), for features computed on this process alone (no sync)."""
+    scale and k of precision/recall and of density/coverage unless told otherwise; ``pr_k = dc_k = 0``: none of the
+    four), for features computed on this process alone (no sync)."""
     return SampleFeatures(reference=reference, is_splits=is_splits, kid_subsets=kid_subsets,
-                          kid_subset_size=kid_subset_size, seed=seed, prdc_k=prdc_k, fid_bootstrap=fid_bootstrap,
+                          kid_subset_size=kid_subset_size, seed=seed, pr_k=pr_k, dc_k=dc_k, fid_bootstrap=fid_bootstrap,
                           sync_on_compute=False, kid_feature_scale=extractor.kid_feature_scale)
 
 

@@ -3,6 +3,10 @@ KID" table (:mod:`lightning_gen.metrics.calibration`).
 
     LIGHTNING_GEN_DATA=../shared/data python scripts/calibrate_fid.py                 # digits-lenet and mnist-lenet
     python scripts/calibrate_fid.py --datasets digits --record-kid-scale              # measure, store, then score
+    python scripts/calibrate_fid.py --bootstrap                                       # FID bootstrap vs draws
+
+``--bootstrap`` prints the FID bootstrap's std over the std across independent draws on synthetic Gaussians at
+issue 25's (D, N) and the benchmark's digit setting (:func:`~lightning_gen.metrics.calibration.bootstrap_table`).
 
 The last line holds the headline figures as ``key=value``.
 """
@@ -15,7 +19,13 @@ import time
 import torch
 
 from lightning_gen.data import MNIST, Digits
-from lightning_gen.metrics.calibration import calibration_rows, markdown_table, signal_to_noise
+from lightning_gen.metrics.calibration import (
+    BOOTSTRAP_SETTINGS,
+    bootstrap_table,
+    calibration_rows,
+    markdown_table,
+    signal_to_noise,
+)
 from lightning_gen.metrics.classifier import record_kid_feature_scale
 from lightning_gen.metrics.features import get_extractor
 
@@ -34,8 +44,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--record-kid-scale", action="store_true", help="measure each classifier's feature RMS on "
                         "its training split and store it in weights/manifest.json first (the KID feature scale)")
+    parser.add_argument("--bootstrap", action="store_true", help="only the FID bootstrap's calibration against "
+                        "independent draws, on synthetic Gaussian features")
+    parser.add_argument("--draws", type=int, default=100, help="independent draws per (D, N) (--bootstrap)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.bootstrap:
+        table, ratios = bootstrap_table(BOOTSTRAP_SETTINGS + ((128, 10_000),), draws=args.draws, seed=args.seed)
+        print(table)
+        figures = {f"ratio_d{dim}_n{n}": round(r, 2) for (dim, n), r in ratios.items()}
+        print("\n" + " ".join(f"{k}={v:g}" for k, v in figures.items()))
+        return figures
 
     headline: dict[str, float] = {}
     for name in args.datasets:

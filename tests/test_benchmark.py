@@ -25,7 +25,7 @@ from lightning_gen.app.options import model_family
 from lightning_gen.app.wandb_log import offline_location
 from lightning_gen.app.run import load_model
 from lightning_gen.data import Digits
-from lightning_gen.evaluation import BenchmarkError, check_samples, evaluate_model
+from lightning_gen.evaluation import BenchmarkError, check_samples, evaluate_model, spread_protocol
 from lightning_gen.leaderboard.store import METRIC_KEYS, PROTOCOL_KEYS, Store
 from lightning_gen.loggers import checkpoint_run_folder
 from lightning_gen.metrics import compute_features, fid_from_features, get_extractor
@@ -165,6 +165,9 @@ def test_a_model_without_a_family_is_refused_by_name():
 
 
 # ---- the record ------------------------------------------------------------------------------------------------
+SPREAD_KEYS = tuple(spread_protocol(1, 1, 1))  # fid_spread, pr_k, ...: protocol fields the benchmark adds
+
+
 def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     db, out = tmp_path / "results" / "board.sqlite", tmp_path / "records.json"
     code, stdout, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 40, "--batch-size", 16,
@@ -173,14 +176,18 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     [record] = json.loads(out.read_text())
     with Store(db) as store:
         assert store.records() == [record]
-    assert set(record["metrics"]) == set(METRIC_KEYS) and set(record["protocol"]) == set(PROTOCOL_KEYS)
+    assert set(record["metrics"]) == set(METRIC_KEYS)
+    assert set(record["protocol"]) == set(PROTOCOL_KEYS) | set(SPREAD_KEYS)
     assert record["protocol"] == {
         "extractor": "digits-lenet", "extractor_weights_sha256": record["protocol"]["extractor_weights_sha256"],
         "num_samples": 40, "reference_split": "test", "image_size": [8, 8], "nll_estimator": "exact",
         "num_test_images": 300, "devices": 1,
         # 40 samples for 128 feature dimensions: a singular covariance, flagged; KID on the scaled features
         "fid_biased": True, "kid_kernel": f"(x.y/d+1)^3, x/{get_extractor('digits-lenet').kid_feature_scale:.6g}",
-        "conditional": False, "label_distribution": None}
+        "conditional": False, "label_distribution": None,
+        # too few samples per feature dimension for an honest bootstrap: 3 draws by default; the papers' k
+        "draws": 3, "fid_spread": "draws", "fid_spread_calibrated": True, "kid_is_spread": "draws", "pr_k": 3,
+        "dc_k": 5}
     assert len(record["protocol"]["extractor_weights_sha256"]) == 64
     assert record["model"] == "FVSBN" and record["family"] == "baseline" and record["dataset"] == "Digits"
     assert record["metrics"]["num_params"] == sum(p.numel() for p in load_model(fvsbn_ckpt).parameters())
@@ -196,13 +203,13 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     from lightning_gen.leaderboard.paired import decode
     assert np.allclose(decode(record["nll_per_image"]), per_image, rtol=1e-6)
     assert record["nll_per_image"]["count"] == 300 and len(record["nll_per_image"]["split"]) == 12
-    assert record["metrics"]["fid_std"] > 0  # bootstrap spread of a single draw
-    assert record["metrics"]["is_mean_std"] is None and record["metrics"]["kid_mean_std"] is None
+    assert record["metrics"]["fid_std"] > 0 and record["metrics"]["is_mean_std"] > 0  # spreads over the 3 draws
+    assert record["metrics"]["kid_mean_std"] > 0
     assert all(0 <= record["metrics"][k] <= 1 for k in ("precision", "recall", "coverage"))
     assert record["metrics"]["density"] >= 0
     assert record["metrics"]["samples_per_s"] > 0 and record["metrics"]["probe_acc"] is None
     assert Path(record["sample_grid"]) == db.parent / "grids" / "fvsbn.png" and Path(record["sample_grid"]).is_file()
-    assert "FVSBN" in stdout and "digits-lenet" in stdout
+    assert "FVSBN" in stdout and "digits-lenet" in stdout and "± over 3 draws" in stdout
 
 
 def test_fid_biased_flags_sample_counts_up_to_the_feature_dimension_and_warns_first(fvsbn_ckpt, tmp_path, capsys):
@@ -328,14 +335,21 @@ def test_same_seed_same_samples_other_seed_other_samples(fvsbn_ckpt, tmp_path, c
 def test_repeats_reproduce_with_the_seed_and_report_the_spread_over_draws(fvsbn_ckpt, tmp_path, capsys):
     """--repeats 2: draw 0 is the single draw's samples, the metrics are the means of the two draws and fid_std is
     their standard deviation; the same seed gives the same numbers."""
+    printed = []
+
     def metrics(*extra):
         out = tmp_path / "records.json"
-        code, _, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 30, "--no-nll", "--no-store",
-                                "--out", out, "--stats-cache", tmp_path / "cache", "--no-progress", *extra)
+        code, stdout, err = run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--num-samples", 30, "--no-nll",
+                                     "--no-store", "--out", out, "--stats-cache", tmp_path / "cache", "--no-progress",
+                                     *extra)
         assert code == 0, err
+        printed.append(stdout)
         return json.loads(out.read_text())[0]["metrics"]
 
-    one, two, again = metrics(), metrics("--repeats", 2), metrics("--repeats", 2)
+    one, two, again = metrics("--repeats", 1), metrics("--repeats", 2), metrics("--repeats", 2)
+    assert one["fid_std"] > 0 and one["is_mean_std"] is None  # one draw: the bootstrap (warned at 30 samples)
+    assert "one draw: FID ± a bootstrap (too few samples per dimension: overstated)" in printed[0]
+    assert "± over 2 draws" in printed[1]
     two.pop("samples_per_s"), again.pop("samples_per_s")  # wall time
     assert again == two
     # std (ddof 1) of two values a, b is |a - b| / sqrt(2); their mean m = (a + b) / 2, so it is sqrt(2) |m - a|.

@@ -14,6 +14,9 @@ from scipy import linalg
 
 from lightning_gen.data import Digits
 from lightning_gen.metrics import (
+    BOOTSTRAP_SAMPLES_PER_DIM,
+    DC_K,
+    PR_K,
     ExtractorWeightsMissing,
     ImageSums,
     ReferenceStats,
@@ -198,10 +201,10 @@ def test_prdc_of_points_on_a_line_by_hand():
     not: 3/4. density: 0.5 lies in 2 real balls, 2 in 2 (on the edge of [0, 2]: balls are closed), so 4 / (1 * 4).
     coverage: the balls of 0, 1, 3 hold a generated point, that of 7 none: 3/4."""
     real, fake = np.array([[0.0], [1.0], [3.0], [7.0]]), np.array([[0.5], [2.0], [20.0], [21.0]])
-    assert prdc(real, fake, k=1) == {"precision": 0.5, "recall": 0.75, "density": 1.0, "coverage": 0.75}
+    assert prdc(real, fake, pr_k=1, dc_k=1) == {"precision": 0.5, "recall": 0.75, "density": 1.0, "coverage": 0.75}
     # k = 2: real radii 3, 2, 3, 6, balls [-3, 3], [-1, 3], [0, 6], [1, 13]; 20 and 21 still lie outside all.
-    assert prdc(real, fake, k=2)["precision"] == 0.5
-    itself = prdc(real, real[::-1], k=1)  # each point lies in its own ball
+    assert prdc(real, fake, pr_k=2, dc_k=2)["precision"] == 0.5
+    itself = prdc(real, real[::-1], pr_k=1, dc_k=1)  # each point lies in its own ball
     assert (itself["precision"], itself["recall"], itself["coverage"]) == (1.0, 1.0, 1.0)
 
 
@@ -211,17 +214,32 @@ def test_prdc_precision_and_recall_equal_torch_fidelity_and_the_blocks_change_no
     g = torch.Generator().manual_seed(0)
     real = torch.randn(300, 8, generator=g, dtype=torch.float64)
     fake = torch.randn(200, 8, generator=g, dtype=torch.float64) * 1.3 + 0.4
-    ours = prdc(real, fake, k=5)
-    precision, recall = calculate_precision_recall_part(fake, real, neighborhood=5)
+    ours = prdc(real, fake)
+    precision, recall = calculate_precision_recall_part(fake, real, neighborhood=3)
     assert (ours["precision"], ours["recall"]) == pytest.approx((precision, recall), abs=1e-6)  # theirs: float32
-    assert prdc(real, fake, k=5, batch_size=7) == ours
+    assert prdc(real, fake, batch_size=7) == ours
     assert 0 < ours["precision"] < 1 and 0 < ours["recall"] < 1 and 0 < ours["coverage"] < 1
-    same = prdc(real, torch.randn(300, 8, generator=g, dtype=torch.float64), k=5)
+    same = prdc(real, torch.randn(300, 8, generator=g, dtype=torch.float64))
     assert 0.8 < same["density"] < 1.2 and same["coverage"] > 0.9  # one distribution: density about 1
-    far = prdc(real, fake + 100, k=5)
+    far = prdc(real, fake + 100)
     assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
-    with pytest.raises(ValueError, match="k must be in 1..199"):
-        prdc(real, fake, k=200)
+    with pytest.raises(ValueError, match="dc_k must be in 1..199"):
+        prdc(real, fake, dc_k=200)
+
+
+def test_prdc_at_the_papers_k_equals_naeem_et_al_prdc_package():
+    """Precision/recall at k = 3 (Kynkaanniemi et al.'s code) and density/coverage at k = 5 (Naeem et al.) equal the
+    ``prdc`` package, Naeem et al.'s reference implementation, which computes all four at one k: called at each."""
+    from prdc import compute_prdc
+
+    assert (PR_K, DC_K) == (3, 5)
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(400, 16)), rng.normal(0.3, 1.2, size=(300, 16))
+    ours = prdc(real, fake)
+    at_pr, at_dc = (compute_prdc(real, fake, nearest_k=k) for k in (PR_K, DC_K))
+    assert (ours["precision"], ours["recall"]) == pytest.approx((at_pr["precision"], at_pr["recall"]), abs=1e-12)
+    assert (ours["density"], ours["coverage"]) == pytest.approx((at_dc["density"], at_dc["coverage"]), abs=1e-12)
+    assert ours["precision"] != pytest.approx(at_dc["precision"])  # the k matters on these features
 
 
 def test_unknown_extractor_names_the_known_ones():
@@ -580,7 +598,7 @@ def test_every_fid_path_warns_when_samples_do_not_exceed_the_feature_dimension(r
     assert too_few_samples(d, d) and not too_few_samples(d + 1, d)
     for n, warns in ((d, True), (d + 1, False)):
         fake = rng.normal(size=(n, d))
-        metric = SampleFeatures(reference=reference, kid_subsets=2, kid_subset_size=10, prdc_k=0)
+        metric = SampleFeatures(reference=reference, kid_subsets=2, kid_subset_size=10, pr_k=0, dc_k=0)
         metric.update(features=torch.from_numpy(fake))
         recwarn.clear()
         fid_from_features(fake, ref)
@@ -589,10 +607,34 @@ def test_every_fid_path_warns_when_samples_do_not_exceed_the_feature_dimension(r
         singular = [m for m in messages if f"{n} samples for {d} feature dimensions" in m]
         assert len(singular) == (2 if warns else 0), messages  # the pure function and the wrapper, same words
     small_reference = ReferenceStats.from_features(ref[:d], keep_features=True)
-    metric = SampleFeatures(reference=small_reference, kid_subsets=2, kid_subset_size=10, prdc_k=0)
+    metric = SampleFeatures(reference=small_reference, kid_subsets=2, kid_subset_size=10, pr_k=0, dc_k=0)
     metric.update(features=torch.from_numpy(rng.normal(size=(100, d))))
     with pytest.warns(RuntimeWarning, match="the reference set has 16 samples"):
         metric.compute()
+
+
+
+def test_fid_bootstrap_warns_naming_n_and_d_where_it_overstates_the_spread_across_draws(recwarn):
+    """The bootstrap's fid_std warns below 40 samples per feature dimension, naming N and D; the benchmark then draws
+    the samples 3 times by default and its protocol says which spread a record carries."""
+    from lightning_gen.evaluation import SPREAD_DRAWS, default_repeats, spread_protocol
+
+    rng = np.random.default_rng(0)
+    d = 4
+    reference = ReferenceStats.from_features(rng.normal(size=(500, d)), keep_features=True)
+    for n, warns in ((BOOTSTRAP_SAMPLES_PER_DIM * d - 1, True), (BOOTSTRAP_SAMPLES_PER_DIM * d, False)):
+        metric = SampleFeatures(reference=reference, kid_subsets=2, kid_subset_size=10, fid_bootstrap=5)
+        metric.update(features=torch.from_numpy(rng.normal(size=(n, d))))
+        recwarn.clear()
+        assert float(metric.compute()["fid_std"]) > 0
+        spread = [str(w.message) for w in recwarn if "FID spread" in str(w.message)]
+        assert len(spread) == warns and (not warns or f"N={n} samples in D={d} feature dimensions" in spread[0])
+    assert default_repeats(10_000, 128) == 1 and default_repeats(2_500, 2048) == SPREAD_DRAWS == 3
+    assert spread_protocol(1, 10_000, 128) == {"draws": 1, "fid_spread": "bootstrap", "fid_spread_calibrated": True,
+                                               "kid_is_spread": "within-draw", "pr_k": 3, "dc_k": 5}
+    assert spread_protocol(1, 2_500, 2048)["fid_spread_calibrated"] is False
+    assert spread_protocol(3, 2_500, 2048) == {"draws": 3, "fid_spread": "draws", "fid_spread_calibrated": True,
+                                               "kid_is_spread": "draws", "pr_k": 3, "dc_k": 5}
 
 
 # ---- the KID kernel --------------------------------------------------------------------------------------------

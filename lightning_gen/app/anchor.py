@@ -10,7 +10,7 @@ import torch
 from lightning_gen.app.options import (BenchmarkOptions, build_extractor, fid_biased, git_commit,
                                        resolve_extractor_name, resolve_num_samples)
 from lightning_gen.data.base import ImageDataModule
-from lightning_gen.evaluation import BenchmarkError, score_images
+from lightning_gen.evaluation import BenchmarkError, score_images, spread_protocol
 from lightning_gen.images import image_grid, save_png
 from lightning_gen.leaderboard.ranking import ANCHOR_FAMILY
 from lightning_gen.leaderboard.record import build_record
@@ -64,6 +64,7 @@ def anchor_record(datamodule: ImageDataModule, options: BenchmarkOptions, *, con
             "reference_split": "test", "image_size": [int(h), int(w)], "nll_estimator": None,
             "num_test_images": num_test_images, "devices": 1, "fid_biased": biased,
             "kid_kernel": kid_kernel(extractor.kid_feature_scale), "anchor_split": "train",
+            **spread_protocol(1, n, extractor.feature_dim),
         },
         config=config, git_commit=git_commit(), sample_grid=grid_path,
     )

@@ -12,10 +12,14 @@ Every number is written with the protocol that produced it (one record per check
   module's ``default_extractor``: ``digits-lenet`` for ``Digits``; ``mnist-lenet`` (a LeNet trained on MNIST
   digits, also used for BinarizedMNIST and, as a stand-in only, FashionMNIST) for the 28x28 grey sets;
   ``inception`` (2015-12-05 Inception-v3, the only one comparable with published FIDs) otherwise. FID, IS, KID,
-  precision/recall and density/coverage (k = 5). Spread: ``fid_std`` from a 10-resample bootstrap of the drawn
-  samples' features (seconds); ``--repeats R`` draws the samples R times (R times the sampling cost) and reports
-  the means with ``fid_std``, ``is_mean_std``, ``kid_mean_std`` over the draws. How samples are drawn and scored:
-  :mod:`lightning_gen.evaluation`.
+  precision/recall (k = 3, ``protocol.pr_k``) and density/coverage (k = 5, ``protocol.dc_k``). Spread: ``--repeats
+  R`` draws the samples R times (R times the sampling cost) and reports the means with ``fid_std``, ``is_mean_std``,
+  ``kid_mean_std`` over the draws; with one draw ``fid_std`` is a 50-resample bootstrap of its features (seconds),
+  honest only for at least 40 samples per feature dimension (a warning names N and D otherwise), and IS and KID
+  have only their within-draw ``is_std`` / ``kid_std``. Unset, ``--repeats`` is 1 where the bootstrap is calibrated
+  (the digit classifiers at 10,000 samples), else 3 (Inception). ``protocol.fid_spread`` ("draws" or "bootstrap"),
+  ``fid_spread_calibrated``, ``kid_is_spread`` ("draws" or "within-draw") and ``draws`` say which. How
+  samples are drawn and scored: :mod:`lightning_gen.evaluation`.
 - NLL in nats per image and bits per dimension over every test image exactly once, with its standard error over
   the test images (``nll_nats_se``, ``nll_bpd_se``). ``nll_estimator`` is "exact" for autoregressive models and
   "importance-weighted k=<k>" for the VAE, whose estimate of each image depends on ``--seed`` and the image only.
@@ -71,7 +75,7 @@ from lightning_gen.app.run import CheckpointError, DataConfigError, Run
 from lightning_gen.app.wandb_log import log_wandb
 from lightning_gen.data import FashionMNIST
 from lightning_gen.data.base import DataFilesMissing, ImageDataModule
-from lightning_gen.evaluation import BenchmarkError, evaluate_model, split_digest
+from lightning_gen.evaluation import BenchmarkError, default_repeats, evaluate_model, split_digest, spread_protocol
 from lightning_gen.images import image_grid, save_png
 from lightning_gen.leaderboard import paired
 from lightning_gen.leaderboard.record import build_record
@@ -159,12 +163,15 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
         raise BenchmarkError(f"{type(datamodule).__name__} has fewer than 2 test images: no reference statistics for "
                              "FID/KID (use --num-samples 0 for the NLL alone)")
     biased = fid_biased(num_samples, num_test_images, extractor) if num_samples else None  # warns before the wait
-    announce_estimates(model, datamodule, options, nll=nll, num_samples=num_samples * options.repeats,
+    repeats = options.repeats if options.repeats is not None else (
+        default_repeats(num_samples, extractor.feature_dim) if num_samples else 1)
+    announce_estimates(model, datamodule, options, nll=nll, num_samples=num_samples * repeats,
                        extractor=extractor)
     result = evaluate_model(model, datamodule, extractor=extractor, num_samples=num_samples, nll=nll,
                             stats_cache=cache, batch_size=options.batch_size, seed=options.seed, estimate=estimate,
-                            repeats=options.repeats, accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
-                            num_nodes=options.num_nodes, enable_progress_bar=options.progress)
+                            repeats=repeats, accelerator=options.accelerator, devices=options.devices,
+                            strategy=options.strategy, num_nodes=options.num_nodes,
+                            enable_progress_bar=options.progress)
     if not result.is_global_zero:
         return None, None
     res = result.results
@@ -204,6 +211,7 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
             "fid_biased": biased,
             "kid_kernel": kid_kernel(extractor.kid_feature_scale) if num_samples else None,
             **conditioning(model, nll=nll, num_samples=num_samples),
+            **(spread_protocol(repeats, num_samples, extractor.feature_dim) if num_samples else {}),
         },
         nll_per_image=paired.encode(res["nll_per_image"].numpy(), split=split_digest(datamodule.datasets["test"].images))
         if nll else None,
@@ -240,6 +248,17 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _spread_note(protocol: dict) -> str:
+    """What the record's ± are, as the table's protocol line says it."""
+    if protocol.get("fid_spread") == "draws":
+        return f"; ± over {protocol['draws']} draws"
+    if protocol.get("fid_spread") == "bootstrap":
+        return ("; one draw: FID ± a bootstrap" + ("" if protocol.get("fid_spread_calibrated") else
+                                                  " (too few samples per dimension: overstated)")
+                + ", IS/KID ± within the draw")
+    return ""
+
+
 def format_table(records: list[dict]) -> str:
     """A plain-text table of the records, each followed by the protocol its numbers were measured under."""
     text = [("run", "run_name", 28), ("model", "model", 14), ("dataset", "dataset", 14)]
@@ -256,7 +275,8 @@ def format_table(records: list[dict]) -> str:
         if p["num_samples"]:
             sample_part = (f"{p['num_samples']} samples vs test ({p['num_test_images']}) via {p['extractor']} "
                            f"(weights {str(p['extractor_weights_sha256'])[:12]})"
-                           + ("; FID BIASED: no more images than feature dimensions" if p.get("fid_biased") else ""))
+                           + ("; FID BIASED: no more images than feature dimensions" if p.get("fid_biased") else "")
+                           + _spread_note(p))
         lines.append(f"    protocol: {sample_part}; NLL {p['nll_estimator'] or '-'}; {p['devices']} device(s)")
     return "\n".join(lines)
 
@@ -282,10 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="importance samples k of the NLL estimate of models that have one (the VAE; default: the "
                         "model's iw_samples, 5000 in the configs); the time grows with k. Other models ignore it")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=1,
+    p.add_argument("--repeats", type=int, default=None,
                    help="independent draws of --num-samples samples: the sample metrics are their means and "
                         "fid_std/is_mean_std/kid_mean_std their spread (costs R times the sampling); with 1, fid_std "
-                        "is a bootstrap over the drawn samples' features")
+                        "is a bootstrap over the drawn samples' features, honest for >= 40 samples per feature "
+                        "dimension (warned otherwise). Default: 1 where that holds (digit classifiers at 10,000 "
+                        "samples), else 3")
     p.add_argument("--nll", action=argparse.BooleanOptionalAction, default=None,
                    help="compute the test NLL (default: where the model defines a likelihood; --nll makes it an "
                         "error if it does not)")

@@ -68,7 +68,7 @@ class BenchmarkOptions:
     batch_size: int = 250
     iw_samples: int | None = None
     seed: int = 0
-    repeats: int = 1  # independent sample draws; >= 2 gives the spread of FID/IS/KID over draws
+    repeats: int | None = None  # sample draws; >= 2: FID/IS/KID spread over draws; None: evaluation.default_repeats
     nll: bool | None = None  # None: where the model has a likelihood; True: required
     probe: bool | None = None  # None: where the model has encode/features and the data has labels
     probe_max_train: int | None = None

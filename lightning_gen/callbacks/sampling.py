@@ -207,7 +207,7 @@ class SampleMetrics(L.Callback):
             return {}
         metric = sample_metric(self.reference(trainer.datamodule), self.extractor, seed=self.seed, fid_bootstrap=0,
                                is_splits=10 if n >= 100 else 1, kid_subsets=self.kid_subsets,
-                               kid_subset_size=self.kid_subset_size, prdc_k=0)
+                               kid_subset_size=self.kid_subset_size, pr_k=0, dc_k=0)
         scores = score(metric, features, logits)
         out = {"fid": scores["fid"], "kid": scores["kid_mean"]}
         if "is_mean" in scores:

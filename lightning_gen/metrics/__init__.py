@@ -11,9 +11,13 @@ from lightning_gen.metrics.features import (
     register_extractor,
 )
 from lightning_gen.metrics.functional import (
+    BOOTSTRAP_SAMPLES_PER_DIM,
+    DC_K,
+    PR_K,
     compute_features,
     feature_stats,
     fid_bootstrap,
+    fid_bootstrap_calibrated,
     fid_from_features,
     fid_from_stats,
     inception_score,
@@ -21,6 +25,7 @@ from lightning_gen.metrics.functional import (
     kid_kernel,
     prdc,
     too_few_samples,
+    warn_if_bootstrap_uncalibrated,
     warn_if_too_few_samples,
 )
 from lightning_gen.metrics.stats_cache import ReferenceStats, StatsCache, StatsKey, reference_stats
@@ -28,6 +33,9 @@ from lightning_gen.metrics.nll import ImageSums, unpadded_length
 from lightning_gen.metrics.torchmetrics_wrappers import SampleFeatures
 
 __all__ = [
+    "BOOTSTRAP_SAMPLES_PER_DIM",
+    "DC_K",
+    "PR_K",
     "INCEPTION_WEIGHTS_ENV",
     "Extracted",
     "ExtractorWeightsMissing",
@@ -41,6 +49,7 @@ __all__ = [
     "compute_features",
     "feature_stats",
     "fid_bootstrap",
+    "fid_bootstrap_calibrated",
     "fid_from_features",
     "fid_from_stats",
     "get_extractor",
@@ -52,5 +61,6 @@ __all__ = [
     "register_extractor",
     "too_few_samples",
     "unpadded_length",
+    "warn_if_bootstrap_uncalibrated",
     "warn_if_too_few_samples",
 ]

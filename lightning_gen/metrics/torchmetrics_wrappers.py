@@ -15,12 +15,15 @@ from torchmetrics.utilities import dim_zero_cat
 
 from lightning_gen.metrics.features import FeatureExtractor, get_extractor
 from lightning_gen.metrics.functional import (
+    DC_K,
+    PR_K,
     feature_stats,
     fid_bootstrap,
     fid_from_stats,
     inception_score,
     kid,
     prdc,
+    warn_if_bootstrap_uncalibrated,
     warn_if_too_few_samples,
 )
 from lightning_gen.metrics.stats_cache import ReferenceStats
@@ -45,7 +48,8 @@ class SampleFeatures(Metric):
         is_splits: chunks for the Inception Score.
         kid_subsets, kid_subset_size: KID subsets; the subset size is capped at the smaller sample count.
         seed: seed of the IS shuffle, the KID subsets and the FID bootstrap.
-        prdc_k: neighbours of precision/recall and density/coverage (0, or no more samples than that: not computed).
+        pr_k, dc_k: neighbours of precision/recall and of density/coverage (3 and 5, as in their papers; either 0,
+            or no more samples than the larger: none of the four computed).
         fid_bootstrap: resamples of :func:`~lightning_gen.metrics.functional.fid_bootstrap` (0: none).
         kid_feature_scale: KID divides the features by this (:func:`~lightning_gen.metrics.functional.kid`);
             default: the extractor's ``kid_feature_scale`` (None for Inception and without an extractor).
@@ -54,9 +58,11 @@ class SampleFeatures(Metric):
     :func:`~lightning_gen.metrics.functional.warn_if_too_few_samples`).
 
     ``compute()`` returns float64 tensors under ``num_samples``, ``fid`` (and ``fid_std``, the bootstrap's standard
-    deviation, with ``fid_bootstrap >= 2``), ``is_mean``/``is_std`` (when the extractor has logits),
-    ``kid_mean``/``kid_std`` and ``precision``/``recall``/``density``/``coverage`` (when the reference has
-    features). Precision/recall/density/coverage are computed on the device the features were given on.
+    deviation, with ``fid_bootstrap >= 2``; it warns where that overstates the spread across draws:
+    :func:`~lightning_gen.metrics.functional.warn_if_bootstrap_uncalibrated`), ``is_mean``/``is_std`` (when the
+    extractor has logits), ``kid_mean``/``kid_std`` (both within-draw: IS splits, KID subsets) and
+    ``precision``/``recall``/``density``/``coverage`` (when the reference has features). Precision/recall/density/
+    coverage are computed on the device the features were given on.
     """
 
     full_state_update = False
@@ -65,7 +71,7 @@ class SampleFeatures(Metric):
 
     def __init__(self, extractor: FeatureExtractor | str | None = None, *, reference: ReferenceStats | None = None,
                  is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
-                 prdc_k: int = 5, fid_bootstrap: int = 0, kid_feature_scale: float | None | str = "extractor",
+                 pr_k: int = PR_K, dc_k: int = DC_K, fid_bootstrap: int = 0, kid_feature_scale: float | None | str = "extractor",
                  **kwargs) -> None:
         super().__init__(**kwargs)
         if isinstance(extractor, str):
@@ -76,7 +82,7 @@ class SampleFeatures(Metric):
         self.reference = reference
         self.is_splits, self.seed = is_splits, seed
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
-        self.prdc_k, self.fid_bootstrap = prdc_k, fid_bootstrap
+        self.pr_k, self.dc_k, self.fid_bootstrap = pr_k, dc_k, fid_bootstrap
         if kid_feature_scale == "extractor":
             kid_feature_scale = None if extractor is None else extractor.kid_feature_scale
         self.kid_feature_scale = kid_feature_scale
@@ -118,14 +124,16 @@ class SampleFeatures(Metric):
                 warn_if_too_few_samples(self.reference.features.shape[0], dim, "the reference set")
             out["fid"] = fid_from_stats(*feature_stats(features), self.reference.mu, self.reference.sigma)
             if self.fid_bootstrap >= 2:
+                warn_if_bootstrap_uncalibrated(n, dim)
                 fids = fid_bootstrap(features, self.reference.mu, self.reference.sigma, self.fid_bootstrap, self.seed)
                 out["fid_std"] = float(fids.std(ddof=1))
             if self.reference.features is not None:
                 size = min(self.kid_subset_size, n, self.reference.features.shape[0])
                 out.update(kid(features, self.reference.features, self.kid_subsets, size, self.seed,
                                feature_scale=self.kid_feature_scale))
-                if self.prdc_k and min(n, self.reference.features.shape[0]) > self.prdc_k:  # else no k neighbours
-                    out.update(prdc(self.reference.features, features, self.prdc_k, device=device))
+                k = max(self.pr_k, self.dc_k)
+                if self.pr_k and self.dc_k and min(n, self.reference.features.shape[0]) > k:  # else no k neighbours
+                    out.update(prdc(self.reference.features, features, self.pr_k, self.dc_k, device=device))
         logits = _cat(self.logits)
         if logits is not None:
             if logits.shape[0] != n:
