@@ -42,7 +42,7 @@ are ReLUs, as in the authors' MNIST command.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -215,9 +215,9 @@ class MADE(LikelihoodModule):
         ``generator``, bit for bit. The incremental sums round differently from a full matmul, so the two
         probabilities differ in their last bits; a uniform that falls within :data:`TIE_TOLERANCE` of the
         incremental probability is therefore decided by the full forward pass's probability instead (about 2.5
-        draws per ``sample(16)`` on 28x28 images). Not exact only if the two probabilities differ by more than the tolerance,
-        which takes logits at least ``4e-4`` apart: measured differences are below ``2e-7`` in float32 (1 x 500 to
-        1 x 8,000 units, 28x28), the tolerance's margin is 500-fold.
+        draws per ``sample(16)`` on 28x28 images). Not exact only if the two probabilities differ by more than
+        the tolerance, which takes logits at least ``4e-4`` apart: measured differences are below ``2e-7`` in
+        float32 (1 x 500 to 1 x 8,000 units, 28x28), a 500-fold margin.
         """
         return self._sample(n, generator, labels, self._sample_mask)
 
@@ -226,7 +226,9 @@ class MADE(LikelihoodModule):
         """The reference sampler: a full forward pass per pixel (the tests and benchmarks compare with it)."""
         return self._sample(n, generator, None, self._sample_mask_naive)
 
-    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None, sample_mask) -> Tensor:
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
+                sample_mask: Callable[[int, int, torch.Generator | None], Tensor]) -> Tensor:
+        """Draws each image's mask, then ``sample_mask(count, k, generator)`` the images of each mask in turn."""
         self.check_labels(n, labels)
         choice = torch.randint(self.num_masks, (n,), generator=generator, device=self.device)
         flat = torch.zeros(n, self.num_dims, device=self.device, dtype=self.layers[0].weight.dtype)
@@ -247,22 +249,23 @@ class MADE(LikelihoodModule):
     def _sample_mask(self, n: int, k: int, generator: torch.Generator | None) -> Tensor:
         """``(n, D)`` 0/1 images under mask ``k``, incrementally (see :meth:`sample`)."""
         weights, direct = self._masked_weights(k)
-        columns = weights[0].t().unbind(0)  # (H1, D) -> D views (H1,): what pixel d adds to the first layer
+        columns = weights[0].t().contiguous().unbind(0)  # (H1, D) -> D rows (H1,): what pixel d adds to layer 1
         middle = [(weight, layer.bias) for weight, layer in zip(weights[1:-1], self.layers[1:-1])]
         out_rows, out_bias = weights[-1].unbind(0), self.layers[-1].bias.unbind(0)
         direct_rows = None if direct is None else direct.unbind(0)
         inputs = torch.zeros(n, self.num_dims, device=self.device, dtype=weights[0].dtype)
         pixels = inputs.t().unbind(0)  # D views (n,) of the columns of inputs
         pre = self.layers[0].bias.expand(n, -1).clone()  # (n, H1): the first layer's pre-activation
+        first = torch.empty_like(pre)  # its ReLU, written in place: a fresh (n, H1) per pixel costs page faults
         for d in self.input_degrees[k].argsort().tolist():  # pixels in the order of mask k
-            h = torch.relu(pre)
+            h = torch.clamp_min(pre, 0.0, out=first)
             for weight, bias in middle:
                 h = torch.relu(F.linear(h, weight, bias))
             logit = torch.addmv(out_bias[d], h, out_rows[d])
             if direct_rows is not None:
                 logit.addmv_(inputs, direct_rows[d])
             u = torch.rand(n, generator=generator, device=self.device, dtype=inputs.dtype)
-            if (u - torch.sigmoid(logit)).abs_().min() < TIE_TOLERANCE:  # as close as rounding: the full pass decides
+            if (u - torch.sigmoid(logit)).abs_().min().item() < TIE_TOLERANCE:  # within rounding: the full pass decides
                 logit = self._logits(inputs, weights, direct)[:, d]
             pixels[d].copy_(self.head.sample(logit.unsqueeze(-1), u))
             pre.addr_(pixels[d], columns[d])
