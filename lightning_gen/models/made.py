@@ -256,7 +256,7 @@ class MADE(LikelihoodModule):
         inputs = torch.zeros(n, self.num_dims, device=self.device, dtype=weights[0].dtype)
         pixels = inputs.t().unbind(0)  # D views (n,) of the columns of inputs
         pre = self.layers[0].bias.expand(n, -1).clone()  # (n, H1): the first layer's pre-activation
-        first = torch.empty_like(pre)  # its ReLU, written in place: a fresh (n, H1) per pixel costs page faults
+        first = torch.empty_like(pre)  # its ReLU, one buffer reused for every pixel
         for d in self.input_degrees[k].argsort().tolist():  # pixels in the order of mask k
             h = torch.clamp_min(pre, 0.0, out=first)
             for weight, bias in middle:
