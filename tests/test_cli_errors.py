@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 import time
 import warnings
 
@@ -78,6 +80,42 @@ def test_misspelt_class_name_says_which_class_was_meant(option, typo, meant, tmp
     proc = run_cli(["fit", option, typo, *(["--data", "Digits"] if option == "--model" else ["--model", "FVSBN"])],
                    cwd=tmp_path)
     assert_short_error(proc, 2, f"did you mean {option} {meant}?")
+
+
+@pytest.mark.parametrize("option, value, meant", [("--model.init_args.g_loss", "nonsaturating", "non_saturating"),
+                                                  ("--model.init_args.generator", "dcgann", "dcgan")])
+def test_unknown_option_value_says_which_value_was_meant(option, value, meant, tmp_path):
+    args = ["fit", "--config", str(CONFIGS / "dcgan_digits.yaml"), option, value,
+            "--trainer.default_root_dir", str(tmp_path / "run")]
+    message = assert_short_error(run_cli(args, cwd=tmp_path, env=NO_GPU), 2, f"{option} {value}: no such",
+                                 f"did you mean {meant}?", "Choices of")
+    assert len(message.strip().splitlines()) <= 3, message
+
+
+def test_a_model_module_that_does_not_import_says_how_to_make_it_importable(tmp_path):
+    typed = run_cli(["fit", "--config", str(CONFIGS / "dcgan_digits.yaml"), "--model", "my_missing_module.Model"],
+                    cwd=tmp_path, env=NO_GPU)
+    assert_short_error(typed, 2, "--model my_missing_module.Model: Python cannot import 'my_missing_module'",
+                       "PYTHONPATH=", "pip install -e")
+    config = tmp_path / "mine.yaml"
+    config.write_text("model:\n  class_path: mixture.Mixture\ndata:\n  class_path: lightning_gen.data.Digits\n")
+    in_config = run_cli(["fit", "--config", str(config)], cwd=tmp_path, env=NO_GPU)
+    assert_short_error(in_config, 2, "class_path mixture.Mixture (in a --config file)", "No module named 'mixture'",
+                       "PYTHONPATH=")
+
+
+def test_torchrun_script_without_the_environment_or_a_gpu_names_the_fix(tmp_path):
+    script = str(REPO / "scripts/torchrun.sh")
+    bare = subprocess.run(["bash", script, "configs/fvsbn_digits.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHON": "/usr/bin/false"}, timeout=60)
+    assert bare.returncode == 2 and "Traceback" not in bare.stderr, bare.stderr
+    assert "source .venv/bin/activate" in bare.stderr and "PYTHON=.venv/bin/python" in bare.stderr
+    env = {**os.environ, **NO_GPU, "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
+    env.pop("GPUS", None)
+    no_gpu = subprocess.run(["bash", script, "configs/fvsbn_digits.yaml"], cwd=tmp_path, capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert no_gpu.returncode == 2 and "AssertionError" not in no_gpu.stderr, no_gpu.stderr
+    assert "no GPU is visible" in no_gpu.stderr and "GPUS=2" in no_gpu.stderr and "--trainer.accelerator cpu" in no_gpu.stderr
 
 
 def test_gpu_preset_on_a_machine_without_gpu_names_the_cpu_options(tmp_path):

@@ -18,7 +18,7 @@ from lightning.pytorch.cli import LightningCLI
 import lightning_gen.data  # noqa: F401  (registers the data modules with the CLI)
 import lightning_gen.models  # noqa: F401  (registers the models with the CLI)
 from lightning_gen.app.cli import PROG, UserError
-from lightning_gen.app.parse_errors import explain_parse_error
+from lightning_gen.app.parse_errors import explain_bad_value, explain_parse_error
 from lightning_gen.app.run import read_checkpoint
 from lightning_gen.app.runtime import tune_host
 from lightning_gen.compat import cli_config_get
@@ -36,6 +36,8 @@ SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 class GenCLI(LightningCLI):
     #: The parser of each subcommand, as :meth:`add_arguments_to_parser` meets them (for misspelt-option hints).
     _option_parsers: tuple = ()
+    #: The command line as parsed (for the option names in error messages).
+    _argv: list[str] = []
 
     def add_arguments_to_parser(self, parser) -> None:
         for name in LINKED_DATA_ATTRIBUTES:
@@ -48,11 +50,11 @@ class GenCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         # Raised only where the parser was made with exit_on_error=False (main does): a short message with the
         # fix instead of jsonargparse's usage dump.
+        self._argv = list(sys.argv[1:] if args is None else args)
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as e:
-            argv = list(sys.argv[1:] if args is None else args)
-            raise UserError(explain_parse_error(str(e), argv, self._option_names())) from e
+            raise UserError(explain_parse_error(str(e), self._argv, self._option_names())) from e
         # Before LightningCLI reads the checkpoint's hyperparameters (right after parsing): its file is checked here.
         subcommand = self.config.get("subcommand")
         if subcommand:  # None where the CLI only builds (run=False): nothing is loaded
@@ -66,6 +68,17 @@ class GenCLI(LightningCLI):
         for parser in self._option_parsers:
             names |= set(parser.get_defaults(skip_validation=True).keys())
         return names
+
+    def instantiate_classes(self) -> None:
+        # A constructor's ValueError for a value it does not know (--model.init_args.g_loss nonsaturating) is a
+        # mistake on the command line: a few lines with the value meant, not LightningCLI's traceback.
+        try:
+            super().instantiate_classes()
+        except ValueError as e:
+            explained = explain_bad_value(e, self._argv)
+            if explained is None:
+                raise
+            raise UserError(explained) from e
 
     def before_instantiate_classes(self) -> None:
         check_accelerator(cli_config_get(self, self.config, "trainer", default={}))
