@@ -97,7 +97,8 @@ def announce_estimates(model: GenerativeModule, datamodule: ImageDataModule, opt
         lines = step_estimates(model, datamodule.datasets["test"].images, nll=nll, num_samples=num_samples,
                                extractor=extractor, batch_size=options.batch_size,
                                estimate=Estimate(k=options.iw_samples, seed=options.seed),
-                               processes=devices * options.num_nodes, after_s=after_s)
+                               processes=devices * options.num_nodes, after_s=after_s,
+                               feature_dim=extractor.feature_dim if extractor is not None else 0)
     finally:
         model.train(was_training)
     for line in lines:
