@@ -39,7 +39,7 @@ def test_a_first_call_that_pays_a_fixed_cost_is_not_charged_per_item():
 
 def test_the_estimate_of_a_gans_samples_is_within_2x_of_the_measured_time():
     extractor = build_extractor("digits-lenet", None)
-    num_samples, batch = 4000, 100
+    num_samples, batch = 20_000, 100
     labels = torch.arange(batch) % 10
     model, generator = small_gan(), torch.Generator().manual_seed(0)
     sampling = measure_cost(lambda n: model.sample(n, generator=generator, labels=labels[:n]), batch)
@@ -47,12 +47,15 @@ def test_the_estimate_of_a_gans_samples_is_within_2x_of_the_measured_time():
     features = measure_cost(lambda n: extractor(blank[:n]), batch)
     estimated = sum(c.seconds(num_samples, batch_size=batch) for c in (sampling, features))
 
-    model = small_gan()  # fresh: the measured run pays the warm-up too
-    start = time.perf_counter()
-    with torch.no_grad():
-        for _ in range(num_samples // batch):
-            extractor(model.sample(batch, generator=generator, labels=labels))
-    measured = time.perf_counter() - start
+    def measure() -> float:
+        model = small_gan()  # fresh: the measured run pays the warm-up too
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(num_samples // batch):
+                extractor(model.sample(batch, generator=generator, labels=labels))
+        return time.perf_counter() - start
+
+    measured = min(measure(), measure())  # the faster of two: other work on a shared machine only adds time
     assert measured / 2 <= estimated <= 2 * measured, (estimated, measured, sampling, features)
 
 
