@@ -89,10 +89,11 @@ class GenCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         """The configured Trainer, with :class:`ThrottledProgressBar` as its progress bar unless the config
-        names one or turns the bar off (Lightning's default bar redraws every batch), and :class:`StopReason`."""
+        names one or turns the bar off (Lightning's default bar redraws every batch), :class:`StopReason` and
+        :class:`ValidationSummary`."""
         from lightning.pytorch.callbacks import ProgressBar
 
-        from lightning_gen.callbacks import StopReason, ThrottledProgressBar
+        from lightning_gen.callbacks import StopReason, ThrottledProgressBar, ValidationSummary
 
         trainer = cli_config_get(self, self.config_init, "trainer", default={})
         callbacks = trainer.get("callbacks") or []
@@ -102,6 +103,8 @@ class GenCLI(LightningCLI):
             extra.append(ThrottledProgressBar())
         if not any(isinstance(c, StopReason) for c in callbacks):
             extra.append(StopReason())
+        if not any(isinstance(c, ValidationSummary) for c in callbacks):
+            extra.append(ValidationSummary())
         kwargs.setdefault("callbacks", [*callbacks, *extra])
         instance = super().instantiate_trainer(**kwargs)
         check_sync_batchnorm(instance, self.model, bool(trainer.get("sync_batchnorm")))
@@ -227,7 +230,9 @@ def apply_run_name(trainer_config, run_name: str | None) -> None:
 def place_run(trainer) -> Path | None:
     """Put everything a training run writes into one run folder, whatever its loggers: ``<default_root_dir>/
     lightning_logs/version_N/`` with ``config.yaml``, ``checkpoints/``, ``samples/``, ``pictures/`` and, under W&B,
-    ``wandb/`` and ``wandb_run.json``. Returns the folder (None without loggers or under ``fast_dev_run``).
+    ``wandb/`` and ``wandb_run.json``, and ``metrics.csv`` of every logged scalar whatever the loggers (a CSV logger
+    is added beside W&B or TensorBoard, so the curve tools and an offline reader have the validation metrics).
+    Returns the folder (None without loggers or under ``fast_dev_run``).
 
     The layout is Lightning's own for its CSV and TensorBoard loggers (their ``log_dir``), kept so older run folders
     and commands stay valid. A W&B logger first in the list would otherwise send the checkpoints to
@@ -237,7 +242,7 @@ def place_run(trainer) -> Path | None:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from lightning_gen.loggers import WandbLogger, run_folder, run_folder_name
+    from lightning_gen.loggers import WandbLogger, metrics_csv_logger, run_folder, run_folder_name
 
     if not trainer.loggers or trainer.fast_dev_run:
         return None
@@ -253,6 +258,8 @@ def place_run(trainer) -> Path | None:
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.place(folder, run_folder_name(folder))
+    if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
+        trainer.loggers = [*trainer.loggers, metrics_csv_logger(folder)]
     return folder
 
 
