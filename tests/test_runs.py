@@ -365,6 +365,7 @@ def test_readme_fit_with_and_without_wandb_gives_one_run_folder_that_benchmark_o
         assert record["checkpoint"].endswith("checkpoints/best.ckpt")
         assert f"{name}: checkpoint {folder.relative_to(tmp_path)}/checkpoints/best.ckpt" in proc.stdout
         assert record["wandb_url"].startswith(OFFLINE_PREFIX)
+        assert "W&B (offline): results saved in " in proc.stdout and "upload them with: wandb sync " in proc.stdout
     training, benchmark = offline_runs(with_wandb)
     assert training["id"] == benchmark["id"] == trained["id"]  # one W&B run for training and results
     assert benchmark["summary"]["benchmark/nll_bpd"] == pytest.approx(record["metrics"]["nll_bpd"])

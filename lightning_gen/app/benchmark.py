@@ -106,6 +106,18 @@ def announce_estimates(model: GenerativeModule, datamodule: ImageDataModule, opt
     return lines
 
 
+def wandb_note(location: str | None) -> str:
+    """Where ``--wandb`` put a record: the run's URL, or the offline folder and the command that uploads it."""
+    from lightning_gen.app.wandb_log import OFFLINE_PREFIX
+
+    if not location:
+        return "W&B: nothing logged"
+    if location.startswith(OFFLINE_PREFIX):
+        folder, _, upload = location[len(OFFLINE_PREFIX):].partition(" | upload: ")
+        return f"W&B (offline): results saved in {folder}\n  upload them with: {upload}"
+    return f"W&B: results logged to {location}"
+
+
 # ---- one checkpoint --------------------------------------------------------------------------------------------
 def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions, *, data: str | None = None,
                          data_root: str | None = None, data_args: dict | None = None, name: str | None = None,
@@ -372,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{record['run_name']}: checkpoint {record['checkpoint']}")  # which one a run folder gave (best.ckpt)
         if args.wandb:
             record["wandb_url"] = log_wandb(record, grid, project=args.wandb_project)
+            print(wandb_note(record["wandb_url"]))
         records.append(record)
         if not args.no_store:
             with Store(args.db) as store:
