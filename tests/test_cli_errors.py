@@ -142,6 +142,38 @@ def test_missing_checkpoint_lists_the_runs_checkpoints_newest_first(tmp_path):
     assert message.index(shown[0]) < message.index(shown[1])
 
 
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_missing_checkpoint_hint_honours_run_name_and_finds_the_demo_runs(tmp_path):
+    fit = ["fit", "--config", str(CONFIGS / "fvsbn_digits.yaml")]
+    five = _touch(tmp_path / "runs/fvsbn_5min/lightning_logs/version_0/checkpoints/last.ckpt")
+    _touch(tmp_path / "runs/fvsbn_digits/lightning_logs/version_0/checkpoints/other.ckpt")
+    named = run_cli([*fit, "--run_name", "fvsbn_5min", "--ckpt_path", "runs/fvsbn_5min/best.ckpt"], cwd=tmp_path)
+    message = assert_short_error(named, 2, "Checkpoints under runs/fvsbn_5min", str(five.relative_to(tmp_path)))
+    assert "other.ckpt" not in message
+
+    demo = _touch(tmp_path / "runs/demo/gan_digits/lightning_logs/version_0/checkpoints/last.ckpt")
+    guessed = run_cli(["fit", "--config", str(CONFIGS / "gan_digits.yaml"), "--ckpt_path",
+                       "runs/gan_digits/lightning_logs/version_0/checkpoints/last.ckpt"], cwd=tmp_path)
+    assert_short_error(guessed, 2, "no checkpoints under runs/gan_digits", "Checkpoints of runs with a similar name",
+                       str(demo.relative_to(tmp_path)), max_lines=10)
+
+
+def test_sample_of_a_misspelt_checkpoint_lists_the_ones_beside_it(tmp_path):
+    folder = tmp_path / "runs/demo/vae_digits/lightning_logs/version_0/checkpoints"
+    for name in ("best.ckpt", "last.ckpt"):
+        _touch(folder / name)
+    proc = run_cli(["sample", str((folder / "lats.ckpt").relative_to(tmp_path))], cwd=tmp_path)
+    shown = str(folder.relative_to(tmp_path))
+    assert_short_error(proc, 2, f"did you mean {shown}/last.ckpt?", f"Checkpoints in {shown}:", f"{shown}/best.ckpt")
+    elsewhere = run_cli(["sample", "runs/vae_digits"], cwd=tmp_path)
+    assert_short_error(elsewhere, 2, "runs/vae_digits does not exist", f"{shown}/last.ckpt")
+
+
 def test_sample_of_a_file_that_is_no_checkpoint_is_one_line(tmp_path):
     proc = run_cli(["sample", str(REPO / "README.md")], cwd=tmp_path)
     message = assert_short_error(proc, 2, "README.md is not a checkpoint", max_lines=1)

@@ -19,7 +19,7 @@ import lightning_gen.data  # noqa: F401  (registers the data modules with the CL
 import lightning_gen.models  # noqa: F401  (registers the models with the CLI)
 from lightning_gen.app.cli import PROG, UserError
 from lightning_gen.app.parse_errors import explain_bad_value, explain_parse_error
-from lightning_gen.app.run import read_checkpoint
+from lightning_gen.app.run import listing, read_checkpoint, run_checkpoints, runs_like, shown_path
 from lightning_gen.app.runtime import tune_host
 from lightning_gen.compat import cli_config_get
 from lightning_gen.data.base import ImageDataModule
@@ -61,7 +61,10 @@ class GenCLI(LightningCLI):
             section = self.config[subcommand]
             require_weights_only(section)
             if section.get("ckpt_path"):
-                check_ckpt_path(str(section.ckpt_path), section.get("trainer") or {})
+                # The run's root as --run_name will make it (applied later, before the classes are built).
+                trainer = {"default_root_dir": (section.get("trainer") or {}).get("default_root_dir")}
+                apply_run_name(trainer, section.get("run_name"))
+                check_ckpt_path(str(section.ckpt_path), trainer)
 
     def _option_names(self) -> set[str]:
         names = {"help", "print_config", "config"}
@@ -174,31 +177,16 @@ def check_ckpt_path(ckpt_path: str, trainer) -> None:
         return
     root = Path(trainer.get("default_root_dir") or os.getcwd())
     found = run_checkpoints(root)
-    where = f"{_shown(root)} (the run's --trainer.default_root_dir)"
-    if not found:
+    where = f"{shown_path(root)} (the run's --trainer.default_root_dir, with --run_name applied)"
+    if found:
+        hint = f"Checkpoints under {where}, newest first:\n{listing(found)}"
+    else:
         hint = (f"There are no checkpoints under {where} yet: `{PROG} fit` with the same configuration writes them "
                 "to <default_root_dir>/lightning_logs/version_<n>/checkpoints/.")
-    else:
-        shown = "\n".join(f"  {_shown(p)}" for p in found[:5])
-        more = f"\n  ... and {len(found) - 5} more" if len(found) > 5 else ""
-        hint = f"Checkpoints under {where}, newest first:\n{shown}{more}"
+        elsewhere = runs_like(Path(ckpt_path)) or runs_like(root)
+        if elsewhere:
+            hint += f"\nCheckpoints of runs with a similar name, newest first:\n{listing(elsewhere)}"
     raise UserError(f"--ckpt_path {ckpt_path}: no such file.\n{hint}")
-
-
-def run_checkpoints(root: Path) -> list[Path]:
-    """``*.ckpt`` files in the ``checkpoints/`` folders of a run root (as deep as Lightning's loggers put them),
-    newest first."""
-    found = {p for pattern in ("checkpoints/*.ckpt", "*/checkpoints/*.ckpt", "*/*/checkpoints/*.ckpt")
-             for p in root.glob(pattern) if p.is_file()}
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory where it lies below it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def run_lightning(args: list[str] | None) -> int:
