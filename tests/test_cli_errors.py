@@ -258,6 +258,24 @@ def test_early_stopping_says_training_stopped_and_why(tmp_path):
     assert "--ckpt_path" in reason.message
 
 
+class _StopAt(L.Callback):
+    def __init__(self, epoch: int, batch_idx: int) -> None:
+        self.epoch, self.batch_idx = epoch, batch_idx
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch_idx):
+            trainer.should_stop = True
+
+
+def test_a_stop_inside_an_epoch_counts_the_epochs_run_as_a_fraction(tmp_path):
+    reason = StopReason()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=5, limit_train_batches=4, limit_val_batches=0, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        default_root_dir=tmp_path, callbacks=[reason, _StopAt(epoch=1, batch_idx=2)])
+    trainer.fit(FVSBN(image_shape=(1, 8, 8), num_levels=2), Digits(batch_size=64, binarize=True))
+    assert "after 1.75 epochs (7 steps)" in reason.message, reason.message
+
+
 def test_a_run_that_uses_its_budget_says_nothing_extra(tmp_path):
     reason = StopReason()
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=0, logger=False,

@@ -177,7 +177,7 @@ def check_ckpt_path(ckpt_path: str, trainer) -> None:
         return
     root = Path(trainer.get("default_root_dir") or os.getcwd())
     found = run_checkpoints(root)
-    where = f"{shown_path(root)} (the run's --trainer.default_root_dir, with --run_name applied)"
+    where = f"{shown_path(root)} (the run root: --trainer.default_root_dir, its last part replaced by --run_name)"
     if found:
         hint = f"Checkpoints under {where}, newest first:\n{listing(found)}"
     else:

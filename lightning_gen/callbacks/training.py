@@ -3,6 +3,7 @@ validation metrics, the wall clock, and why training stopped (with the checkpoin
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -138,6 +139,17 @@ class StopReason(L.Callback):
                 return f"early stopping ({stopper.stopping_reason_message or stopper.monitor})".replace("\n", " ")
         return "trainer.should_stop was set by the model or a callback"
 
+    @staticmethod
+    def epochs_done(trainer: L.Trainer) -> str:
+        """The training epochs run, a fraction where the run stopped inside one ("2.76 epochs"): not
+        ``current_epoch``, which counts the interrupted epoch as done."""
+        batches = trainer.num_training_batches
+        done = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+        if not batches or math.isinf(batches):
+            return f"{trainer.current_epoch} epochs"
+        epochs = done / batches
+        return f"{int(epochs)} epochs" if epochs == int(epochs) else f"{epochs:.2f} epochs"
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         reason = self.reason(trainer)
         if reason is None:
@@ -148,7 +160,7 @@ class StopReason(L.Callback):
             resume = f"; resume with --ckpt_path {saved}"
             if reason.startswith("reached --trainer.max_time"):
                 resume += " and a larger --trainer.max_time (the time already spent counts)"
-        self.message = (f"Training stopped: {reason} after {trainer.current_epoch} epochs "
+        self.message = (f"Training stopped: {reason} after {self.epochs_done(trainer)} "
                         f"({trainer.global_step:,} steps){resume}")
         rank_zero_info(self.message)
 
