@@ -64,7 +64,7 @@ from lightning_gen.app.options import (DEFAULT_NUM_SAMPLES, INCEPTION_CPU_NUM_SA
                                        resolve_extractor_name, resolve_num_samples)
 from lightning_gen.app.probe import probe_splits
 from lightning_gen.app.run import CheckpointError, DataConfigError, Run
-from lightning_gen.app.wandb_log import log_wandb
+from lightning_gen.app.wandb_log import log_wandb, wandb_note
 from lightning_gen.data import FashionMNIST
 from lightning_gen.data.base import DataFilesMissing, ImageDataModule
 from lightning_gen.evaluation import BenchmarkError, evaluate_model
@@ -104,18 +104,6 @@ def announce_estimates(model: GenerativeModule, datamodule: ImageDataModule, opt
     for line in lines:
         print(f"estimate: {line}", file=sys.stderr, flush=True)
     return lines
-
-
-def wandb_note(location: str | None) -> str:
-    """Where ``--wandb`` put a record: the run's URL, or the offline folder and the command that uploads it."""
-    from lightning_gen.app.wandb_log import OFFLINE_PREFIX
-
-    if not location:
-        return "W&B: nothing logged"
-    if location.startswith(OFFLINE_PREFIX):
-        folder, _, upload = location[len(OFFLINE_PREFIX):].partition(" | upload: ")
-        return f"W&B (offline): results saved in {folder}\n  upload them with: {upload}"
-    return f"W&B: results logged to {location}"
 
 
 # ---- one checkpoint --------------------------------------------------------------------------------------------
