@@ -31,6 +31,16 @@ def run_folder(trainer) -> Path:
     return Path(folder or trainer.default_root_dir)
 
 
+#: Every scalar a run logs, one row per logging step, in the run folder whatever the loggers (the curve tools read it).
+METRICS_CSV = "metrics.csv"
+
+
+def metrics_csv_logger(folder: str | os.PathLike) -> CSVLogger:
+    """A CSV logger writing ``<folder>/metrics.csv`` (and ``hparams.yaml``) directly into the run folder: the
+    offline record of every logged scalar that ``lightning_gen fit`` adds beside W&B or TensorBoard."""
+    return CSVLogger(save_dir=str(folder), name="", version="")
+
+
 def checkpoint_run_folder(checkpoint: Path) -> Path:
     """The run folder of a checkpoint: ``<run>/checkpoints/x.ckpt`` -> ``<run>`` (where LightningCLI saves
     config.yaml); a checkpoint elsewhere -> its own folder."""
@@ -80,6 +90,10 @@ class WandbLogger(_WandbLogger):
         if not sys.stdin or not sys.stdin.isatty():
             os.environ.setdefault("WANDB_DISABLE_CODE", "true")
         super().__init__(*args, **kwargs)
+        # Lightning passes anonymous=None to wandb.init, on which recent W&B warns "The anonymous setting has no
+        # effect" in every run; unset, it says nothing.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
         self._mode = kwargs["mode"]
 
     def place(self, run_folder: str | os.PathLike, name: str | None = None) -> None:

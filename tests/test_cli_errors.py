@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 import time
 import warnings
 
@@ -80,6 +82,42 @@ def test_misspelt_class_name_says_which_class_was_meant(option, typo, meant, tmp
     assert_short_error(proc, 2, f"did you mean {option} {meant}?")
 
 
+@pytest.mark.parametrize("option, value, meant", [("--model.init_args.g_loss", "nonsaturating", "non_saturating"),
+                                                  ("--model.init_args.generator", "dcgann", "dcgan")])
+def test_unknown_option_value_says_which_value_was_meant(option, value, meant, tmp_path):
+    args = ["fit", "--config", str(CONFIGS / "dcgan_digits.yaml"), option, value,
+            "--trainer.default_root_dir", str(tmp_path / "run")]
+    message = assert_short_error(run_cli(args, cwd=tmp_path, env=NO_GPU), 2, f"{option} {value}: no such",
+                                 f"did you mean {meant}?", "Choices of")
+    assert len(message.strip().splitlines()) <= 3, message
+
+
+def test_a_model_module_that_does_not_import_says_how_to_make_it_importable(tmp_path):
+    typed = run_cli(["fit", "--config", str(CONFIGS / "dcgan_digits.yaml"), "--model", "my_missing_module.Model"],
+                    cwd=tmp_path, env=NO_GPU)
+    assert_short_error(typed, 2, "--model my_missing_module.Model: Python cannot import 'my_missing_module'",
+                       "PYTHONPATH=", "pip install -e")
+    config = tmp_path / "mine.yaml"
+    config.write_text("model:\n  class_path: mixture.Mixture\ndata:\n  class_path: lightning_gen.data.Digits\n")
+    in_config = run_cli(["fit", "--config", str(config)], cwd=tmp_path, env=NO_GPU)
+    assert_short_error(in_config, 2, "class_path mixture.Mixture (in a --config file)", "No module named 'mixture'",
+                       "PYTHONPATH=")
+
+
+def test_torchrun_script_without_the_environment_or_a_gpu_names_the_fix(tmp_path):
+    script = str(REPO / "scripts/torchrun.sh")
+    bare = subprocess.run(["bash", script, "configs/fvsbn_digits.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHON": "/usr/bin/false"}, timeout=60)
+    assert bare.returncode == 2 and "Traceback" not in bare.stderr, bare.stderr
+    assert "source .venv/bin/activate" in bare.stderr and "PYTHON=.venv/bin/python" in bare.stderr
+    env = {**os.environ, **NO_GPU, "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
+    env.pop("GPUS", None)
+    no_gpu = subprocess.run(["bash", script, "configs/fvsbn_digits.yaml"], cwd=tmp_path, capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert no_gpu.returncode == 2 and "AssertionError" not in no_gpu.stderr, no_gpu.stderr
+    assert "no GPU is visible" in no_gpu.stderr and "GPUS=2" in no_gpu.stderr and "--trainer.accelerator cpu" in no_gpu.stderr
+
+
 def test_gpu_preset_on_a_machine_without_gpu_names_the_cpu_options(tmp_path):
     args = ["fit", "--config", str(CONFIGS / "fvsbn_digits.yaml"), "--config", str(CONFIGS / "trainer/ddp.yaml"),
             "--trainer.default_root_dir", str(tmp_path / "run")]
@@ -102,6 +140,38 @@ def test_missing_checkpoint_lists_the_runs_checkpoints_newest_first(tmp_path):
     message = assert_short_error(run_cli(args, cwd=tmp_path), 2, "no such file", "newest first")
     shown = [str(p.relative_to(tmp_path)) for p in (newer, older)]  # relative to the working directory
     assert message.index(shown[0]) < message.index(shown[1])
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_missing_checkpoint_hint_honours_run_name_and_finds_the_demo_runs(tmp_path):
+    fit = ["fit", "--config", str(CONFIGS / "fvsbn_digits.yaml")]
+    five = _touch(tmp_path / "runs/fvsbn_5min/lightning_logs/version_0/checkpoints/last.ckpt")
+    _touch(tmp_path / "runs/fvsbn_digits/lightning_logs/version_0/checkpoints/other.ckpt")
+    named = run_cli([*fit, "--run_name", "fvsbn_5min", "--ckpt_path", "runs/fvsbn_5min/best.ckpt"], cwd=tmp_path)
+    message = assert_short_error(named, 2, "Checkpoints under runs/fvsbn_5min", str(five.relative_to(tmp_path)))
+    assert "other.ckpt" not in message
+
+    demo = _touch(tmp_path / "runs/demo/gan_digits/lightning_logs/version_0/checkpoints/last.ckpt")
+    guessed = run_cli(["fit", "--config", str(CONFIGS / "gan_digits.yaml"), "--ckpt_path",
+                       "runs/gan_digits/lightning_logs/version_0/checkpoints/last.ckpt"], cwd=tmp_path)
+    assert_short_error(guessed, 2, "no checkpoints under runs/gan_digits", "Checkpoints of runs with a similar name",
+                       str(demo.relative_to(tmp_path)), max_lines=10)
+
+
+def test_sample_of_a_misspelt_checkpoint_lists_the_ones_beside_it(tmp_path):
+    folder = tmp_path / "runs/demo/vae_digits/lightning_logs/version_0/checkpoints"
+    for name in ("best.ckpt", "last.ckpt"):
+        _touch(folder / name)
+    proc = run_cli(["sample", str((folder / "lats.ckpt").relative_to(tmp_path))], cwd=tmp_path)
+    shown = str(folder.relative_to(tmp_path))
+    assert_short_error(proc, 2, f"did you mean {shown}/last.ckpt?", f"Checkpoints in {shown}:", f"{shown}/best.ckpt")
+    elsewhere = run_cli(["sample", "runs/vae_digits"], cwd=tmp_path)
+    assert_short_error(elsewhere, 2, "runs/vae_digits does not exist", f"{shown}/last.ckpt")
 
 
 def test_sample_of_a_file_that_is_no_checkpoint_is_one_line(tmp_path):
@@ -186,6 +256,24 @@ def test_early_stopping_says_training_stopped_and_why(tmp_path):
     assert trainer.current_epoch == 1
     assert reason.message.startswith("Training stopped: early stopping") and "val/nll_nats" in reason.message
     assert "--ckpt_path" in reason.message
+
+
+class _StopAt(L.Callback):
+    def __init__(self, epoch: int, batch_idx: int) -> None:
+        self.epoch, self.batch_idx = epoch, batch_idx
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch_idx):
+            trainer.should_stop = True
+
+
+def test_a_stop_inside_an_epoch_counts_the_epochs_run_as_a_fraction(tmp_path):
+    reason = StopReason()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=5, limit_train_batches=4, limit_val_batches=0, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        default_root_dir=tmp_path, callbacks=[reason, _StopAt(epoch=1, batch_idx=2)])
+    trainer.fit(FVSBN(image_shape=(1, 8, 8), num_levels=2), Digits(batch_size=64, binarize=True))
+    assert "after 1.75 epochs (7 steps)" in reason.message, reason.message
 
 
 def test_a_run_that_uses_its_budget_says_nothing_extra(tmp_path):

@@ -4,10 +4,12 @@ during training, the benchmark resuming the training's W&B run, the dashboard's 
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import math
 import random
+import re
 import struct
 import sys
 from pathlib import Path
@@ -364,6 +366,25 @@ def test_readme_fit_with_and_without_wandb_gives_one_run_folder_that_benchmark_o
         assert record["checkpoint"].endswith("checkpoints/best.ckpt")
         assert f"{name}: checkpoint {folder.relative_to(tmp_path)}/checkpoints/best.ckpt" in proc.stdout
         assert record["wandb_url"].startswith(OFFLINE_PREFIX)
+        assert "W&B (offline): results saved in " in proc.stdout and "upload them with: wandb sync " in proc.stdout
     training, benchmark = offline_runs(with_wandb)
     assert training["id"] == benchmark["id"] == trained["id"]  # one W&B run for training and results
     assert benchmark["summary"]["benchmark/nll_bpd"] == pytest.approx(record["metrics"]["nll_bpd"])
+
+
+def test_dcgan_fit_with_wandb_keeps_metrics_csv_with_val_fid_and_prints_the_val_metrics(tmp_path):
+    """Beside the W&B logger (offline) the run folder still gets metrics.csv of every logged scalar, val/fid among
+    them, and each validation's end prints one line of the latest val metrics."""
+    proc = run_cli(["fit", "--config", str(CONFIGS / "dcgan_digits.yaml"), "--config",
+                    str(CONFIGS / "logger" / "wandb.yaml"), "--trainer.max_epochs", "1",
+                    "--trainer.limit_train_batches", "3", "--trainer.check_val_every_n_epoch", "1",
+                    "--trainer.enable_progress_bar", "false"],
+                   cwd=tmp_path, env={"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = tmp_path / "runs" / "dcgan_digits" / "lightning_logs" / "version_0"
+    assert read_wandb_run_file(folder)["mode"] == "offline"
+    rows = list(csv.DictReader((folder / "metrics.csv").open()))
+    fids = [float(row["val/fid"]) for row in rows if row.get("val/fid")]
+    assert len(fids) == 1 and math.isfinite(fids[0]), rows
+    assert re.search(r"epoch 0, step [\d,]+: .*val/fid [\d.]+", proc.stdout + proc.stderr), proc.stdout[-2000:]
+    assert "anonymous setting" not in proc.stderr

@@ -72,7 +72,7 @@ from lightning_gen.app.options import (DEFAULT_NUM_SAMPLES, INCEPTION_CPU_NUM_SA
                                        resolve_extractor_name, resolve_num_samples)
 from lightning_gen.app.probe import probe_splits
 from lightning_gen.app.run import CheckpointError, DataConfigError, Run
-from lightning_gen.app.wandb_log import log_wandb
+from lightning_gen.app.wandb_log import log_wandb, wandb_note
 from lightning_gen.data import FashionMNIST
 from lightning_gen.data.base import DataFilesMissing, ImageDataModule
 from lightning_gen.evaluation import BenchmarkError, default_repeats, evaluate_model, split_digest, spread_protocol
@@ -106,7 +106,8 @@ def announce_estimates(model: GenerativeModule, datamodule: ImageDataModule, opt
         lines = step_estimates(model, datamodule.datasets["test"].images, nll=nll, num_samples=num_samples,
                                extractor=extractor, batch_size=options.batch_size,
                                estimate=Estimate(k=options.iw_samples, seed=options.seed),
-                               processes=devices * options.num_nodes, after_s=after_s)
+                               processes=devices * options.num_nodes, after_s=after_s,
+                               feature_dim=extractor.feature_dim if extractor is not None else 0)
     finally:
         model.train(was_training)
     for line in lines:
@@ -411,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{record['run_name']}: checkpoint {record['checkpoint']}")  # which one a run folder gave (best.ckpt)
         if args.wandb:
             record["wandb_url"] = log_wandb(record, grid, project=args.wandb_project)
+            print(wandb_note(record["wandb_url"]))
         records.append(record)
         if not args.no_store:
             with Store(args.db) as store:

@@ -1,4 +1,5 @@
-"""What a LightningCLI parse error meant: a misspelt option or class name, with the closest correct one."""
+"""What a LightningCLI parse or construction error meant: a misspelt option, class name or option value, or a
+module that does not import, with the closest correct one or the fix."""
 
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ def explain_parse_error(message: str, argv: list[str], known: set[str]) -> str:
     name, what was probably meant (``known``: the parser's option names, without dashes)."""
     command = argv[0] if argv and argv[0] in TRAINER_COMMANDS else None
     help_hint = f"`{PROG} {command or 'fit'} --help` lists the options"
+    # A class path whose module does not import: --model my_module.Model, class_path: my_module.Model in a config.
+    unimportable = re.search(r"class_path '([\w.]+)':\s*No module named '([\w.]+)'", message)
+    if unimportable:
+        return explain_unimportable(unimportable.group(1), unimportable.group(2), argv)
     # A class name that names no class: --model GANN, --data Digitz, class_path: GANN in a config.
     section = re.search(r'Parser key "(model|data)"', message)
     bad_class = re.search(r"dot import path string: (\S+)|has no attribute '(\w+)'", message)
@@ -95,3 +100,45 @@ def explain_parse_error(message: str, argv: list[str], known: set[str]) -> str:
     return f"{shown}\n{help_hint}; --debug shows the parser's whole report."
 
 
+
+def explain_unimportable(class_path: str, missing: str, argv: list[str]) -> str:
+    """``class_path`` names a module that Python cannot find (``missing``): where Python looks, and how to add a
+    folder or a package there."""
+    typed = next((argv[i] for i in range(len(argv) - 1) if argv[i + 1] == class_path), None)
+    head = f"{typed} {class_path}" if typed else f"class_path {class_path} (in a --config file)"
+    top = missing.split(".")[0]
+    return (f"{head}: Python cannot import {missing!r} (No module named {missing!r}).\n"
+            f"Make it importable: run from the folder that holds {top}.py (or the package {top}/), prefix the command "
+            f"with PYTHONPATH=<that folder>, or install your package (pip install -e <its folder>).")
+
+
+#: What the constructors of the models and layers raise for a value they do not know.
+_UNKNOWN_VALUE = re.compile(r"unknown ([\w ]+?) '([^']*)'; expected one of \(?([^)\n]*)\)?")
+
+
+def explain_bad_value(error: BaseException, argv: list[str]) -> str | None:
+    """A few lines for a constructor's ``ValueError("unknown <name> '<value>'; expected one of (...)")`` found in
+    ``error`` or its causes (LightningCLI wraps it while building the classes): the option as the user typed it,
+    the value probably meant and every allowed value. None where ``error`` holds no such message."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        found = _UNKNOWN_VALUE.search(str(error))
+        if found:
+            break
+        error = error.__cause__ or error.__context__
+    else:
+        return None
+    if error is None:
+        return None
+    name, value, listed = found.groups()
+    choices = re.findall(r"'([^']*)'", listed) or [c.strip() for c in listed.split(",") if c.strip()]
+    guess = closest(value, choices)
+    key = name.replace(" ", "_")
+    typed = _given_option(argv, key)
+    meant = f"; did you mean {guess}?" if guess else ""
+    if typed:
+        head = f"{typed} {value}: no such {name}{meant}"
+    else:
+        head = f"{name} {value!r} (from a --config file): no such {name}{meant}"
+    return f"{head}\nChoices of {name}: {', '.join(choices)}."

@@ -71,6 +71,62 @@ def choose_checkpoint(folder: Path) -> Path:
     return found[-1]
 
 
+def run_checkpoints(root: Path) -> list[Path]:
+    """``*.ckpt`` files in the ``checkpoints/`` folders of a run root or run folder (as deep as Lightning's loggers
+    put them), newest first."""
+    found = {p for pattern in ("checkpoints/*.ckpt", "*/checkpoints/*.ckpt", "*/*/checkpoints/*.ckpt")
+             for p in root.glob(pattern) if p.is_file()}
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def runs_like(path: Path) -> list[Path]:
+    """Checkpoints of the runs ``path`` may have meant, where its run root does not exist or holds none: under the
+    deepest existing folder above it, ``<that>/<name>_*`` (a ``--run_name`` variant such as dcgan_mnist_5min) and
+    ``<that>/*/<name>`` (``make demo`` trains into runs/demo/<config>), ``<name>`` being the first missing or empty
+    part of ``path``. Newest first."""
+    parts = path.parts
+    for i in range(len(parts) - 1, 0, -1):
+        base, name = Path(*parts[:i]), parts[i]
+        if base.is_dir() and not run_checkpoints(base / name):
+            roots = [p for p in (*base.glob(f"{name}_*"), *base.glob(f"*/{name}")) if p.is_dir()]
+            found = [c for root in roots for c in run_checkpoints(root)]
+            if found:
+                return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    return []
+
+
+def listing(paths: list[Path], limit: int = 5) -> str:
+    """``paths`` one per line, indented, relative to the working directory where they lie below it."""
+    shown = "\n".join(f"  {shown_path(p)}" for p in paths[:limit])
+    return shown + (f"\n  ... and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def missing_path_message(path: Path) -> str:
+    """Why ``path`` opens no run, with the checkpoints it may have meant: a misspelt file beside its siblings
+    (did you mean last.ckpt?), else the runs :func:`runs_like` finds."""
+    from lightning_gen.app.cli import closest
+
+    head = f"checkpoint {path} does not exist" if path.suffix == ".ckpt" else \
+        f"{path} does not exist: give a run folder or a .ckpt file"
+    siblings = sorted(path.parent.glob("*.ckpt")) if path.suffix == ".ckpt" and path.parent.is_dir() else []
+    if siblings:
+        guess = closest(path.name, [p.name for p in siblings])
+        meant = f"; did you mean {shown_path(path.parent / guess)}?" if guess else ""
+        return f"{head}{meant}\nCheckpoints in {shown_path(path.parent)}:\n{listing(siblings)}"
+    elsewhere = runs_like(path)
+    if elsewhere:
+        return f"{head}\nCheckpoints of runs with a similar name, newest first:\n{listing(elsewhere)}"
+    return head
+
+
 def _build_datamodule(section: dict | None, data: str | None, overrides: dict[str, Any]) -> ImageDataModule:
     """A config's ``data:`` section (``class_path`` + ``init_args``) with ``data`` and ``overrides`` layered on top,
     parsed and instantiated by jsonargparse as LightningCLI does for ``--config run.yaml --data X``."""
@@ -125,8 +181,7 @@ class Run:
             return cls(path, choose_checkpoint(path))
         if path.is_file():
             return cls(checkpoint_run_folder(path), path)
-        raise CheckpointNotFound(f"checkpoint {path} does not exist" if path.suffix == ".ckpt" else
-                                 f"{path} does not exist: give a run folder or a .ckpt file")
+        raise CheckpointNotFound(missing_path_message(path))
 
     def __repr__(self) -> str:
         return f"Run({str(self.checkpoint)!r})"

@@ -18,8 +18,8 @@ from lightning.pytorch.cli import LightningCLI
 import lightning_gen.data  # noqa: F401  (registers the data modules with the CLI)
 import lightning_gen.models  # noqa: F401  (registers the models with the CLI)
 from lightning_gen.app.cli import PROG, TRAINER_COMMANDS, UserError
-from lightning_gen.app.parse_errors import explain_parse_error
-from lightning_gen.app.run import read_checkpoint
+from lightning_gen.app.parse_errors import explain_bad_value, explain_parse_error
+from lightning_gen.app.run import listing, read_checkpoint, run_checkpoints, runs_like, shown_path
 from lightning_gen.app.runtime import tune_host
 from lightning_gen.compat import cli_config_get
 from lightning_gen.data.base import ImageDataModule
@@ -39,6 +39,8 @@ SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 class GenCLI(LightningCLI):
     #: The parser of each subcommand, as :meth:`add_arguments_to_parser` meets them (for misspelt-option hints).
     _option_parsers: tuple = ()
+    #: The command line as parsed (for the option names in error messages).
+    _argv: list[str] = []
 
     def add_arguments_to_parser(self, parser) -> None:
         for name in LINKED_DATA_ATTRIBUTES:
@@ -51,24 +53,38 @@ class GenCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         # Raised only where the parser was made with exit_on_error=False (main does): a short message with the
         # fix instead of jsonargparse's usage dump.
+        self._argv = list(sys.argv[1:] if args is None else args)
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as e:
-            argv = list(sys.argv[1:] if args is None else args)
-            raise UserError(explain_parse_error(str(e), argv, self._option_names())) from e
+            raise UserError(explain_parse_error(str(e), self._argv, self._option_names())) from e
         # Before LightningCLI reads the checkpoint's hyperparameters (right after parsing): its file is checked here.
         subcommand = self.config.get("subcommand")
         if subcommand:  # None where the CLI only builds (run=False): nothing is loaded
             section = self.config[subcommand]
             require_weights_only(section)
             if section.get("ckpt_path"):
-                check_ckpt_path(str(section.ckpt_path), section.get("trainer") or {})
+                # The run's root as --run_name will make it (applied later, before the classes are built).
+                trainer = {"default_root_dir": (section.get("trainer") or {}).get("default_root_dir")}
+                apply_run_name(trainer, section.get("run_name"))
+                check_ckpt_path(str(section.ckpt_path), trainer)
 
     def _option_names(self) -> set[str]:
         names = {"help", "print_config", "config"}
         for parser in self._option_parsers:
             names |= set(parser.get_defaults(skip_validation=True).keys())
         return names
+
+    def instantiate_classes(self) -> None:
+        # A constructor's ValueError for a value it does not know (--model.init_args.g_loss nonsaturating) is a
+        # mistake on the command line: a few lines with the value meant, not LightningCLI's traceback.
+        try:
+            super().instantiate_classes()
+        except ValueError as e:
+            explained = explain_bad_value(e, self._argv)
+            if explained is None:
+                raise
+            raise UserError(explained) from e
 
     def before_instantiate_classes(self) -> None:
         check_accelerator(cli_config_get(self, self.config, "trainer", default={}))
@@ -79,10 +95,11 @@ class GenCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         """The configured Trainer, with :class:`ThrottledProgressBar` as its progress bar unless the config
-        names one or turns the bar off (Lightning's default bar redraws every batch), and :class:`StopReason`."""
+        names one or turns the bar off (Lightning's default bar redraws every batch), :class:`StopReason` and
+        :class:`ValidationSummary`."""
         from lightning.pytorch.callbacks import ProgressBar
 
-        from lightning_gen.callbacks import StopReason, ThrottledProgressBar
+        from lightning_gen.callbacks import StopReason, ThrottledProgressBar, ValidationSummary
 
         trainer = cli_config_get(self, self.config_init, "trainer", default={})
         callbacks = trainer.get("callbacks") or []
@@ -92,6 +109,8 @@ class GenCLI(LightningCLI):
             extra.append(ThrottledProgressBar())
         if not any(isinstance(c, StopReason) for c in callbacks):
             extra.append(StopReason())
+        if not any(isinstance(c, ValidationSummary) for c in callbacks):
+            extra.append(ValidationSummary())
         kwargs.setdefault("callbacks", [*callbacks, *extra])
         instance = super().instantiate_trainer(**kwargs)
         check_sync_batchnorm(instance, self.model, bool(trainer.get("sync_batchnorm")))
@@ -161,31 +180,16 @@ def check_ckpt_path(ckpt_path: str, trainer) -> None:
         return
     root = Path(trainer.get("default_root_dir") or os.getcwd())
     found = run_checkpoints(root)
-    where = f"{_shown(root)} (the run's --trainer.default_root_dir)"
-    if not found:
+    where = f"{shown_path(root)} (the run root: --trainer.default_root_dir, its last part replaced by --run_name)"
+    if found:
+        hint = f"Checkpoints under {where}, newest first:\n{listing(found)}"
+    else:
         hint = (f"There are no checkpoints under {where} yet: `{PROG} fit` with the same configuration writes them "
                 "to <default_root_dir>/lightning_logs/version_<n>/checkpoints/.")
-    else:
-        shown = "\n".join(f"  {_shown(p)}" for p in found[:5])
-        more = f"\n  ... and {len(found) - 5} more" if len(found) > 5 else ""
-        hint = f"Checkpoints under {where}, newest first:\n{shown}{more}"
+        elsewhere = runs_like(Path(ckpt_path)) or runs_like(root)
+        if elsewhere:
+            hint += f"\nCheckpoints of runs with a similar name, newest first:\n{listing(elsewhere)}"
     raise UserError(f"--ckpt_path {ckpt_path}: no such file.\n{hint}")
-
-
-def run_checkpoints(root: Path) -> list[Path]:
-    """``*.ckpt`` files in the ``checkpoints/`` folders of a run root (as deep as Lightning's loggers put them),
-    newest first."""
-    found = {p for pattern in ("checkpoints/*.ckpt", "*/checkpoints/*.ckpt", "*/*/checkpoints/*.ckpt")
-             for p in root.glob(pattern) if p.is_file()}
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory where it lies below it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def run_lightning(args: list[str] | None) -> int:
@@ -218,7 +222,9 @@ def apply_run_name(trainer_config, run_name: str | None) -> None:
 def place_run(trainer) -> Path | None:
     """Put everything a training run writes into one run folder, whatever its loggers: ``<default_root_dir>/
     lightning_logs/version_N/`` with ``config.yaml``, ``checkpoints/``, ``samples/``, ``pictures/`` and, under W&B,
-    ``wandb/`` and ``wandb_run.json``. Returns the folder (None without loggers or under ``fast_dev_run``).
+    ``wandb/`` and ``wandb_run.json``, and ``metrics.csv`` of every logged scalar whatever the loggers (a CSV logger
+    is added beside W&B or TensorBoard, so the curve tools and an offline reader have the validation metrics).
+    Returns the folder (None without loggers or under ``fast_dev_run``).
 
     The layout is Lightning's own for its CSV and TensorBoard loggers (their ``log_dir``), kept so older run folders
     and commands stay valid. A W&B logger first in the list would otherwise send the checkpoints to
@@ -228,7 +234,7 @@ def place_run(trainer) -> Path | None:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from lightning_gen.loggers import WandbLogger, run_folder, run_folder_name
+    from lightning_gen.loggers import WandbLogger, metrics_csv_logger, run_folder, run_folder_name
 
     if not trainer.loggers or trainer.fast_dev_run:
         return None
@@ -244,6 +250,8 @@ def place_run(trainer) -> Path | None:
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.place(folder, run_folder_name(folder))
+    if not any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
+        trainer.loggers = [*trainer.loggers, metrics_csv_logger(folder)]
     return folder
 
 

@@ -64,3 +64,13 @@ def offline_location(offline_dir: Path, run_folder: Path) -> str:
     from lightning_gen.loggers import sync_command
 
     return f"{OFFLINE_PREFIX}{offline_dir.resolve()} | upload: {sync_command(run_folder.resolve())}"
+
+
+def wandb_note(location: str | None) -> str:
+    """Where ``--wandb`` put a record: the run's URL, or the offline folder and the command that uploads it."""
+    if not location:
+        return "W&B: nothing logged"
+    if location.startswith(OFFLINE_PREFIX):
+        folder, _, upload = location[len(OFFLINE_PREFIX):].partition(" | upload: ")
+        return f"W&B (offline): results saved in {folder}\n  upload them with: {upload}"
+    return f"W&B: results logged to {location}"

@@ -5,8 +5,8 @@ training stopped). Configs name them as ``lightning_gen.callbacks.<Class>``."""
 
 from lightning_gen.callbacks.preemption import PreemptionCheckpoint
 from lightning_gen.callbacks.sampling import SampleGrid, SampleMetrics, VAEPictures
-from lightning_gen.callbacks.training import (ChannelsLast, Compile, StopReason, ThrottledProgressBar, WallClock,
-                                              compile_children, latest_checkpoint)
+from lightning_gen.callbacks.training import (ChannelsLast, Compile, StopReason, ThrottledProgressBar,
+                                              ValidationSummary, WallClock, compile_children, latest_checkpoint)
 
 __all__ = ["ChannelsLast", "Compile", "PreemptionCheckpoint", "SampleGrid", "SampleMetrics", "StopReason",
-           "ThrottledProgressBar", "VAEPictures", "WallClock", "compile_children", "latest_checkpoint"]
+           "ThrottledProgressBar", "VAEPictures", "ValidationSummary", "WallClock", "compile_children", "latest_checkpoint"]
