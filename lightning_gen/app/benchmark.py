@@ -65,6 +65,7 @@ from typing import Any
 from torch import Tensor
 
 from lightning_gen.app.anchor import anchor_record
+from lightning_gen.app.benchmark_table import format_table
 from lightning_gen.app.cli import PROG, data_files_missing_message, debug_requested
 from lightning_gen.app.estimates import ESTIMATE_AFTER_S, ESTIMATE_ENV, step_estimates
 from lightning_gen.app.options import (DEFAULT_NUM_SAMPLES, INCEPTION_CPU_NUM_SAMPLES, BenchmarkOptions,
@@ -242,44 +243,6 @@ def run_probe(model: GenerativeModule, datamodule: ImageDataModule, options: Ben
     result = linear_probe(model.representation, probe_splits(datamodule), options.probe_max_train,
                           device=model.device, batch_size=options.batch_size, seed=options.seed)
     return {key: float(result[key]) for key in ("probe_acc", "probe_acc_se")}
-
-
-# ---- output ----------------------------------------------------------------------------------------------------
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _spread_note(protocol: dict) -> str:
-    """What the record's ± are, as the table's protocol line says it."""
-    if protocol.get("fid_spread") == "draws":
-        return f"; ± over {protocol['draws']} draws"
-    if protocol.get("fid_spread") == "bootstrap":
-        return ("; one draw: FID ± a bootstrap" + ("" if protocol.get("fid_spread_calibrated") else
-                                                  " (too few samples per dimension: overstated)")
-                + ", IS/KID ± within the draw")
-    return ""
-
-
-def format_table(records: list[dict]) -> str:
-    """A plain-text table of the records, each followed by the protocol its numbers were measured under."""
-    text = [("run", "run_name", 28), ("model", "model", 14), ("dataset", "dataset", 14)]
-    numbers = [("FID", "fid", ".3f", 9), ("IS", "is_mean", ".3f", 7), ("KID", "kid_mean", ".4g", 10),
-               ("NLL nats", "nll_nats", ".3f", 10), ("bits/dim", "nll_bpd", ".4f", 8), ("probe", "probe_acc", ".4f", 7),
-               ("img/s", "samples_per_s", ".1f", 9), ("params", "num_params", ",", 11)]
-    lines = ["  ".join([f"{title:<{w}}" for title, _, w in text] + [f"{title:>{w}}" for title, _, _, w in numbers])]
-    for r in records:
-        cells = [f"{str(r[key])[:w]:<{w}}" for _, key, w in text]
-        cells += [f"{_fmt(r['metrics'].get(key), fmt):>{w}}" for _, key, fmt, w in numbers]
-        lines.append("  ".join(cells))
-        p = r["protocol"]
-        sample_part = "no sample metrics"
-        if p["num_samples"]:
-            sample_part = (f"{p['num_samples']} samples vs test ({p['num_test_images']}) via {p['extractor']} "
-                           f"(weights {str(p['extractor_weights_sha256'])[:12]})"
-                           + ("; FID BIASED: no more images than feature dimensions" if p.get("fid_biased") else "")
-                           + _spread_note(p))
-        lines.append(f"    protocol: {sample_part}; NLL {p['nll_estimator'] or '-'}; {p['devices']} device(s)")
-    return "\n".join(lines)
 
 
 # ---- command line ----------------------------------------------------------------------------------------------
