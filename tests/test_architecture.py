@@ -148,3 +148,10 @@ def test_the_checker_finds_planted_violations_lazy_ones_included(tmp_path, monke
     source.write_text("from .base import GenerativeModule\n\ndef f():\n    from lightning_gen.app import run\n")
     monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
     assert imports_of(source) == [("lightning_gen.models.base.GenerativeModule", 1), ("lightning_gen.app.run", 4)]
+
+
+def test_every_package_file_holds_one_thing_within_400_lines():
+    """STYLE.md: past about 400 lines a file holds a second thing; issue 23 made that a limit for the package."""
+    long = {str(p.relative_to(REPO)): n for p in (REPO / PACKAGE).rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"package files over 400 lines: {long}"
