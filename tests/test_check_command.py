@@ -90,3 +90,12 @@ def test_check_of_a_class_it_cannot_import_is_a_usage_error(tmp_path, path):
         assert "PYTHONPATH" in done.stderr and "pip install -e" in done.stderr, done.stderr
     else:
         assert "no GenerativeModule subclass 'Missing'" in done.stderr, done.stderr
+
+
+def test_check_takes_the_levels_of_a_data_module(tmp_path):
+    """``--data Digits``: 256 levels, which the binary model refuses at construction (a FAIL naming why); an
+    unknown data module is a usage error listing the known ones."""
+    done = check(tmp_path, "mymod.Good", "--data", "Digits")
+    assert done.returncode == 1 and "num_levels=256" in done.stdout and "binary images only" in done.stdout, done.stdout
+    done = check(tmp_path, "mymod.Good", "--data", "Digitz")
+    assert done.returncode == 2 and "Digits" in done.stderr, done.stderr

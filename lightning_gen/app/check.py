@@ -3,6 +3,7 @@
 
     lightning-gen check my_models.MyModel
     lightning-gen check my_models.MyModel --shape 3 4 4 --levels 4 --init-args '{"hidden": 8}'
+    lightning-gen check my_models.MyModel --data Digits --conditional
 
 The class is built from its constructor defaults (plus ``--init-args``) and the data attributes the CLI links in,
 on tiny images of ``--shape`` and ``--levels``; the likelihood checks that need every image of a space use the
@@ -33,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"{PROG} check", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODULE.CLASS", help="the model class, importable (PYTHONPATH or pip install -e)")
+    p.add_argument("--data", metavar="NAME", help="a data module of lightning_gen.data (e.g. Digits): its channels, "
+                   "levels and classes replace C, --levels and --classes; the images stay H x W")
     p.add_argument("--shape", type=int, nargs=3, default=(1, 4, 4), metavar=("C", "H", "W"),
                    help="image shape to build the model on (default: 1 4 4)")
     p.add_argument("--levels", type=int, default=2, help="levels per sub-pixel, 2 (binary) to 256 (default: 2)")
@@ -55,6 +58,22 @@ def import_class(path: str, argv: list[str]) -> type[GenerativeModule]:
     if not (isinstance(cls, type) and issubclass(cls, GenerativeModule)):
         raise UserError(f"{path}: {module_name} defines no GenerativeModule subclass {name!r}")
     return cls
+
+
+def data_of(name: str, asked: contracts.Data) -> contracts.Data:
+    """The channels, levels and classes of the data module ``lightning_gen.data.<name>`` (built from its defaults),
+    with the class conditioning ``asked`` for."""
+    import lightning_gen.data
+
+    from lightning_gen.data import ImageDataModule
+
+    known = {n: c for n, c in vars(lightning_gen.data).items()
+             if isinstance(c, type) and issubclass(c, ImageDataModule) and c is not ImageDataModule}
+    data_cls = known.get(name)
+    if data_cls is None:
+        raise UserError(f"--data {name}: lightning_gen.data has no such data module; one of {', '.join(sorted(known))}")
+    module = data_cls()
+    return contracts.Data(name, module.image_shape[0], module.num_levels, module.num_classes, asked.conditional)
 
 
 def tiny_shape(channels: int, levels: int, limit: int) -> tuple[int, int, int] | None:
@@ -150,8 +169,12 @@ def main(argv: list[str]) -> int:
     if not isinstance(init_args, dict):
         raise UserError(f"--init-args {args.init_args!r}: a JSON object, e.g. '{{\"hidden\": 8}}'")
     cls = import_class(args.model, argv)
-    data = contracts.Data("check", args.shape[0], args.levels, args.classes, args.conditional)
-    results = run_checks(cls, data, tuple(args.shape), init_args)
+    shape = tuple(args.shape)
+    data = contracts.Data("check", shape[0], args.levels, args.classes, args.conditional)
+    if args.data:
+        data = data_of(args.data, data)
+        shape = (data.channels, *shape[1:])
+    results = run_checks(cls, data, shape, init_args)
     width = max(len(name) for name, _, _ in results)
     for name, verdict, reason in results:
         print((f"{verdict:<4}  {name:<{width}}" + (f"  {reason}" if reason else "")).rstrip())
