@@ -195,7 +195,8 @@ def assert_normalised(model: GenerativeModule, labels: int | None = None, *, rep
         if likelihood_is_exact(model):
             logp = model.log_prob(x, y).double()
             total = logp.exp().sum().item()
-            assert abs(total - 1) < 1e-5, f"the probabilities of all {x.shape[0]} images sum to {total}"
+            assert abs(total - 1) < 1e-5, (f"the probabilities of all {x.shape[0]} images sum to {total:.6g}, not 1: "
+                                            "normalise each conditional over its sub-pixel's levels")
             assert (logp.max() - logp.min()).item() > 1, "the model is nearly uniform: the sum proves nothing"
             return
         totals = []

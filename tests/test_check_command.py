@@ -99,3 +99,29 @@ def test_check_takes_the_levels_of_a_data_module(tmp_path):
     assert done.returncode == 1 and "num_levels=256" in done.stdout and "binary images only" in done.stdout, done.stdout
     done = check(tmp_path, "mymod.Good", "--data", "Digitz")
     assert done.returncode == 2 and "Digits" in done.stderr, done.stderr
+
+
+def test_the_sampler_check_sharpens_a_nearly_uniform_model_itself(tmp_path, monkeypatch):
+    """Weights of 0.05 are nearly uniform: the check compares a copy with scaled weights (the model untouched);
+    weights of 0 stay uniform at any scale, and the failure says what to do."""
+    import torch
+
+    from lightning_gen.contracts import assert_samples_follow_likelihood
+
+    (tmp_path / "mymod.py").write_text(textwrap.dedent(MODELS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from mymod import Good
+
+    model = Good(image_shape=(1, 2, 2)).eval()
+    with torch.no_grad():
+        model.weight.fill_(0.05)
+        model.bias.fill_(0.05)
+    with pytest.raises(AssertionError, match="stays nearly uniform"):  # not sharpened, it proves nothing
+        assert_samples_follow_likelihood(model, max_factor=1)
+    assert_samples_follow_likelihood(model)
+    assert torch.all(model.weight == 0.05)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    with pytest.raises(AssertionError, match="stays nearly uniform.*initialise it with larger weights"):
+        assert_samples_follow_likelihood(model)
