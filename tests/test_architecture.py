@@ -31,6 +31,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     # Callbacks hook training into the evaluation's seeded sampling (evaluation never imports callbacks).
     "callbacks": ("evaluation", "models", "data", "metrics", "nn", "images", "files", "pictures", "loggers", "compat"),
     "pictures": ("models", "images"),
+    "contracts": ("models",),  # the model contract's checkers: plain torch and the model interface
     "loggers": ("compat",),
     # The one evaluation-means accumulator, shared by the models' test steps and the benchmark.
     "models": ("nn", "compat", "metrics.nll"),

@@ -69,6 +69,8 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
               _lazy_main("lightning_gen.app.curve")),
     "set-lr": ("copy a training checkpoint so that it resumes at another learning rate",
                _lazy_main("lightning_gen.app.set_lr")),
+    "check": ("run the model contract's checks on any importable model class, one line each",
+              _lazy_main("lightning_gen.app.check")),
     "demo": ("train every configs/*_digits.yaml model, benchmark them and build the leaderboard (`make demo`)",
              _lazy_main("lightning_gen.app.demo")),
 }
