@@ -178,7 +178,9 @@ class SampleMetrics(L.Callback):
         results = self.measure(trainer, pl_module, n)
         results = trainer.strategy.broadcast(results)  # rank 0 scored them; every rank logs the same values
         for name, value in results.items():
-            pl_module.log(f"val/{name}", value, on_epoch=True, sync_dist=False)
+            # The max of equal values is that value exactly (a mean over 3 ranks need not be); syncing at all keeps
+            # Lightning from warning that an epoch-level value is not synced.
+            pl_module.log(f"val/{name}", value, on_epoch=True, sync_dist=True, reduce_fx="max")
         self.last = results
         self.seconds += time.perf_counter() - start
 
