@@ -298,20 +298,21 @@ def test_ddp_keeps_parameters_identical_on_both_ranks(tmp_path):
 
 
 @pytest.mark.slow
-def test_autoencoder_codes_of_digits_beat_chance_and_scripts_run(tmp_path):
-    """A few epochs of the digits autoencoder, then the two scripts on its checkpoint."""
+def test_autoencoder_codes_of_digits_beat_chance_and_its_commands_run(tmp_path):
+    """A few epochs of the digits autoencoder, then ``lightning-gen probe`` and ``lightning-gen pictures`` on its
+    checkpoint."""
     proc = run_cli(["fit", "--config", str(CONFIGS / "ae_digits.yaml"), "--trainer.max_epochs", "3",
                     "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"],
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     (ckpt,) = tmp_path.glob("**/checkpoints/last.ckpt")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "probe.py"), str(ckpt), "--data", "Digits"],
+    out = subprocess.run([sys.executable, "-m", "lightning_gen", "probe", str(ckpt), "--data", "Digits"],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-4000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["n_test"] == 300 and result["probe_acc"] > 0.5  # chance is 0.1
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "vae_pictures.py"), str(ckpt), "--out",
+    out = subprocess.run([sys.executable, "-m", "lightning_gen", "pictures", str(ckpt), "--out",
                           str(tmp_path / "pics")], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-4000:]
     assert {p.name for p in (tmp_path / "pics").glob("*.png")} == {
