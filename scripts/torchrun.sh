@@ -10,18 +10,7 @@ if [ $# -lt 1 ]; then
   echo "usage: [GPUS=N] scripts/torchrun.sh CONFIG [extra lightning-gen fit options]" >&2; exit 2
 fi
 config=$1; shift
-PYTHON=${PYTHON:-python}
-if ! "$PYTHON" -c "import torch, lightning_gen" 2>/dev/null; then
-  echo "scripts/torchrun.sh: '$PYTHON' cannot import torch and lightning_gen. Activate the project's environment" \
-       "first (source .venv/bin/activate), or name its python: PYTHON=.venv/bin/python scripts/torchrun.sh ..." >&2
-  exit 2
-fi
-GPUS=${GPUS:-$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")}
-if ! [ "$GPUS" -ge 1 ] 2>/dev/null; then
-  echo "scripts/torchrun.sh: no GPU is visible (GPUS=$GPUS). Set GPUS to the number of processes; on the CPU:" >&2
-  echo "  GPUS=2 scripts/torchrun.sh $config --trainer.accelerator cpu --trainer.precision 32-true" \
-       "[--trainer.sync_batchnorm false for models with BatchNorm]" >&2
-  exit 2
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/launch_checks.sh"
+launch_checks scripts/torchrun.sh "$config"
 exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$GPUS" -m lightning_gen fit --config "$config" \
   --config "$presets/ddp.yaml" --trainer.devices "$GPUS" "$@"

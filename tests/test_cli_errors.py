@@ -104,18 +104,32 @@ def test_a_model_module_that_does_not_import_says_how_to_make_it_importable(tmp_
                        "PYTHONPATH=")
 
 
-def test_torchrun_script_without_the_environment_or_a_gpu_names_the_fix(tmp_path):
-    script = str(REPO / "scripts/torchrun.sh")
+#: Each launcher and the environment it needs besides the python and the GPU count.
+LAUNCHERS = {"torchrun.sh": {}, "torchrun_multinode.sh": {"NNODES": "2", "NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1"}}
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_torchrun_script_without_the_environment_or_a_gpu_names_the_fix(tmp_path, name):
+    script = str(REPO / "scripts" / name)
     bare = subprocess.run(["bash", script, "configs/fvsbn_digits.yaml"], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "PYTHON": "/usr/bin/false"}, timeout=60)
+                          env={"PATH": "/usr/bin:/bin", "PYTHON": "/usr/bin/false", **LAUNCHERS[name]}, timeout=60)
     assert bare.returncode == 2 and "Traceback" not in bare.stderr, bare.stderr
     assert "source .venv/bin/activate" in bare.stderr and "PYTHON=.venv/bin/python" in bare.stderr
-    env = {**os.environ, **NO_GPU, "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **NO_GPU, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), **LAUNCHERS[name]}
     env.pop("GPUS", None)
     no_gpu = subprocess.run(["bash", script, "configs/fvsbn_digits.yaml"], cwd=tmp_path, capture_output=True,
                             text=True, env=env, timeout=120)
     assert no_gpu.returncode == 2 and "AssertionError" not in no_gpu.stderr, no_gpu.stderr
     assert "no GPU is visible" in no_gpu.stderr and "GPUS=2" in no_gpu.stderr and "--trainer.accelerator cpu" in no_gpu.stderr
+
+
+def test_multinode_script_without_its_rendezvous_settings_names_them(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "NNODES": "2"}
+    for var in ("NODE_RANK", "MASTER_ADDR"):
+        env.pop(var, None)
+    out = subprocess.run(["bash", str(REPO / "scripts/torchrun_multinode.sh"), "configs/fvsbn_digits.yaml"],
+                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2 and "set NODE_RANK" in out.stderr and "NODE_RANK 0..NNODES-1" in out.stderr, out.stderr
 
 
 def test_gpu_preset_on_a_machine_without_gpu_names_the_cpu_options(tmp_path):
