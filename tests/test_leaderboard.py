@@ -1361,3 +1361,18 @@ def test_biased_fids_are_marked_with_a_reason():
     assert len(marked) == 1 and "few_samples" in marked[0]
     [(tag, attrs)] = [(t, a) for t, a in parsed.tags if "biased" in (a.get("class") or "").split()]
     assert "singular" in attrs["title"] and "biased" in attrs["title"]
+
+
+def test_sections_keep_their_place_when_a_benchmark_adds_a_data_set():
+    """A data set's section sits where the fixed order puts it, whether it has runs of ours or only published rows,
+    so adding a benchmark never moves the sections a reader already knows (digits first, then MNIST, then CIFAR-10)."""
+    def order(records):
+        html = render_dashboard(build_entries(records))
+        return re.findall(r'<section class="dataset" data-dataset="([^"]+)" id="ds-[^"]+?(-conditional)?"', html)
+
+    digits = make_record("nade_digits", dataset="Digits", dataset_id="digits-binary", image_shape=[1, 8, 8])
+    before = order([digits])
+    after = order([digits, gan_record("dcgan", 30.0)])  # CIFAR-10 gets a run of ours
+    assert before == after
+    ids = [d for d, _ in before]
+    assert ids.index("digits-binary") < ids.index("binarized-mnist-static") < ids.index("cifar10")

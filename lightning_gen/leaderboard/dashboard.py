@@ -17,7 +17,7 @@ from typing import Any
 from lightning_gen.leaderboard.html import render_dashboard
 from lightning_gen.leaderboard.formatting import fmt_metric
 from lightning_gen.leaderboard.ranking import (METRICS, Entry, build_entries, choose_metric, leader_difference, rank,
-                                               section_key, spread, spread_kind)
+                                               section_key, sections, spread, spread_kind)
 from lightning_gen.leaderboard.store import DEFAULT_DB, Store, read_records
 from lightning_gen.leaderboard.wandb_table import log_to_wandb
 
@@ -59,7 +59,7 @@ def ranks_text(entries: list[Entry], *, metric: str | None = None) -> str:
     """Each section's rows as the page ranks them, as plain text: rank (``=N`` tied), name, value ± spread and what
     that spread is, the paired difference to the leader where there is one; then the tie groups."""
     lines = []
-    for dataset_id, conditional in sorted({section_key(e) for e in entries}):
+    for dataset_id, conditional in sections(entries):
         group = [e for e in entries if section_key(e) == (dataset_id, conditional)]
         key = choose_metric(group, metric)
         if key is None:

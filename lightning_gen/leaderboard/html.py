@@ -38,7 +38,7 @@ from lightning_gen.leaderboard.paired import PAIRED_RULE
 from lightning_gen.leaderboard.panels import details, wandb_cell
 from lightning_gen.leaderboard.plots import FAMILY_COLORS, PLOTS, family_color, scatter_svg
 from lightning_gen.leaderboard.ranking import (METRICS, Entry, Metric, choose_metric, leader_difference, rank,
-                                               section_key, spread, spread_kind)
+                                               section_key, sections, spread, spread_kind)
 from lightning_gen.leaderboard.thumbnails import STRIP_STEPS, THUMB_MIN_SCALE, data_uri, read_bytes, strip, thumbnail
 
 __all__ = ["STATIC_FILES", "STRIP_STEPS", "THUMB_MIN_SCALE", "render_dashboard", "static_text"]
@@ -334,12 +334,10 @@ def render_dashboard(entries: Sequence[Entry], *, metric: str | None = None, tit
     if metric is not None and metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {tuple(METRICS)}")
     generated_at = generated_at or datetime.now(timezone.utc)
-    # Data sets with our own runs first (alphabetical), then those with only published numbers.
-    datasets = sorted({e.dataset_id for e in entries}, key=lambda d: (all(e.published for e in entries
-                                                                           if e.dataset_id == d), d))
-    # A data set's class-conditional rows are a section of their own, after its unconditional one.
-    sections = [_dataset_section(d, [e for e in entries if section_key(e) == (d, c)], metric, c)
-                for d in datasets for c in (False, True) if any(section_key(e) == (d, c) for e in entries)]
+    # In a fixed order (ranking.sections); a data set's class-conditional rows are a section after its unconditional one.
+    order = sections(entries)
+    datasets = list(dict.fromkeys(d for d, _ in order))
+    parts = [_dataset_section(d, [e for e in entries if section_key(e) == (d, c)], metric, c) for d, c in order]
     families = sorted({e.family for e in entries})
     n_runs = sum(not e.published for e in entries)
     ds_opts = "".join(f'<option value="{esc(d)}">{esc(d)}</option>' for d in datasets)
@@ -347,7 +345,7 @@ def render_dashboard(entries: Sequence[Entry], *, metric: str | None = None, tit
     sub = f"{n_runs} evaluated run{'s' if n_runs != 1 else ''} · generated {generated_at:%Y-%m-%d %H:%M UTC}"
     if source:
         sub += f" · from {source}"
-    body = "".join(sections) or '<p class="empty">No records yet: run the benchmark, or pass --import.</p>'
+    body = "".join(parts) or '<p class="empty">No records yet: run the benchmark, or pass --import.</p>'
     css, js = static_text("dashboard.css"), static_text("dashboard.js")
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -40,7 +40,7 @@ from lightning_gen.leaderboard.references import published_entries
 
 __all__ = ["ANCHOR_FAMILY", "LIKELIHOOD_METRICS", "METRICS", "RUN_LOCATION_KEYS", "Entry", "Metric",
            "aggregate_seeds", "build_entries", "choose_metric", "interval", "leader_difference", "paired", "rank",
-           "ranked_by_dataset", "section_key", "seed_group_key", "spread", "spread_kind", "tie_rule", "ties",
+           "ranked_by_dataset", "section_key", "sections", "seed_group_key", "spread", "spread_kind", "tie_rule", "ties",
            "training_grids"]
 
 #: The family of a real-data anchor record (the benchmark's ``--anchor``): listed, never ranked.
@@ -379,11 +379,27 @@ def section_key(entry: Entry) -> tuple[str, bool]:
     return entry.dataset_id, entry.conditional
 
 
+#: The board's data sets in a fixed order, smallest first (a data set id starting with one of these takes its place);
+#: any other follows, alphabetically. Fixed, so that sections never move when a benchmark or a record is added.
+DATASET_ORDER = ("digits-binary", "digits-8bit", "binarized-mnist-static", "binarized-mnist-dynamic", "mnist",
+                 "fashion-mnist", "cifar10", "celeba")
+
+
+def _dataset_rank(dataset_id: str) -> tuple[int, str]:
+    known = [i for i, prefix in enumerate(DATASET_ORDER) if dataset_id.startswith(prefix)]
+    return (known[-1] if known else len(DATASET_ORDER), dataset_id)
+
+
+def sections(entries: Sequence[Entry]) -> list[tuple[str, bool]]:
+    """The board's sections (:func:`section_key`) present in ``entries``, in their fixed order: data sets as
+    :data:`DATASET_ORDER` says, each one's unconditional rows before its class-conditional ones."""
+    return sorted({section_key(e) for e in entries}, key=lambda k: (_dataset_rank(k[0]), k[1]))
+
+
 def ranked_by_dataset(entries: Sequence[Entry], metric: str | None) -> list[tuple[int | None, Entry]]:
-    """Every entry with its rank: sections (:func:`section_key`) in alphabetical order, the unconditional rows of a
-    data set before its class-conditional ones, each ranked by :func:`choose_metric`."""
+    """Every entry with its rank, section by section (:func:`sections`), each ranked by :func:`choose_metric`."""
     out: list[tuple[int | None, Entry]] = []
-    for key in sorted({section_key(e) for e in entries}):
+    for key in sections(entries):
         group = [e for e in entries if section_key(e) == key]
         key = choose_metric(group, metric)
         out += rank(group, key) if key else [(None, e) for e in group]
