@@ -510,3 +510,13 @@ def test_gradient_figure_shows_the_minimax_gradient_vanishing_as_the_discriminat
     assert result["minimax_grad_end"] < 0.1 * result["non_saturating_grad_end"]
     assert result["minimax_grad_end"] < result["minimax_grad_start"]
     assert Image.open(out).size == (1200, 540)
+
+
+@pytest.mark.parametrize("options, name", [
+    ({}, "DCGAN"), ({"generator": "mlp", "discriminator": "mlp"}, "GAN (MLP)"),
+    ({"objective": "wasserstein", "clip_value": 0.01}, "WGAN"),
+    ({"objective": "wasserstein", "gradient_penalty": 10.0, "d_norm": "layer"}, "WGAN-GP"),
+    ({"generator": "mlp", "discriminator": "dcgan"}, "GAN (G mlp, D dcgan)")])
+def test_the_benchmark_names_the_gan_by_its_architecture(options, name):
+    """The leaderboard's Model column tells a DCGAN from an MLP GAN and a WGAN-GP (the record's ``model``)."""
+    assert GAN(image_shape=(1, 8, 8), **options).architecture == name

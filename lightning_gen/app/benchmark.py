@@ -189,7 +189,7 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
     nll_se = res["nll_nats_se"] if nll and math.isfinite(res["nll_nats_se"]) else None  # NaN for one test image
     c, h, w = model.image_shape
     record = build_record(
-        run_name=name, model=type(model).__name__, family=family, dataset=type(datamodule).__name__,
+        run_name=name, model=model.architecture, family=family, dataset=type(datamodule).__name__,
         dataset_id=datamodule.dataset_id, image_shape=[c, h, w],
         metrics={
             **{key: res.get(key) for key in ("fid", "fid_std", "is_mean", "is_std", "is_mean_std", "kid_mean",

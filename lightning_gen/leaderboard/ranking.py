@@ -37,6 +37,7 @@ from typing import Any
 from lightning_gen.leaderboard.grids import resolve, training_grids
 from lightning_gen.leaderboard.paired import PAIRED_RULE, Z95, paired_difference
 from lightning_gen.leaderboard.references import published_entries
+from lightning_gen.leaderboard.sections import section_key, sections
 
 __all__ = ["ANCHOR_FAMILY", "LIKELIHOOD_METRICS", "METRICS", "RUN_LOCATION_KEYS", "Entry", "Metric",
            "aggregate_seeds", "build_entries", "choose_metric", "interval", "leader_difference", "paired", "rank",
@@ -372,28 +373,6 @@ def leader_difference(entry: Entry, ranked: Sequence[tuple[int | None, Entry]],
     ``(mean, SE)``; None for the leader itself and where the two cannot be paired."""
     leader = next((e for r, e in ranked if r is not None), None)
     return None if leader is None or leader is entry else paired(entry, leader, metric)
-
-
-def section_key(entry: Entry) -> tuple[str, bool]:
-    """The board section of a row: its data set and whether it is class-conditional."""
-    return entry.dataset_id, entry.conditional
-
-
-#: The board's data sets in a fixed order, smallest first (a data set id starting with one of these takes its place);
-#: any other follows, alphabetically. Fixed, so that sections never move when a benchmark or a record is added.
-DATASET_ORDER = ("digits-binary", "digits-8bit", "binarized-mnist-static", "binarized-mnist-dynamic", "mnist",
-                 "fashion-mnist", "cifar10", "celeba")
-
-
-def _dataset_rank(dataset_id: str) -> tuple[int, str]:
-    known = [i for i, prefix in enumerate(DATASET_ORDER) if dataset_id.startswith(prefix)]
-    return (known[-1] if known else len(DATASET_ORDER), dataset_id)
-
-
-def sections(entries: Sequence[Entry]) -> list[tuple[str, bool]]:
-    """The board's sections (:func:`section_key`) present in ``entries``, in their fixed order: data sets as
-    :data:`DATASET_ORDER` says, each one's unconditional rows before its class-conditional ones."""
-    return sorted({section_key(e) for e in entries}, key=lambda k: (_dataset_rank(k[0]), k[1]))
 
 
 def ranked_by_dataset(entries: Sequence[Entry], metric: str | None) -> list[tuple[int | None, Entry]]:

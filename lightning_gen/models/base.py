@@ -137,6 +137,12 @@ class GenerativeModule(L.LightningModule):
 
     # ---- the interface -------------------------------------------------------------------------------------
     @property
+    def architecture(self) -> str:
+        """The name a benchmark record and the leaderboard's Model column give this model: its class name, unless
+        its options make it a different architecture (a GAN's nets and objective: "DCGAN", "GAN (MLP)", "WGAN-GP")."""
+        return type(self).__name__
+
+    @property
     def num_dims(self) -> int:
         c, h, w = self.image_shape
         return c * h * w

@@ -26,7 +26,6 @@ Where this implementation deliberately differs (each note sits with the code it 
 - Under DDP each backward pass reaches one net, so :meth:`GAN.setup` turns on ``find_unused_parameters``.
 - The EMA generator's BatchNorm statistics are standing statistics of its own weights
   (:class:`~lightning_gen.nn.gan_state.GeneratorEMA`), not copies of the live generator's.
-- The base class's single ``optimizer`` is used for whichever of ``g_optimizer`` / ``d_optimizer`` is not given.
 """
 
 from __future__ import annotations
@@ -42,8 +41,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lightning_gen import compat
 from lightning_gen.models.base import GenerativeModule, from_levels, to_levels
-from lightning_gen.nn.gan import (NORMS, Adversarial, all_finite, check_choice, discriminator_loss, global_norm,
-                                  make_discriminator, make_generator)
+from lightning_gen.nn.gan import (NORMS, Adversarial, all_finite, architecture_name, check_choice, discriminator_loss,
+                                  global_norm, make_discriminator, make_generator)
 from lightning_gen.nn.gan_state import (D_STREAM, EVAL_STREAM, G_STREAM, STANDING_STREAM, GeneratorEMA, NoiseStreams,
                                         derive_seed)
 
@@ -60,8 +59,7 @@ def _forget_standing_statistics(module: nn.Module, incompatible_keys) -> None:
 
 
 def _drop_retired_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    # Checkpoints written before the noise fingerprint became unsaved test state still hold it; drop it so they load
-    # strictly, through Lightning's resume and lightning_gen.app.run alike.
+    # Older checkpoints hold the retired noise fingerprint: dropped, so they load strictly (resume and app.run alike).
     state_dict.pop(prefix + "noise_fingerprint", None)
 
 
@@ -235,6 +233,10 @@ class GAN(GenerativeModule):
         return torch.randn(n, self.z_dim, generator=gen, device=self.device)
 
     # ---- training -------------------------------------------------------------------------------------------
+    @property
+    def architecture(self) -> str:
+        return architecture_name(self.hparams.generator, self.hparams.discriminator, self.adversarial.name)
+
     def configure_optimizers(self):
         g_opt = (self.g_optimizer or self.optimizer)(self.generator.parameters())
         d_opt = (self.d_optimizer or self.optimizer)(self.discriminator.parameters())

@@ -313,6 +313,13 @@ def global_norm(tensors: Iterable[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
 
+def architecture_name(generator: str, discriminator: str, objective: str) -> str:
+    """What a benchmark record calls a GAN: "DCGAN" (DCGAN nets, BCE), else the objective's name ("GAN", "WGAN",
+    "WGAN-GP") with the nets: " (MLP)", or " (G mlp, D dcgan)" for nets of two kinds."""
+    nets = f" (G {generator}, D {discriminator})" if generator != discriminator else " (MLP)" if generator == "mlp" else ""
+    return "DCGAN" if (objective, nets) == ("GAN", "") else objective + nets
+
+
 class Adversarial:
     """The game between a generator and a discriminator: ``objective`` and ``g_loss`` (the losses above) and the
     Lipschitz control of a Wasserstein critic, weight clipping [5] or a gradient penalty of weight
@@ -331,6 +338,11 @@ class Adversarial:
                              "not both")
         self.objective, self.g_loss = objective, g_loss
         self.clip_value, self.gradient_penalty = clip_value, gradient_penalty
+
+    @property
+    def name(self) -> str:
+        """"GAN" (the BCE objective), "WGAN" (weight clipping or none) or "WGAN-GP" (a gradient penalty)."""
+        return "GAN" if self.objective == "bce" else "WGAN-GP" if self.gradient_penalty > 0 else "WGAN"
 
     def score(self, scores: Tensor) -> Tensor:
         """What is reported as D(x): a probability for the BCE objective, the critic value for the Wasserstein one."""
