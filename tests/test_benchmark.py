@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -257,6 +259,25 @@ def test_anchor_scores_the_training_images_under_the_samples_protocol(tmp_path, 
     with Store(db) as store:
         assert store.records() == [record]
     assert Path(record["sample_grid"]).is_file()
+
+
+def test_a_data_set_without_a_real_data_row_gets_the_command_that_adds_it(fvsbn_ckpt, tmp_path, capsys):
+    """After benchmarking a run on a data set the store has no real-data row for, the dashboard (page and console)
+    prints the exact command that adds it; running that command makes the note go away."""
+    from lightning_gen.leaderboard.dashboard import main as leaderboard_main
+
+    db, page = tmp_path / "board.sqlite", tmp_path / "board.html"
+    assert run_main(capsys, fvsbn_ckpt, "--data", "Digits", "--db", db, "--num-samples", "200", "--no-probe")[0] == 0
+    assert leaderboard_main(["--db", str(db), "--out", str(page)]) == 0
+    note = capsys.readouterr().out
+    assert "note: digits-8bit has no real-data row" in note
+    command = note.split("add it with:\n")[1].splitlines()[0].strip()
+    assert "No real-data row yet" in page.read_text() and html.escape(command) in page.read_text()
+    args = shlex.split(command)
+    assert args[:2] == ["lightning-gen", "benchmark"] and "--num-samples" in args and "200" in args
+    assert run_main(capsys, *args[2:], "--stats-cache", tmp_path / "cache")[0] == 0
+    assert leaderboard_main(["--db", str(db), "--out", str(page)]) == 0
+    assert "no real-data row" not in capsys.readouterr().out and "No real-data row yet" not in page.read_text()
 
 
 def test_anchor_needs_a_data_set(capsys):

@@ -23,6 +23,7 @@ from pathlib import Path
 from lightning_gen.app.cli import PROG
 from lightning_gen.app.run import CheckpointNotFound, choose_checkpoint
 from lightning_gen.leaderboard.ranking import build_entries
+from lightning_gen.leaderboard.sections import anchor_arguments
 
 REPO = Path(__file__).resolve().parents[2]
 #: The command every step runs: the venv's ``lightning-gen`` is ``python -m lightning_gen`` of this interpreter.
@@ -121,11 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     run([*CLI, "benchmark", *(str(c) for c, _, _ in trained.values()), "--num-samples", str(args.num_samples),
          "--iw-samples", str(args.iw_samples), "--db", str(db), "--out", str(records_file)])
     # One "real data" row per data set the demo trained on: real training images under the same protocol.
-    datas = {json.dumps(r["config"]["data"], sort_keys=True) for r in json.loads(records_file.read_text())}
-    for data in map(json.loads, sorted(datas)):
-        init_args = {k: v for k, v in data.get("init_args", {}).items() if k not in ("batch_size", "root")}
-        run([*CLI, "benchmark", "--anchor", "--data", data["class_path"], "--data-args", json.dumps(init_args),
-             "--num-samples", str(args.num_samples), "--db", str(db)])
+    anchors = {shlex.join(a): a for r in json.loads(records_file.read_text()) if (a := anchor_arguments(r))}
+    for anchor in anchors.values():
+        run([*CLI, "benchmark", *anchor, "--db", str(db)])
     board = results / "leaderboard" / "index.html"
     run([*CLI, "leaderboard", "--db", str(db), "--out", str(board), "--ranks"])
 

@@ -18,6 +18,7 @@ from lightning_gen.leaderboard.html import render_dashboard
 from lightning_gen.leaderboard.formatting import fmt_metric
 from lightning_gen.leaderboard.ranking import (METRICS, Entry, build_entries, choose_metric, leader_difference, rank,
                                                section_key, sections, spread, spread_kind)
+from lightning_gen.leaderboard.sections import missing_anchors
 from lightning_gen.leaderboard.store import DEFAULT_DB, Store, read_records
 from lightning_gen.leaderboard.wandb_table import log_to_wandb
 
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page, encoding="utf-8")
     print(f"wrote {args.out} ({len(records)} run(s))")
+    for dataset_id, command in missing_anchors(entries, str(args.db)).items():
+        print(f"note: {dataset_id} has no real-data row (real training images scored like samples); add it with:\n"
+              f"  {command}")
     if args.ranks:
         print(ranks_text(entries, metric=args.metric))
 

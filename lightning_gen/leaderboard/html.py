@@ -39,6 +39,7 @@ from lightning_gen.leaderboard.panels import details, wandb_cell
 from lightning_gen.leaderboard.plots import FAMILY_COLORS, PLOTS, family_color, scatter_svg
 from lightning_gen.leaderboard.ranking import (METRICS, Entry, Metric, choose_metric, leader_difference, rank,
                                                section_key, sections, spread, spread_kind)
+from lightning_gen.leaderboard.sections import missing_anchors
 from lightning_gen.leaderboard.thumbnails import STRIP_STEPS, THUMB_MIN_SCALE, data_uri, read_bytes, strip, thumbnail
 
 __all__ = ["STATIC_FILES", "STRIP_STEPS", "THUMB_MIN_SCALE", "render_dashboard", "static_text"]
@@ -257,7 +258,7 @@ def _ranked_by(ranked_key: str | None, preferred: str | None) -> str:
 
 
 def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str | None,
-                     conditional: bool = False) -> str:
+                     conditional: bool = False, source: str | None = None) -> str:
     ranked_key = choose_metric(entries, preferred)
     ordered = rank(entries, ranked_key) if ranked_key else [(None, e) for e in entries]
     diffs = {id(e): leader_difference(e, ordered, ranked_key) for _, e in ordered} if ranked_key else {}
@@ -312,13 +313,16 @@ def _dataset_section(dataset_id: str, entries: Sequence[Entry], preferred: str |
     plots_html = f'<div class="plots">{"".join(plots)}</div>{legend}' if plots else ""
 
     classes = ", ".join(sorted({e.dataset for e in entries}))
+    anchor = missing_anchors(entries, source).get(dataset_id) if not conditional else None
+    hint = (f'<p class="hint">No real-data row yet (real training images scored like samples: what a perfect model '
+            f'would get). Add one: <code>{esc(anchor)}</code></p>' if anchor else "")
     cond = ('<span class="badge cond" title="class-conditional models: the NLL is log p(x|y) given the test '
             'labels and the samples follow the label distribution in their protocol; ranked apart from '
             'unconditional models">class-conditional</span>' if conditional else "")
     return (f'<section class="dataset" data-dataset="{esc(dataset_id)}" '
             f'id="ds-{esc(dataset_id)}{"-conditional" if conditional else ""}">'
             f'<h2>{esc(dataset_id)}{cond}<span class="ds-class">{esc(classes)}</span></h2>'
-            f'<p class="ranked-by">{n_runs} run{"s" if n_runs != 1 else ""}, {n_pub} published. {by}</p>'
+            f'<p class="ranked-by">{n_runs} run{"s" if n_runs != 1 else ""}, {n_pub} published. {by}</p>{hint}'
             f'<div class="table-wrap"><table class="board"><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>{plots_html}</section>')
 
@@ -337,7 +341,8 @@ def render_dashboard(entries: Sequence[Entry], *, metric: str | None = None, tit
     # In a fixed order (ranking.sections); a data set's class-conditional rows are a section after its unconditional one.
     order = sections(entries)
     datasets = list(dict.fromkeys(d for d, _ in order))
-    parts = [_dataset_section(d, [e for e in entries if section_key(e) == (d, c)], metric, c) for d, c in order]
+    parts = [_dataset_section(d, [e for e in entries if section_key(e) == (d, c)], metric, c, source)
+             for d, c in order]
     families = sorted({e.family for e in entries})
     n_runs = sum(not e.published for e in entries)
     ds_opts = "".join(f'<option value="{esc(d)}">{esc(d)}</option>' for d in datasets)
