@@ -31,8 +31,13 @@ CLI = [sys.executable, "-m", "lightning_gen"]
 
 
 def run(cmd: list[str]) -> None:
+    """Run one step, printed first; a step that fails stops the demo with its command and exit status (its own
+    message is printed just above), not a traceback of this script."""
     print("\n$ " + shlex.join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    status = subprocess.run(cmd, cwd=REPO).returncode
+    if status:
+        raise SystemExit(f"\n{PROG} demo: this step failed (exit status {status}); its message is above:\n  "
+                         f"{shlex.join(cmd)}\nRerun it alone to see the error again, or --configs to run other models.")
 
 
 def train(config: Path, out: Path, extra: list[str]) -> Path:
