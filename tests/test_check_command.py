@@ -23,9 +23,12 @@ from lightning_gen.models.base import LikelihoodModule, from_levels, to_levels
 class Good(LikelihoodModule):
     family = "baseline"
     diagonal = -1  # tril offset of the mask: -1 is strictly below the diagonal
+    saves_hyperparameters = True
 
     def __init__(self, image_shape=(1, 4, 4), num_levels=2, num_classes=0):
         super().__init__(image_shape, num_levels, num_classes)
+        if self.saves_hyperparameters:
+            self.save_hyperparameters()
         if num_levels != 2:
             raise ValueError("binary images only")
         d = self.num_dims
@@ -56,6 +59,10 @@ class Good(LikelihoodModule):
 
 class Leaky(Good):
     diagonal = 0  # the mask keeps the diagonal: pixel d's logit sees pixel d
+
+
+class Unsaved(Good):
+    saves_hyperparameters = False  # its checkpoint cannot say which class to rebuild
 '''
 
 
@@ -71,6 +78,15 @@ def test_check_passes_a_correct_outside_model(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "FAIL" not in done.stdout and "PASS  causality" in done.stdout, done.stdout
     assert "PASS  samples follow log_prob" in done.stdout, done.stdout  # sharpened by itself: 0.1 is nearly uniform
+    assert "PASS  checkpoint" in done.stdout, done.stdout  # one fit step, reopened weights-only: the same model
+
+
+def test_check_fails_a_model_whose_checkpoint_does_not_load_back(tmp_path):
+    done = check(tmp_path, "mymod.Unsaved")
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("FAIL  checkpoint")]
+    assert "names no model class" in line and "save_hyperparameters()" in line, line
+    assert "Traceback" not in done.stdout + done.stderr
 
 
 def test_check_fails_a_non_causal_model_with_a_one_line_reason(tmp_path):

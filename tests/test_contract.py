@@ -29,7 +29,7 @@ import lightning_gen.models
 from contracts import (DATA, Data, assert_autoregressive, assert_log_prob_contract, assert_normalised,
                        assert_same_outputs, assert_sample_contract, assert_samples_follow_likelihood, build, construct,
                        fit_one_step, likelihood_is_exact, model_classes, sharpen, smallest_side,
-                       takes_conditional)
+                       takes_conditional, tiny_data_args)
 from lightning_gen.app.run import CheckpointError, Run
 from lightning_gen.leaderboard.record import validate_family
 from lightning_gen.models.base import GenerativeModule
@@ -179,8 +179,7 @@ def test_exact_likelihood_is_a_product_of_causal_conditionals(cls, data):
 # ---- checkpoints -------------------------------------------------------------------------------------------------
 def fit(cls, data, root: Path) -> Path:
     side, _ = BUILDS[(cls, data)]
-    data_args = ["--data", "contracts.TinyImages", "--data.image_shape", f"[{data.channels},{side},{side}]",
-                 "--data.num_levels", str(data.num_levels), "--data.num_classes", str(data.num_classes)]
+    data_args = tiny_data_args(data, side)
     model_args = ["--model.init_args.conditional", "true"] if data.conditional else []
     return fit_one_step(f"{cls.__module__}.{cls.__qualname__}", data_args, root, model_args)
 

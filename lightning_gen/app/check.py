@@ -8,7 +8,9 @@
 The class is built from its constructor defaults (plus ``--init-args``) and the data attributes the CLI links in,
 on tiny images of ``--shape`` and ``--levels``; the likelihood checks that need every image of a space use the
 largest image of that many channels whose space is small enough. Each check prints ``PASS``, ``SKIP`` (with why)
-or ``FAIL`` with a one-line reason naming what to fix. Exit status: 0 when nothing fails, 1 when a check fails,
+or ``FAIL`` with a one-line reason naming what to fix. The ``checkpoint`` check trains one step with ``lightning-gen
+fit`` on random images and opens the checkpoint as every command does (weights-only): the model must come back
+computing the same samples and likelihoods. Exit status: 0 when nothing fails, 1 when a check fails,
 2 for a usage mistake (a class that cannot be imported, bad arguments).
 """
 
@@ -17,13 +19,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from lightning_gen import contracts
 from lightning_gen.app.cli import PROG, UserError
 from lightning_gen.app.parse_errors import explain_unimportable
+from lightning_gen.app.roundtrip import assert_round_trip
 from lightning_gen.models.base import GenerativeModule
 
 #: Images of a space summed over for normalisation, and sampled for the sampler check, at most.
@@ -118,10 +123,16 @@ def run_checks(cls: type[GenerativeModule], data: contracts.Data, shape: tuple[i
             declared = None
         assert isinstance(declared, str) and declared, "declare family: ClassVar[str] (e.g. 'autoregressive')"
 
+    def checkpoint() -> None:
+        with tempfile.TemporaryDirectory() as root:
+            assert_round_trip(cls, data, shape[1], Path(root), init_args)
+
     attempt("family", family)
     attempt("sample", lambda: contracts.assert_sample_contract(model))
     x = model.sample(5, generator=contracts.generator(0))
     attempt("log_prob", lambda: contracts.assert_log_prob_contract(model, x))
+    if shape[1] == shape[2]:
+        attempt("checkpoint", checkpoint)
     if not cls.has_likelihood:
         return results
     exact = contracts.likelihood_is_exact(model)
