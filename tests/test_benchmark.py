@@ -183,7 +183,7 @@ def test_record_and_exact_nll_in_process(fvsbn_ckpt, tmp_path, capsys):
     assert record["protocol"] == {
         "extractor": "digits-lenet", "extractor_weights_sha256": record["protocol"]["extractor_weights_sha256"],
         "num_samples": 40, "reference_split": "test", "image_size": [8, 8], "nll_estimator": "exact",
-        "num_test_images": 300, "devices": 1,
+        "num_test_images": 300, "devices": 1, "sampler": None,  # one network pass: nothing to say
         # 40 samples for 128 feature dimensions: a singular covariance, flagged; KID on the scaled features
         "fid_biased": True, "kid_kernel": f"(x.y/d+1)^3, x/{get_extractor('digits-lenet').kid_feature_scale:.6g}",
         "conditional": False, "label_distribution": None,

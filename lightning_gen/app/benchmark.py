@@ -209,7 +209,7 @@ def benchmark_checkpoint(run: Run | str | os.PathLike, options: BenchmarkOptions
             "image_size": [h, w],
             "nll_estimator": model.likelihood_protocol(estimate) if nll else None,
             "num_test_images": num_test_images,
-            "devices": result.world_size,
+            "devices": result.world_size, "sampler": model.sampling_protocol(),
             "fid_biased": biased,
             "kid_kernel": kid_kernel(extractor.kid_feature_scale) if num_samples else None,
             **conditioning(model, nll=nll, num_samples=num_samples),

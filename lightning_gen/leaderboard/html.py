@@ -86,8 +86,11 @@ def _protocol_parts(metric: Metric, entry: Entry) -> list[str]:
         parts.append("linear probe")
         if p.get("num_test_images"):
             parts.append(f"{fmt_count(p['num_test_images'])} test images")
-    elif metric.kind == "speed" and p.get("devices"):
-        parts.append(f"{p['devices']} device{'s' if p['devices'] != 1 else ''}")
+    elif metric.kind == "speed":
+        if p.get("sampler"):  # what a sample costs: a diffusion model's sampler and steps, a Gibbs chain's length
+            parts.append(str(p["sampler"]))
+        if p.get("devices"):
+            parts.append(f"{p['devices']} device{'s' if p['devices'] != 1 else ''}")
     return parts
 
 

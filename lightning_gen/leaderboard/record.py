@@ -79,10 +79,11 @@ METRIC_KEYS = ("fid", "fid_std", "is_mean", "is_std", "is_mean_std", "kid_mean",
 #: dashboard marks it). ``kid_kernel``: the kernel KID used and the scale the features were divided by
 #: (``"(x.y/d+1)^3"`` on raw Inception features; ``"(x.y/d+1)^3, x/2.5"`` on a digit classifier's).
 #: ``conditional``: the model is class-conditional, so its NLL is log p(x|y) (the test labels given) and its samples
-#: follow ``label_distribution``; such numbers are never ranked against unconditional ones.
+#: follow ``label_distribution``; such numbers are never ranked against unconditional ones. ``sampler``: how the
+#: samples were drawn where that sets their cost (``GenerativeModule.sampling_protocol``: "DDIM, 50 steps").
 PROTOCOL_KEYS = ("extractor", "extractor_weights_sha256", "num_samples", "reference_split", "image_size",
                  "nll_estimator", "num_test_images", "devices", "fid_biased", "kid_kernel", "conditional",
-                 "label_distribution")
+                 "label_distribution", "sampler")
 
 #: Keys whose value is a non-empty string.
 STRING_KEYS = ("run_name", "model", "dataset", "dataset_id", "created_at")

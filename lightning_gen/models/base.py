@@ -171,6 +171,11 @@ class GenerativeModule(L.LightningModule):
             raise NoLikelihoodError(f"{type(self).__name__} defines no likelihood")
         return self.likelihood_kind
 
+    def sampling_protocol(self) -> str | None:
+        """How :meth:`sample` draws where that sets its cost (a diffusion model's sampler and steps, a Gibbs chain's
+        length), for the record beside the samples/s figure; None where nothing needs saying."""
+        return None
+
     def representation(self, x: Tensor) -> Tensor:
         """Features ``(N, D)`` of uint8 images ``x`` for a linear probe (an encoder's mean, a discriminator's
         penultimate layer), where :attr:`has_representation` says the model has one."""
