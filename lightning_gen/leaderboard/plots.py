@@ -17,13 +17,14 @@ __all__ = ["FAMILY_COLORS", "LABEL_CHAR_WIDTH", "LABEL_HEIGHT", "OTHER_FAMILY_CO
            "PlotSpec", "family_color", "leader_line", "log_ticks", "nice_ticks", "place_label", "scatter_svg"]
 
 #: Colours of the families the models in this repository declare (the page's CSS gives their badges the same).
-FAMILY_COLORS = {"autoregressive": "#1f77b4", "latent": "#2ca02c", "gan": "#d62728", "baseline": "#7f7f7f"}
+FAMILY_COLORS = {"autoregressive": "#1f77b4", "latent": "#2ca02c", "gan": "#d62728", "baseline": "#7f7f7f",
+                 "flow": "#9467bd", "boltzmann": "#8c564b", "diffusion": "#e377c2"}
 #: Colours for any other family, picked by a hash of its name (the rest of the tab10 palette).
-OTHER_FAMILY_COLORS = ("#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+OTHER_FAMILY_COLORS = ("#ff7f0e", "#bcbd22", "#17becf")
 
 
 def family_color(family: str) -> str:
-    """The family's colour: its own for the four above, else a fixed pick from :data:`OTHER_FAMILY_COLORS` by a
+    """The family's colour: its own for the families above, else a fixed pick from :data:`OTHER_FAMILY_COLORS` by a
     hash of the name (the same in every process and on every page)."""
     if family in FAMILY_COLORS:
         return FAMILY_COLORS[family]
