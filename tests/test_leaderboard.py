@@ -932,10 +932,10 @@ def test_family_colours():
     for family, colour in FAMILY_COLORS.items():  # the badges' colours in the style sheet are the plots' colours
         assert f".fam-{family} {{ background: {colour}; }}" in css
         assert family_color(family) == colour
-    others = {f: family_color(f) for f in ("diffusion", "flow", "energy", "score-based")}
+    others = {f: family_color(f) for f in ("autoencoding", "hybrid", "energy", "score-based")}
     assert set(others.values()) <= set(OTHER_FAMILY_COLORS)
     code = ("from lightning_gen.leaderboard.plots import family_color; "
-            "print([family_color(f) for f in ('diffusion', 'flow', 'energy', 'score-based')])")
+            "print([family_color(f) for f in ('autoencoding', 'hybrid', 'energy', 'score-based')])")
     other_process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                    env={**os.environ, "PYTHONHASHSEED": "123"}, cwd=REPO)
     assert other_process.stdout.strip() == str(list(others.values()))  # not Python's salted hash()
@@ -943,17 +943,17 @@ def test_family_colours():
 
 def test_a_new_family_is_shown_with_its_own_colour():
     records = [gan_record("g1", 41.0, metrics={"num_params": 1e6}),
-               gan_record("d1", 30.0, model="DDPM", family="diffusion", metrics={"num_params": 3e7}),
-               gan_record("d2", 25.0, model="DDPM", family="diffusion", metrics={"num_params": 6e7})]
+               gan_record("d1", 30.0, model="NCSN", family="score-based", metrics={"num_params": 3e7}),
+               gan_record("d2", 25.0, model="NCSN", family="score-based", metrics={"num_params": 6e7})]
     page = render_dashboard(build_entries(records, include_published=False))
-    colour = family_color("diffusion")
+    colour = family_color("score-based")
     tags = _parse(page).tags
-    badges = [a for t, a in tags if t == "span" and "fam-diffusion" in a.get("class", "")]
+    badges = [a for t, a in tags if t == "span" and "fam-score-based" in a.get("class", "")]
     assert len(badges) == 2 and all(a["style"] == f"background:{colour}" for a in badges)
     assert not [a for t, a in tags if t == "span" and "fam-gan" in a.get("class", "") and "style" in a]
-    options = [a["value"] for t, a in tags if t == "option" and a["value"] in ("diffusion", "gan")]
-    assert options == ["diffusion", "gan"]  # the family filter lists families alphabetically
-    points = [a for t, a in tags if t == "g" and a.get("data-family") == "diffusion"]
+    options = [a["value"] for t, a in tags if t == "option" and a["value"] in ("score-based", "gan")]
+    assert options == ["gan", "score-based"]  # the family filter lists families alphabetically
+    points = [a for t, a in tags if t == "g" and a.get("data-family") == "score-based"]
     assert points and f'fill="{colour}"' in page and f"--c:{colour}" in page
 
 
