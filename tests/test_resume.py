@@ -4,7 +4,7 @@ with the weights of the run never interrupted, bitwise; the training loader's po
 from __future__ import annotations
 
 import os
-import signal
+import signal as signal_module
 import subprocess
 import sys
 from pathlib import Path
@@ -18,18 +18,18 @@ from helpers import CONFIGS, REPO, run_cli
 PREEMPTIBLE = str(CONFIGS / "trainer" / "preemptible.yaml")
 
 
-class SigtermAt(L.Callback):
-    """Sends this process SIGTERM at the end of training step ``step`` (the scheduler's preemption, on cue);
-    rank 0 only: the preemption callback's launcher passes it on, and the ranks agree at their next sync."""
+class SignalAt(L.Callback):
+    """Sends this process ``signal`` at the end of training step ``step`` (the scheduler's preemption or SLURM's
+    time-limit warning, on cue); rank 0 only: the ranks agree at their next sync and all save."""
 
-    def __init__(self, step: int) -> None:
-        self.step, self.sent = step, False
+    def __init__(self, step: int, signal: str = "SIGTERM") -> None:
+        self.step, self.signum, self.sent = step, getattr(signal_module, signal), False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # >=: a GAN's global step moves by 2 on the batches that end with a generator step
         if trainer.global_step >= self.step and trainer.is_global_zero and not self.sent:
             self.sent = True
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), self.signum)
 
 
 def _fit_args(config: str, root: Path, steps: int, extra: list[str]) -> list[str]:
@@ -47,7 +47,7 @@ def fit_in_process(config: str, root: Path, steps: int, extra: list[str] = (), s
 
     args = _fit_args(config, root, steps, list(extra))
     if sigterm_at is not None:
-        args += ["--trainer.callbacks+", "test_resume.SigtermAt", "--trainer.callbacks.step", str(sigterm_at)]
+        args += ["--trainer.callbacks+", "test_resume.SignalAt", "--trainer.callbacks.step", str(sigterm_at)]
     if ckpt_path is not None:
         args += ["--ckpt_path", str(ckpt_path)]
     run_lightning(args)
@@ -60,16 +60,33 @@ def assert_same_state(a: dict, b: dict) -> None:
     assert not differ, f"tensors differ after the resume (max abs difference): {differ}"
 
 
+def fit_ddp(config: str, root: Path, steps: int, extra: list[str] = (), sigterm_at: int | None = None,
+            ckpt_path: Path | None = None) -> list[dict]:
+    """``lightning-gen fit`` with DDP on 2 CPU processes (gloo); each rank's final model state."""
+    args = _fit_args(config, root, steps, ["--trainer.devices", "2", "--trainer.strategy", "ddp", *extra])
+    if sigterm_at is not None:
+        args += ["--trainer.callbacks+", "test_resume.SignalAt", "--trainer.callbacks.step", str(sigterm_at)]
+    if ckpt_path is not None:
+        args += ["--ckpt_path", str(ckpt_path)]
+    proc = run_cli(args, cwd=root.parent, env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [torch.load(root / "final" / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def assert_stopped_mid_epoch(preempted: Path, stop: int, steps: int) -> None:
+    saved = torch.load(preempted, weights_only=True)
+    assert stop <= saved["global_step"] < steps
+    loader = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert 0 < loader["batches"] < loader["batches_per_epoch"], "the test must stop inside an epoch"
+
+
 def preempted_and_resumed(config: str, tmp_path: Path, steps: int, stop: int, extra: list[str] = ()) -> tuple:
     """The final states of an uninterrupted run and of one SIGTERM-ed at ``stop`` and resumed to ``steps``."""
     whole = fit_in_process(config, tmp_path / "whole", steps, extra)
     run = tmp_path / "preempted"
     fit_in_process(config, run, steps, extra, sigterm_at=stop)
     preempted = run / "checkpoints" / "preempted.ckpt"
-    saved = torch.load(preempted, weights_only=True)
-    assert stop <= saved["global_step"] < steps
-    loader = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
-    assert 0 < loader["batches"] < loader["batches_per_epoch"], "the test must stop inside an epoch"
+    assert_stopped_mid_epoch(preempted, stop, steps)
     resumed = fit_in_process(config, run, steps, extra, ckpt_path=preempted)
     return whole, resumed
 
@@ -97,3 +114,60 @@ def test_vae_on_dynamically_binarized_data_resumes_bitwise(fake_data_root, tmp_p
     data = ["--data.class_path", "lightning_gen.data.BinarizedMNIST", "--data.init_args.binarization", "dynamic",
             "--data.init_args.root", str(fake_data_root), "--data.init_args.batch_size", "20"]
     assert_same_state(*preempted_and_resumed(str(CONFIGS / "vae_binarized_mnist.yaml"), tmp_path, 14, 12, data))
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_preempted_mid_epoch_resume_bitwise(tmp_path):
+    """2 CPU processes over gloo, each with its share of every epoch (11 batches of 64 digits): SIGTERM on rank 0
+    at step 35, both save at their next sync (step 40), and the resumed ranks end where the uninterrupted ones do."""
+    config = str(CONFIGS / "fvsbn_digits.yaml")
+    whole = fit_ddp(config, tmp_path / "whole", 50)
+    run = tmp_path / "preempted"
+    fit_ddp(config, run, 50, sigterm_at=35)
+    preempted = run / "checkpoints" / "preempted.ckpt"
+    assert_stopped_mid_epoch(preempted, 35, 50)
+    resumed = fit_ddp(config, run, 50, ckpt_path=preempted)
+    for rank in range(2):
+        assert_same_state(whole[rank], resumed[rank])
+
+
+@pytest.mark.slow
+def test_a_resume_with_another_batch_size_mid_epoch_is_refused_with_the_fix(tmp_path):
+    config = str(CONFIGS / "fvsbn_digits.yaml")
+    run = tmp_path / "preempted"
+    fit_in_process(config, run, 20, sigterm_at=5)
+    with pytest.raises(ValueError, match=r"saved with batch_size=64 \(the per-process batch size\), this run has "
+                                         r"batch_size=32.*--data.init_args.batch_size"):
+        fit_in_process(config, run, 20, ["--data.init_args.batch_size", "32"],
+                       ckpt_path=run / "checkpoints" / "preempted.ckpt")
+
+
+@pytest.mark.slow
+def test_slurm_requeue_mid_epoch_resumes_bitwise(tmp_path):
+    """scripts/slurm.sbatch with stand-ins for srun and scontrol (as tests/test_scale.py runs it), 2 tasks: SLURM's
+    time-limit warning (SIGUSR1) at step 35 saves hpc_ckpt_1.ckpt mid-epoch and requeues; the requeued job resumes
+    from it by itself and ends with the weights of a job never interrupted."""
+    from test_scale import _fake_slurm_env, _free_port
+
+    def job(root: Path, *extra: str) -> tuple[list[dict], str]:
+        env = _fake_slurm_env(tmp_path, job_id="77")
+        env["MASTER_PORT"] = str(_free_port())
+        cmd = ["bash", str(REPO / "scripts/slurm.sbatch"), "configs/fvsbn_digits.yaml", "--trainer.accelerator", "cpu",
+               "--trainer.precision", "32-true", "--trainer.default_root_dir", str(root), "--trainer.logger", "false",
+               "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
+               "--trainer.max_epochs", "-1", "--trainer.max_steps", "50", "--trainer.callbacks+",
+               "helpers.DumpRankState", "--trainer.callbacks.dirpath", str(root / "final"), *extra]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return [torch.load(root / "final" / f"rank{r}.pt", weights_only=True) for r in range(2)], proc.stdout
+
+    whole, _ = job(tmp_path / "whole")
+    run = tmp_path / "requeued"
+    job(run, "--trainer.callbacks+", "test_resume.SignalAt", "--trainer.callbacks.step", "35",
+        "--trainer.callbacks.signal", "SIGUSR1")
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "77"]
+    assert_stopped_mid_epoch(run / "hpc_ckpt_1.ckpt", 35, 50)
+    resumed, out = job(run)  # the requeued job: same command, no --ckpt_path
+    assert f"Restoring states from the checkpoint path at {run / 'hpc_ckpt_1.ckpt'}" in out
+    for rank in range(2):
+        assert_same_state(whole[rank], resumed[rank])
