@@ -32,6 +32,17 @@ class SignalAt(L.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class DumpCallbackStates(L.Callback):
+    """Saves every stateful callback's ``state_dict()`` (by its state key) at the end of ``fit``, rank 0."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        states = {c.state_key: c.state_dict() for c in trainer.callbacks if c.state_dict()}
+        torch.save(states, self.path)
+
+
 def _fit_args(config: str, root: Path, steps: int, extra: list[str]) -> list[str]:
     return ["fit", "--config", config, "--config", PREEMPTIBLE, "--trainer.accelerator", "cpu",
             "--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--trainer.limit_val_batches", "0",
@@ -157,8 +168,9 @@ def test_slurm_requeue_mid_epoch_resumes_bitwise(tmp_path):
                "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
                "--trainer.max_epochs", "-1", "--trainer.max_steps", "50", "--trainer.callbacks+",
                "helpers.DumpRankState", "--trainer.callbacks.dirpath", str(root / "final"), *extra]
-        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:]
         return [torch.load(root / "final" / f"rank{r}.pt", weights_only=True) for r in range(2)], proc.stdout
 
     whole, _ = job(tmp_path / "whole")
@@ -171,3 +183,36 @@ def test_slurm_requeue_mid_epoch_resumes_bitwise(tmp_path):
     assert f"Restoring states from the checkpoint path at {run / 'hpc_ckpt_1.ckpt'}" in out
     for rank in range(2):
         assert_same_state(whole[rank], resumed[rank])
+
+
+@pytest.mark.slow
+def test_callbacks_with_state_end_the_resumed_run_as_the_uninterrupted_one(tmp_path):
+    """Validation at every epoch end, best-checkpoint tracking, early stopping and the wall clock: the resumed run's
+    best score, best file, early-stopping counters and logged metrics are the uninterrupted run's; its clock goes on
+    from the preempted run's minutes."""
+    config = str(CONFIGS / "fvsbn_digits.yaml")
+    states = {}
+    for name in ("whole", "preempted", "resumed"):
+        root = tmp_path / ("whole" if name == "whole" else "preempted")
+        extra = ["--trainer.limit_val_batches", "1.0", "--trainer.callbacks+", "lightning_gen.callbacks.WallClock",
+                 "--trainer.callbacks+", "lightning.pytorch.callbacks.EarlyStopping",
+                 "--trainer.callbacks.monitor", "val/nll_bpd", "--trainer.callbacks.patience", "100",
+                 "--trainer.callbacks+", "test_resume.DumpCallbackStates",
+                 "--trainer.callbacks.path", str(tmp_path / f"{name}.pt")]
+        fit_in_process(config, root, 70, extra, sigterm_at=37 if name == "preempted" else None,
+                       ckpt_path=root / "checkpoints" / "preempted.ckpt" if name == "resumed" else None)
+        states[name] = torch.load(tmp_path / f"{name}.pt", weights_only=False)
+    whole, resumed = states["whole"], states["resumed"]
+    assert whole.keys() == resumed.keys()
+    for key, state in whole.items():
+        if key.startswith("WallClock"):
+            assert resumed[key]["minutes"] > states["preempted"][key]["minutes"] > 0
+        elif key.startswith("ModelCheckpoint"):
+            for field in ("best_model_score", "best_k_models", "kth_value", "current_score"):
+                expected = state[field]
+                if field == "best_k_models":  # the same files, under the other run's folder
+                    expected = {k.replace(str(tmp_path / "whole"), str(tmp_path / "preempted")): v
+                                for k, v in expected.items()}
+                assert str(resumed[key][field]) == str(expected), (key, field)
+        else:
+            assert str(resumed[key]) == str(state), key
