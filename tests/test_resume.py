@@ -91,13 +91,15 @@ def assert_stopped_mid_epoch(preempted: Path, stop: int, steps: int) -> None:
     assert 0 < loader["batches"] < loader["batches_per_epoch"], "the test must stop inside an epoch"
 
 
-def preempted_and_resumed(config: str, tmp_path: Path, steps: int, stop: int, extra: list[str] = ()) -> tuple:
+def preempted_and_resumed(config: str, tmp_path: Path, steps: int, stop: int, extra: list[str] = (),
+                          mid_epoch: bool = True) -> tuple:
     """The final states of an uninterrupted run and of one SIGTERM-ed at ``stop`` and resumed to ``steps``."""
     whole = fit_in_process(config, tmp_path / "whole", steps, extra)
     run = tmp_path / "preempted"
     fit_in_process(config, run, steps, extra, sigterm_at=stop)
     preempted = run / "checkpoints" / "preempted.ckpt"
-    assert_stopped_mid_epoch(preempted, stop, steps)
+    if mid_epoch:
+        assert_stopped_mid_epoch(preempted, stop, steps)
     resumed = fit_in_process(config, run, steps, extra, ckpt_path=preempted)
     return whole, resumed
 
@@ -106,6 +108,16 @@ def preempted_and_resumed(config: str, tmp_path: Path, steps: int, stop: int, ex
 def test_fvsbn_preempted_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
     """The issue's example: FVSBN on the digits (21 batches an epoch), 70 steps, SIGTERM at step 37."""
     assert_same_state(*preempted_and_resumed(str(CONFIGS / "fvsbn_digits.yaml"), tmp_path, steps=70, stop=37))
+
+
+@pytest.mark.slow
+def test_a_checkpoint_after_an_epochs_last_batch_resumes_bitwise(tmp_path):
+    """Saved at step 21, the last of the first epoch's 21 batches: the resumed run starts the second epoch."""
+    whole, resumed = preempted_and_resumed(str(CONFIGS / "fvsbn_digits.yaml"), tmp_path, 30, 20, mid_epoch=False)
+    loader = torch.load(tmp_path / "preempted" / "checkpoints" / "preempted.ckpt", weights_only=True)[
+        "loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert loader["batches"] == loader["batches_per_epoch"] == 21
+    assert_same_state(whole, resumed)
 
 
 @pytest.mark.slow
@@ -216,3 +228,86 @@ def test_callbacks_with_state_end_the_resumed_run_as_the_uninterrupted_one(tmp_p
                 assert str(resumed[key][field]) == str(expected), (key, field)
         else:
             assert str(resumed[key]) == str(state), key
+
+
+# ---- the pieces, fast ------------------------------------------------------------------------------------------
+def _digits_loader(**kwargs):
+    from lightning_gen.data import Digits
+    from lightning_gen.data.base import ResumableLoader
+
+    dm = Digits(batch_size=64)
+    dm.setup()
+    return ResumableLoader(dm.datasets["train"], 64, collate_fn=lambda batch: batch, **kwargs)  # batched reads
+
+
+def test_the_loader_resumes_mid_epoch_where_it_stopped_and_then_runs_whole_epochs():
+    from lightning_gen.data.datamodules import DynamicBinarize
+
+    loader = _digits_loader(seed=3, transform=DynamicBinarize())
+    batches = iter(loader)
+    for _ in range(5):
+        next(batches)
+    state = loader.state_dict()
+    assert (state["epoch"], state["batches"], state["batches_per_epoch"]) == (0, 5, 21)
+    rest = [x for x, _ in batches]
+    following = [x for x, _ in loader]  # the next epoch
+
+    resumed = _digits_loader(seed=0, transform=DynamicBinarize())  # the checkpoint's seed wins
+    resumed.load_state_dict(state)
+    resumed_rest = [x for x, _ in resumed]
+    assert len(resumed_rest) == 16 and all(torch.equal(a, b) for a, b in zip(rest, resumed_rest, strict=True))
+    resumed_following = [x for x, _ in resumed]
+    assert all(torch.equal(a, b) for a, b in zip(following, resumed_following, strict=True))
+
+
+def test_each_epoch_is_a_permutation_of_seed_and_epoch_and_ranks_share_it():
+    def epoch_labels(loader):
+        return torch.cat([y for _, y in loader])
+
+    one = _digits_loader(seed=1)
+    first, second = epoch_labels(one), epoch_labels(one)
+    assert not torch.equal(first, second)  # a new order every epoch
+    again = _digits_loader(seed=1)
+    assert torch.equal(epoch_labels(again), first) and torch.equal(epoch_labels(again), second)
+    assert not torch.equal(epoch_labels(_digits_loader(seed=2)), first)
+    # Two ranks: disjoint halves of one epoch's order (one index repeated to even the 1297 out), 11 batches each.
+    ranks = [_digits_loader(seed=1, num_replicas=2, rank=r) for r in range(2)]
+    assert [len(r) for r in ranks] == [11, 11]
+    shares = [list(r.sampler) for r in ranks]
+    assert len(set(shares[0]) | set(shares[1])) == 1297 and len(set(shares[0]) & set(shares[1])) == 1
+
+
+def test_a_mid_epoch_state_of_another_world_size_or_batch_size_is_refused():
+    loader = _digits_loader()
+    state = {"epoch": 2, "batches": 5, "seed": 0, "world_size": 2, "batch_size": 64, "batches_per_epoch": 11}
+    with pytest.raises(ValueError, match=r"world_size=2 \(processes\), this run has world_size=1.*--trainer.devices"):
+        loader.load_state_dict(state)
+    loader.load_state_dict({**state, "batches": 11})  # an epoch's end: the next epoch is split afresh
+    assert loader.sampler.epoch == 3 and loader.sampler.start() == 0
+
+
+def test_reseeding_makes_every_global_stream_a_function_of_the_step():
+    import random
+
+    import numpy as np
+
+    from lightning_gen.callbacks.preemption import reseed
+
+    def draws(*parts):
+        reseed(*parts)
+        dropout = torch.nn.functional.dropout(torch.ones(64), 0.5, training=True)
+        return torch.rand(4), dropout, np.random.rand(4), random.random()
+
+    a, b, c = draws(0, 0, 1, 7), draws(0, 0, 1, 7), draws(0, 1, 1, 7)  # rank 1: other streams
+    assert all(torch.equal(torch.as_tensor(x), torch.as_tensor(y)) for x, y in zip(a, b))
+    assert not any(torch.equal(torch.as_tensor(x), torch.as_tensor(y)) for x, y in zip(a, c))
+
+
+def test_sample_metrics_keep_their_last_measurement_in_a_checkpoint():
+    from lightning_gen.callbacks import SampleMetrics
+
+    measured = SampleMetrics(num_samples=10)
+    measured.last, measured.seconds = {"fid": 12.5, "kid": 0.01}, 3.0
+    resumed = SampleMetrics(num_samples=10)
+    resumed.load_state_dict(measured.state_dict())
+    assert resumed.last == measured.last and resumed.seconds == 3.0

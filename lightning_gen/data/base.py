@@ -164,8 +164,11 @@ class ResumableLoader(DataLoader):
                                  f"({what}), this run has {key}={here}. Resume with the checkpoint's value "
                                  f"({fix}), or from a checkpoint saved at an epoch's end.")
         self.sampler.seed = state["seed"]
-        self.sampler.set_epoch(state["epoch"])
-        self.sampler.resume_at(state["epoch"], state["batches"] * self.batch_size)
+        if state["batches"] >= state["batches_per_epoch"]:  # saved after the epoch's last batch
+            self.sampler.set_epoch(state["epoch"] + 1)
+        else:
+            self.sampler.set_epoch(state["epoch"])
+            self.sampler.resume_at(state["epoch"], state["batches"] * self.batch_size)
 
 
 class ImageDataModule(L.LightningDataModule):
