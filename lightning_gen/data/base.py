@@ -5,14 +5,13 @@ Every data module yields batches ``(x, y)``: ``x`` uint8 ``(B, C, H, W)`` in 0..
 (:func:`lightning_gen.models.base.to_levels`).
 
 Training batches come from a :class:`ResumableLoader`: each epoch's order is a permutation drawn from
-``(seed, epoch)``, and a training transform draws from ``(seed, epoch, rank, batch)``, so the loader's whole state
-is two integers that Lightning saves in every checkpoint; a run resumed from any step sees the batches the
+``(seed, epoch)``, and a training transform draws from a generator of ``(seed, epoch, rank)``, so the loader's whole
+state is two integers that Lightning saves in every checkpoint; a run resumed from any step sees the batches the
 uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from pathlib import Path
@@ -92,39 +91,18 @@ def _collate_batch(batch):
     return batch
 
 
-class EpochSampler(DistributedSampler):
-    """This rank's share of a permutation of the data drawn from ``(seed, epoch)`` (``DistributedSampler``'s
-    order, padded to equal shares); after :meth:`resume_at`, the next pass over that epoch starts where it says.
-
-    A ``DistributedSampler``, so Lightning keeps it under DDP instead of putting its own in its place.
-    """
-
-    def __init__(self, dataset: Dataset, *, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
-        self._resume: tuple[int, int] | None = None  # (epoch, samples of it already seen)
-
-    def resume_at(self, epoch: int, samples: int) -> None:
-        self._resume = (epoch, samples)
-
-    def start(self) -> int:
-        """Where the next pass starts in this epoch's share."""
-        return self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
-
-    def __iter__(self):
-        start, self._resume = self.start(), None
-        return itertools.islice(super().__iter__(), start, None)
-
-
 class ResumableLoader(DataLoader):
     """The training DataLoader whose position Lightning saves and restores: ``state_dict()`` is the epoch and the
     batches of it already served (Lightning 2.6 checkpoints any train loader with ``state_dict`` /
     ``load_state_dict`` and loads it back before the resumed epoch's first batch).
 
-    The order is an :class:`EpochSampler`'s; ``transform`` (a uint8-batch -> uint8-batch function taking a
-    ``generator``, e.g. dynamic binarization) runs here in the main process with a generator seeded from
-    ``(seed, epoch, rank, batch)``, so its draws depend on the batch's place alone: not on workers, not on what
-    else drew from the global RNG, not on whether the run was interrupted. Without a Trainer to set the epoch,
-    a finished pass moves on to the next epoch by itself.
+    Each epoch is this rank's share of a permutation drawn from ``(seed, epoch)`` (a ``DistributedSampler``'s order,
+    padded to equal shares; being one, Lightning keeps it under DDP). ``transform`` (a uint8-batch -> uint8-batch
+    function taking a ``generator``, e.g. dynamic binarization) runs here in the main process, drawing from one
+    generator per epoch seeded from ``(seed, epoch, rank)``: its draws depend on the batch's place alone, not on
+    workers or on what else drew from the global RNG. A resumed epoch replays the batches already served and
+    drops them (at most one epoch of loading, with no training), so the draws after them are the uninterrupted
+    run's. Without a Trainer to set the epoch, a finished pass moves on to the next epoch by itself.
 
     A resume inside an epoch needs the checkpoint's world size and batch size: another one would split the epoch
     differently, and :meth:`load_state_dict` refuses it; at an epoch's end either may change.
@@ -132,21 +110,27 @@ class ResumableLoader(DataLoader):
 
     def __init__(self, dataset: Dataset, batch_size: int, *, seed: int = 0, num_replicas: int = 1, rank: int = 0,
                  transform=None, **kwargs) -> None:
-        sampler = EpochSampler(dataset, seed=seed, num_replicas=num_replicas, rank=rank)
+        sampler = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
         self.transform = transform
         self.served = 0  # batches of the sampler's epoch handed out so far
+        self._resume: tuple[int, int] | None = None  # (epoch, batches of it served before the checkpoint)
 
     def __iter__(self):
         sampler = self.sampler
-        epoch, rank = sampler.epoch, sampler.rank
-        self.served = sampler.start() // self.batch_size
+        epoch = sampler.epoch
+        served_before = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume = None
+        generator = None
+        if self.transform is not None:
+            generator = torch.Generator().manual_seed(derive_seed(sampler.seed, epoch, sampler.rank))
+        self.served = 0
         for x, y in super().__iter__():
-            if self.transform is not None:
-                generator = torch.Generator().manual_seed(derive_seed(sampler.seed, epoch, rank, self.served))
+            if generator is not None:
                 x = self.transform(x, generator=generator)
             self.served += 1
-            yield x, y
+            if self.served > served_before:
+                yield x, y
         sampler.set_epoch(epoch + 1)
         self.served = 0
 
@@ -168,7 +152,7 @@ class ResumableLoader(DataLoader):
             self.sampler.set_epoch(state["epoch"] + 1)
         else:
             self.sampler.set_epoch(state["epoch"])
-            self.sampler.resume_at(state["epoch"], state["batches"] * self.batch_size)
+            self._resume = (state["epoch"], state["batches"])
 
 
 class ImageDataModule(L.LightningDataModule):

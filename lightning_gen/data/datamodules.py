@@ -171,8 +171,8 @@ class DynamicBinarize:
     """uint8 batch -> a fresh Bernoulli(x / 255) draw per pixel, as 0/255, from ``generator``.
 
     The training loader (:class:`~lightning_gen.data.base.ResumableLoader`) passes a generator seeded from the
-    run's seed, the epoch, the rank and the batch, so every epoch sees a new binarization, a seeded run is
-    reproducible and a resumed one draws what the uninterrupted one drew.
+    run's seed, the epoch and the rank, so every epoch sees a new binarization, a seeded run is reproducible and a
+    resumed one draws what the uninterrupted one drew.
     """
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
