@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal as signal_module
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
