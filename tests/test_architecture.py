@@ -6,9 +6,9 @@ lightning_gen/, lazy ones inside functions included, is checked against the part
     pictures              models and images
     models/               nn, compat and metrics.nll (evaluation sums): never data modules, the app or the leaderboard
     metrics/              tensors and extractors: images and files (the cache folder, the network check), no data module
-    nn/, data/            nothing else of the package; nn/ is plain torch (no Lightning)
+    nn/, data/            nothing else of the package but seeds; nn/ is plain torch (no Lightning)
     leaderboard/          nothing else of the package, and no torch
-    images, compat        nothing else of the package
+    images, compat, seeds nothing else of the package
 
 Loading a checkpoint or building a data module by name (jsonargparse, the compat functions that rebuild a class
 from its saved path) is the app's job alone.
@@ -29,19 +29,22 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "__main__": ("app",),
     "evaluation": ("models", "data", "metrics", "nn", "images", "compat"),
     # Callbacks hook training into the evaluation's seeded sampling (evaluation never imports callbacks).
-    "callbacks": ("evaluation", "models", "data", "metrics", "nn", "images", "files", "pictures", "loggers", "compat"),
+    "callbacks": ("evaluation", "models", "data", "metrics", "nn", "images", "files", "pictures", "loggers", "compat",
+                  "seeds"),
     "pictures": ("models", "images"),
     "contracts": ("models",),  # the model contract's checkers: plain torch and the model interface
     "loggers": ("compat",),
     # The one evaluation-means accumulator, shared by the models' test steps and the benchmark.
     "models": ("nn", "compat", "metrics.nll"),
     "metrics": ("images", "files"),
-    "nn": (),
-    "data": ("files",),
+    # Counter-based seeds: the GAN's noise, the training loader's order and binarization, the per-step streams.
+    "nn": ("seeds",),
+    "data": ("files", "seeds"),
     "leaderboard": ("files",),
     "images": ("files",),
     "files": (),
     "compat": (),
+    "seeds": (),
     "": (),  # lightning_gen/__init__.py
 }
 #: Third-party imports a part must not make.

@@ -365,10 +365,8 @@ def test_checkpoints_that_still_hold_the_retired_noise_fingerprint_load_strictly
 
 @pytest.mark.slow
 def test_resume_at_an_epoch_end_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
-    """Both optimizers, EMA, BatchNorm statistics, counters, noise and the data order (global RNG) carry over.
-
-    The checkpoint is taken at an epoch end: Lightning does not restore a plain DataLoader's position mid-epoch.
-    """
+    """Both optimizers, EMA, BatchNorm statistics, counters, noise and the data order carry over from a checkpoint
+    taken at an epoch end, with no preemption callback (mid-epoch resumes: tests/test_resume.py)."""
     args = ["--data.init_args.batch_size", "256", "--model.init_args.d_steps_per_g_step", "2",
             "--trainer.limit_val_batches", "0", "--trainer.callbacks", "lightning.pytorch.callbacks.ModelCheckpoint",
             "--trainer.callbacks.save_last", "true"]

@@ -1,4 +1,5 @@
-"""Stopping cleanly when a scheduler ends the job: a checkpoint on SIGTERM or SLURM's requeue signal."""
+"""Stopping cleanly when a scheduler ends the job (a checkpoint on SIGTERM or SLURM's requeue signal), and resuming
+from it exactly: every random stream a training step draws from is reseeded from the step's place in the run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,20 @@ from pathlib import Path
 
 import lightning as L
 import torch
+
+from lightning_gen.seeds import derive_seed, run_seed
+
+
+def reseed(*parts: int) -> None:
+    """Seed torch (CPU and every CUDA device), numpy and Python's ``random`` from ``derive_seed(*parts)``."""
+    import random
+
+    import numpy as np
+
+    seed = derive_seed(*parts)
+    torch.manual_seed(seed)  # every CUDA device too (lazily, where CUDA is not initialised yet)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
 class PreemptionCheckpoint(L.Callback):
@@ -25,15 +40,24 @@ class PreemptionCheckpoint(L.Callback):
     broadcast (SIGTERM) from inside the signal handler, a collective that can meet another rank in a different
     collective; on 2 CPU processes here that hung the SLURM requeue and aborted the SIGTERM exit.
 
+    **Exact resume** (``exact=True``): before every training batch the global random streams of this process (torch
+    on the CPU and on every CUDA device, numpy, Python's ``random``) are reseeded from ``(seed, rank, epoch,
+    batch)``, the seed being ``seed_everything``'s. Dropout, a VAE's reparameterisation noise and anything else a
+    step draws is then a function of the step's place in the run, the same in a run resumed from any checkpoint
+    as in the uninterrupted one, on every rank, with no generator state to save or gather. (The data order and
+    dynamic binarization are the training loader's, :class:`~lightning_gen.data.base.ResumableLoader`; the GAN's
+    noise its own counter-based streams.) It changes which numbers a run draws, not how they are distributed.
+
     Args:
         dirpath: where ``preempted.ckpt`` goes (default: the ModelCheckpoint folder, else ``<root>/checkpoints``).
         sync_every_n_steps: how often ranks compare notes when there are several.
+        exact: reseed the global random streams before every training batch, as above.
     """
 
-    def __init__(self, dirpath: str | None = None, sync_every_n_steps: int = 10) -> None:
+    def __init__(self, dirpath: str | None = None, sync_every_n_steps: int = 10, exact: bool = True) -> None:
         if sync_every_n_steps < 1:
             raise ValueError(f"sync_every_n_steps must be >= 1, got {sync_every_n_steps}")
-        self.dirpath, self.sync_every_n_steps = dirpath, sync_every_n_steps
+        self.dirpath, self.sync_every_n_steps, self.exact = dirpath, sync_every_n_steps, exact
         self.signalled = False  # SIGTERM
         self.requeue_requested = False  # SLURM's requeue signal
         self._launcher = None
@@ -93,6 +117,10 @@ class PreemptionCheckpoint(L.Callback):
         if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
             return Path(trainer.checkpoint_callback.dirpath) / "preempted.ckpt"
         return Path(trainer.default_root_dir) / "checkpoints" / "preempted.ckpt"
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.exact:
+            reseed(run_seed(), trainer.global_rank, trainer.current_epoch, batch_idx)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         flags = (self.signalled, self.requeue_requested)

@@ -158,7 +158,7 @@ class SampleMetrics(L.Callback):
         self.extractor = None
         self._reference = None
         self.last: dict[str, float] = {}
-        self.seconds = 0.0  # wall time of all measurements so far (this process)
+        self.seconds = 0.0  # wall time of all measurements so far (the runs this one resumed from included)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
@@ -183,6 +183,13 @@ class SampleMetrics(L.Callback):
             pl_module.log(f"val/{name}", value, on_epoch=True, sync_dist=True, reduce_fx="max")
         self.last = results
         self.seconds += time.perf_counter() - start
+
+    def state_dict(self) -> dict:
+        # Saved with a checkpoint, so a resumed run reports the last measurement and the time spent measuring.
+        return {"last": dict(self.last), "seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.last, self.seconds = dict(state_dict["last"]), float(state_dict["seconds"])
 
     def reference(self, datamodule):
         """The split's reference statistics (features kept, for KID), through the stats cache."""

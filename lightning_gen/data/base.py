@@ -3,6 +3,11 @@
 Every data module yields batches ``(x, y)``: ``x`` uint8 ``(B, C, H, W)`` in 0..255 (binary data is 0/255),
 ``y`` int64 ``(B,)`` class labels (-1 where the data has none). Models do their own scaling
 (:func:`lightning_gen.models.base.to_levels`).
+
+Training batches come from a :class:`ResumableLoader`: each epoch's order is a permutation drawn from
+``(seed, epoch)``, and a training transform draws from a generator of ``(seed, epoch, rank)``, so the loader's whole
+state is two integers that Lightning saves in every checkpoint; a run resumed from any step sees the batches the
+uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from typing import ClassVar
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lightning_gen.seeds import derive_seed, run_seed
 
 DATA_ENV = "LIGHTNING_GEN_DATA"
 SPLITS = ("train", "val", "test")
@@ -84,6 +91,70 @@ def _collate_batch(batch):
     return batch
 
 
+class ResumableLoader(DataLoader):
+    """The training DataLoader whose position Lightning saves and restores: ``state_dict()`` is the epoch and the
+    batches of it already served (Lightning 2.6 checkpoints any train loader with ``state_dict`` /
+    ``load_state_dict`` and loads it back before the resumed epoch's first batch).
+
+    Each epoch is this rank's share of a permutation drawn from ``(seed, epoch)`` (a ``DistributedSampler``'s order,
+    padded to equal shares; being one, Lightning keeps it under DDP). ``transform`` (a uint8-batch -> uint8-batch
+    function taking a ``generator``, e.g. dynamic binarization) runs here in the main process, drawing from one
+    generator per epoch seeded from ``(seed, epoch, rank)``: its draws depend on the batch's place alone, not on
+    workers or on what else drew from the global RNG. A resumed epoch replays the batches already served and
+    drops them (at most one epoch of loading, with no training), so the draws after them are the uninterrupted
+    run's. Without a Trainer to set the epoch, a finished pass moves on to the next epoch by itself.
+
+    A resume inside an epoch needs the checkpoint's world size and batch size: another one would split the epoch
+    differently, and :meth:`load_state_dict` refuses it; at an epoch's end either may change.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, *, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 transform=None, **kwargs) -> None:
+        sampler = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+        self.transform = transform
+        self.served = 0  # batches of the sampler's epoch handed out so far
+        self._resume: tuple[int, int] | None = None  # (epoch, batches of it served before the checkpoint)
+
+    def __iter__(self):
+        sampler = self.sampler
+        epoch = sampler.epoch
+        served_before = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume = None
+        generator = None
+        if self.transform is not None:
+            generator = torch.Generator().manual_seed(derive_seed(sampler.seed, epoch, sampler.rank))
+        self.served = 0
+        for x, y in super().__iter__():
+            if generator is not None:
+                x = self.transform(x, generator=generator)
+            self.served += 1
+            if self.served > served_before:
+                yield x, y
+        sampler.set_epoch(epoch + 1)
+        self.served = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.sampler.epoch, "batches": self.served, "seed": self.sampler.seed,
+                "world_size": self.sampler.num_replicas, "batch_size": self.batch_size, "batches_per_epoch": len(self)}
+
+    def load_state_dict(self, state: dict) -> None:
+        mid_epoch = 0 < state["batches"] < state["batches_per_epoch"]
+        for key, what, fix in (("world_size", "processes", "--trainer.devices / --trainer.num_nodes"),
+                               ("batch_size", "the per-process batch size", "--data.init_args.batch_size")):
+            here = self.sampler.num_replicas if key == "world_size" else self.batch_size
+            if mid_epoch and state[key] != here:
+                raise ValueError(f"cannot resume mid-epoch exactly: the checkpoint was saved with {key}={state[key]} "
+                                 f"({what}), this run has {key}={here}. Resume with the checkpoint's value "
+                                 f"({fix}), or from a checkpoint saved at an epoch's end.")
+        self.sampler.seed = state["seed"]
+        if state["batches"] >= state["batches_per_epoch"]:  # saved after the epoch's last batch
+            self.sampler.set_epoch(state["epoch"] + 1)
+        else:
+            self.sampler.set_epoch(state["epoch"])
+            self._resume = (state["epoch"], state["batches"])
+
+
 class ImageDataModule(L.LightningDataModule):
     """Base class: subclasses set ``image_shape``, ``num_levels``, ``num_classes`` and implement :meth:`load`.
 
@@ -142,7 +213,8 @@ class ImageDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def train_transform(self):
-        """A uint8-batch -> uint8-batch transform applied to training batches only (default: none)."""
+        """A ``(uint8 batch, generator=...) -> uint8 batch`` transform applied to training batches only, drawing its
+        randomness from the generator it is given (default: none)."""
         return None
 
     # ---- LightningDataModule ------------------------------------------------------------------------------
@@ -166,28 +238,31 @@ class ImageDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.datasets:
             for split, (x, y) in self.splits().items():
-                self.datasets[split] = InMemoryImages(x, y, self.train_transform() if split == "train" else None)
+                self.datasets[split] = InMemoryImages(x, y)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader_options(self) -> dict:
+        return dict(batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                    collate_fn=_collate_batch, persistent_workers=self.num_workers > 0)
+
+    def _loader(self, split: str) -> DataLoader:
         self.setup()
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=_collate_batch,
-            persistent_workers=self.num_workers > 0,
-        )
+        return DataLoader(self.datasets[split], shuffle=False, **self._loader_options())
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+    def train_dataloader(self) -> ResumableLoader:
+        """The training batches in an order drawn from the run's seed (``seed_everything``'s) and the epoch; under
+        DDP each process gets its share of each epoch."""
+        self.setup()
+        trainer = self.trainer
+        shares = (trainer.distributed_sampler_kwargs if trainer is not None else None) or {}
+        return ResumableLoader(self.datasets["train"], seed=run_seed(), transform=self.train_transform(),
+                               num_replicas=shares.get("num_replicas", 1), rank=shares.get("rank", 0),
+                               **self._loader_options())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

@@ -168,14 +168,15 @@ class FashionMNIST(_IDXDataModule):
 
 
 class DynamicBinarize:
-    """uint8 batch -> a fresh Bernoulli(x / 255) draw per pixel, as 0/255, from the global torch RNG.
+    """uint8 batch -> a fresh Bernoulli(x / 255) draw per pixel, as 0/255, from ``generator``.
 
-    The global RNG is what ``seed_everything`` seeds and what DataLoader workers reseed per worker and epoch, so
-    every epoch sees a new binarization and a seeded run is reproducible.
+    The training loader (:class:`~lightning_gen.data.base.ResumableLoader`) passes a generator seeded from the
+    run's seed, the epoch and the rank, so every epoch sees a new binarization, a seeded run is reproducible and a
+    resumed one draws what the uninterrupted one drew.
     """
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return binarize(x)
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return binarize(x, generator)
 
 
 def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:

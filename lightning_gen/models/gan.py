@@ -20,8 +20,8 @@ Where this implementation deliberately differs (each note sits with the code it 
 - ``trainer.global_step`` counts both optimizers' steps; the GAN's own counters are ``g_steps`` and ``d_steps``
   (:meth:`GAN.training_step`).
 - Noise is a pure function of integers (:class:`~lightning_gen.nn.gan_state.NoiseStreams`): DDP ranks differ, and a
-  resumed run draws the noise the uninterrupted one would have; checkpoints carry the global CPU RNG for the data
-  order (:meth:`GAN.on_load_checkpoint`).
+  run resumed from any step draws the noise the uninterrupted one would have (the data order is the training
+  loader's, restored with its position, :class:`~lightning_gen.data.base.ResumableLoader`).
 - A NaN or Inf loss or gradient stops training before the update (:meth:`GAN._check_finite`).
 - Under DDP each backward pass reaches one net, so :meth:`GAN.setup` turns on ``find_unused_parameters``.
 - The EMA generator's BatchNorm statistics are standing statistics of its own weights
@@ -382,19 +382,11 @@ class GAN(GenerativeModule):
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["gan_rng_state"] = torch.get_rng_state()
         if self.refresh_standing_statistics():
             # The state dict was collected before this hook: write the fresh statistics into it.
             self.ema.write_buffers(checkpoint.get("state_dict", {}), "generator_ema.")
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Restore the global CPU RNG saved by :meth:`on_save_checkpoint` when a fit resumes: it drives the default
-        shuffling sampler's order (and dynamic binarization). Lightning does not restore a plain DataLoader's position
-        inside an epoch, so a resume is bitwise exact on CPU from checkpoints taken at epoch ends; mid-epoch it is
-        exact for the model, optimizers, EMA, counters and noise, not for the data order. (With Lightning 2.6 a first
-        run stopped by ``max_steps`` exactly at an epoch end resumed one batch into a phantom epoch; stop it with
-        ``max_epochs`` instead.)"""
-        # Only when resuming a fit: merely loading a model for evaluation must not reset the caller's RNG.
-        trainer = compat.attached_trainer(self)
-        if trainer is not None and trainer.state.fn == "fit" and "gan_rng_state" in checkpoint:
-            torch.set_rng_state(checkpoint["gan_rng_state"])
+    def on_train_end(self) -> None:
+        # The weights a fit ends with get their standing statistics, so its final state is the same whether or not
+        # the run was interrupted and resumed (a resumed run holds the statistics of the checkpoint's weights).
+        self.refresh_standing_statistics()

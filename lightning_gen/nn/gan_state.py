@@ -8,24 +8,19 @@ BatchNorm statistics; plain torch, used by :class:`lightning_gen.models.gan.GAN`
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_gen.seeds import derive_seed
+
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 # The GAN's kinds of draw, each its own stream of seeds: discriminator steps, generator steps, evaluation, and the
 # EMA generator's standing statistics.
 D_STREAM, G_STREAM, EVAL_STREAM, STANDING_STREAM = 0, 1, 2, 3
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers; distinct tuples give unrelated seeds."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 class NoiseStreams:
