@@ -305,6 +305,7 @@ def test_a_plain_pytorch_loop_over_the_step_api_reproduces_fit(options):
             g_opt.step()
             plain.g_steps += 1
             plain.update_ema()
+    plain.refresh_standing_statistics()  # what a fit ends with (GAN.on_train_end)
     fitted = model.state_dict()
     assert int(fitted["g_steps"]) == 6 // plain.d_steps_per_g_step
     for key, value in plain.state_dict().items():
