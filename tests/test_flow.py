@@ -30,11 +30,12 @@ def tiny_model(shape=(1, 2, 2), num_levels=3, std=0.15) -> RealNVP:
 
 
 # ---- the flow ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("shape,scales", [((1, 2, 2), 2), ((3, 4, 4), 3), ((1, 28, 28), 3), ((1, 8, 8), 1)])
-def test_the_flow_inverts_to_1e_5(shape, scales):
+@pytest.mark.parametrize("shape,scales,glow", [((1, 2, 2), 2, False), ((3, 4, 4), 3, False), ((1, 28, 28), 3, False),
+                                              ((1, 8, 8), 1, False), ((1, 8, 8), 2, True), ((1, 28, 28), 3, True)])
+def test_the_flow_inverts_to_1e_5(shape, scales, glow):
     torch.manual_seed(0)
-    flow = perturbed(MultiScaleFlow(shape, scales, couplings=3, hidden=16), 0.02).eval()  # float32
-    x = torch.randn(4, *shape) * 3
+    flow = perturbed(MultiScaleFlow(shape, scales, couplings=3, hidden=16, glow=glow), 0.02).eval()  # float32
+    x = torch.randn(4, *shape) * 2  # a trained flow's inputs: logits of the data
     with torch.no_grad():
         z, log_det = flow(x)
         assert z.shape == (4, math.prod(shape))
@@ -42,13 +43,15 @@ def test_the_flow_inverts_to_1e_5(shape, scales):
         torch.testing.assert_close(flow.inverse(z), x, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape,scales", [((1, 4, 4), 2), ((2, 4, 4), 3), ((1, 2, 2), 2)])
-def test_the_density_of_y_is_the_brute_force_jacobian(shape, scales):
+@pytest.mark.parametrize("shape,scales,glow", [((1, 4, 4), 2, False), ((2, 4, 4), 3, False), ((1, 2, 2), 2, False),
+                                              ((2, 4, 4), 2, True)])
+def test_the_density_of_y_is_the_brute_force_jacobian(shape, scales, glow):
     """``log p(y)`` of the model (flow and logit log-determinants) equals ``log N(z) + log |det dz/dy|`` with the
     Jacobian of ``y -> logit(y) -> z`` computed by autograd, in float64."""
     num_levels = 4
     torch.manual_seed(0)
-    model = perturbed(RealNVP(shape, num_levels, num_scales=scales, couplings=2, hidden=8).double().eval(), 0.1)
+    model = RealNVP(shape, num_levels, num_scales=scales, couplings=2, hidden=8, glow=glow)
+    model = perturbed(model.double().eval(), 0.1)
     levels = torch.randint(num_levels, (1, *shape))
     levels.view(-1)[:2] = torch.tensor([0, num_levels - 1])  # both edges of the cube
     noise = torch.randn(levels.shape, dtype=torch.float64)

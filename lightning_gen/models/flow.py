@@ -20,7 +20,8 @@ towards ``log P(x)`` as ``k`` grows (the record says so). Either way ``exp`` of 
 
 Where the code differs from [1]: the logit is applied without [1]'s ``a = 0.05`` squash (so the density on the
 cube is proper; the reason and the edge arithmetic are in :mod:`lightning_gen.nn.flow`), no batch or weight
-normalisation, and no L2 penalty. The dequantization noise of an image is keyed on ``(seed, the image)`` like the
+normalisation, and no L2 penalty; Glow's actnorm and invertible 1x1 convolutions are an option (``glow``), the actnorm
+starting at the identity rather than at Glow's data-dependent initialisation. The dequantization noise of an image is keyed on ``(seed, the image)`` like the
 VAE's importance samples (:func:`~lightning_gen.nn.latent.image_keys`), so an estimate does not depend on the batch,
 the rank or the number of processes; training draws fresh noise every step.
 """
@@ -54,6 +55,7 @@ class RealNVP(LikelihoodModule):
         couplings: coupling layers per mask type and scale (3 in [1]; the last scale has one more).
         hidden: channels of each coupling's ResNet.
         blocks: residual blocks of each coupling's ResNet.
+        glow: put Glow's actnorm and invertible 1x1 convolution (arXiv 1807.03039) before every coupling.
         dequantization_draws: draws ``k`` of ``u`` per image in :meth:`log_prob` (1: the bound; more: the
             importance-weighted estimate); the benchmark's ``--iw-samples`` overrides it.
         temperature: the prior's standard deviation when sampling (1: the model's distribution).
@@ -74,6 +76,7 @@ class RealNVP(LikelihoodModule):
         couplings: int = 3,
         hidden: int = 32,
         blocks: int = 1,
+        glow: bool = False,
         dequantization_draws: int = 1,
         temperature: float = 1.0,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -86,7 +89,7 @@ class RealNVP(LikelihoodModule):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.dequantization_draws, self.temperature = int(dequantization_draws), float(temperature)
         self.lr_scheduler = lr_scheduler
-        self.flow = MultiScaleFlow(self.image_shape, num_scales, couplings, hidden, blocks)
+        self.flow = MultiScaleFlow(self.image_shape, num_scales, couplings, hidden, blocks, glow)
 
     # ---- the density ----------------------------------------------------------------------------------------
     def levels(self, x: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 the dequantizing logit that puts discrete images into the flow's space.
 
 [1] arXiv 1605.08803 (Dinh, Sohl-Dickstein & Bengio 2017, RealNVP).
+[2] arXiv 1807.03039 (Kingma & Dhariwal 2018, Glow: actnorm and invertible 1x1 convolutions), optional.
 
 An :class:`AffineCoupling` keeps the sub-pixels a mask selects (``b = 1``) and maps the others by an affine
 function of them, ``y = b x + (1 - b) (x exp(s(b x)) + t(b x))``, so its log-determinant is ``sum (1 - b) s``.
@@ -121,7 +122,7 @@ class AffineCoupling(nn.Module):
         if mask not in MASKS:
             raise ValueError(f"unknown mask {mask!r}; expected one of {MASKS}")
         c, h, w = shape
-        self.mask_type, self.parity = mask, int(parity)
+        self.shape, self.mask_type, self.parity = (c, h, w), mask, int(parity)
         if mask == "checkerboard":
             self.register_buffer("mask", checkerboard(h, w, parity), persistent=False)
             # The net sees the kept sub-pixels and the mask (so it knows which positions those are).
@@ -168,6 +169,46 @@ class AffineCoupling(nn.Module):
         return self._join(kept, (other - t) * torch.exp(-s))
 
 
+# ---- Glow's steps [2] ---------------------------------------------------------------------------------------------
+class ActNorm(nn.Module):
+    """``y = (x + bias) exp(log_scale)`` per channel [2], starting at the identity (not [2]'s data-dependent
+    initialisation, which would make a model's first batch special)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        log_det = self.log_scale.sum() * x.shape[2] * x.shape[3]
+        return (x + self.bias) * torch.exp(self.log_scale), log_det.expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return y * torch.exp(-self.log_scale) - self.bias
+
+
+class InvConv1x1(nn.Module):
+    """An invertible 1x1 convolution [2], a learned mixing of the channels: ``y = W x`` at every pixel, starting
+    from a random rotation. ``W``'s log-determinant comes from ``slogdet`` ([2]'s LU form saves nothing at these
+    channel counts)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.linalg.qr(torch.randn(channels, channels))[0])
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        log_det = torch.linalg.slogdet(self.weight)[1] * x.shape[2] * x.shape[3]
+        return F.conv2d(x, self.weight[:, :, None, None]), log_det.expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return F.conv2d(y, torch.linalg.inv(self.weight)[:, :, None, None])
+
+
+def glow_step(shape: Sequence[int], coupling: AffineCoupling, glow: bool) -> list[nn.Module]:
+    """``coupling``, preceded by an actnorm and an invertible 1x1 convolution where ``glow``."""
+    return [ActNorm(shape[0]), InvConv1x1(shape[0]), coupling] if glow else [coupling]
+
+
 # ---- the multi-scale architecture ------------------------------------------------------------------------------
 class MultiScaleFlow(nn.Module):
     """RealNVP's multi-scale flow [1]: ``(B, C, H, W) -> (B, D)`` latents, invertible.
@@ -178,10 +219,11 @@ class MultiScaleFlow(nn.Module):
         couplings: checkerboard couplings before each squeeze, and channel couplings after it (the last scale has
             ``couplings + 1`` checkerboard ones, as [1]'s 3 and 4).
         hidden, blocks: width and residual blocks of each coupling's net.
+        glow: put [2]'s actnorm and invertible 1x1 convolution before every coupling.
     """
 
     def __init__(self, image_shape: Sequence[int], num_scales: int = 2, couplings: int = 3, hidden: int = 32,
-                 blocks: int = 1) -> None:
+                 blocks: int = 1, glow: bool = False) -> None:
         super().__init__()
         c, h, w = (int(s) for s in image_shape)
         if num_scales < 1 or couplings < 1 or hidden < 1 or blocks < 0:
@@ -209,8 +251,8 @@ class MultiScaleFlow(nn.Module):
                 c, h, w = 4 * c, h // 2, w // 2
                 after = [AffineCoupling((c, h, w), "channel", i % 2, hidden, blocks) for i in range(couplings)]
                 c = c - c // 2  # half the channels leave the flow
-            self.before.append(nn.ModuleList(before))
-            self.after.append(nn.ModuleList(after))
+            self.before.append(nn.ModuleList(m for layer in before for m in glow_step(layer.shape, layer, glow)))
+            self.after.append(nn.ModuleList(m for layer in after for m in glow_step(layer.shape, layer, glow)))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, C, H, W) -> (z (B, D), log |det dz/dx| (B,))``."""
