@@ -100,7 +100,8 @@ def leaky_log_bound(model: RealNVP, a: float = 0.05):
         q = a + (1 - 2 * a) * y
         z, log_det = model.flow(torch.logit(q).float())
         log_ds_dy = (math.log(1 - 2 * a) - torch.log(q) - torch.log1p(-q)).flatten(1).sum(1)
-        return (standard_normal_log_prob(z) + log_det).double() + log_ds_dy - model.num_dims * math.log(model.num_levels)
+        log_p_s = (standard_normal_log_prob(z) + log_det).double()
+        return log_p_s + log_ds_dy - model.num_dims * math.log(model.num_levels)
     return log_bound
 
 

@@ -21,9 +21,11 @@ towards ``log P(x)`` as ``k`` grows (the record says so). Either way ``exp`` of 
 Where the code differs from [1]: the logit is applied without [1]'s ``a = 0.05`` squash (so the density on the
 cube is proper; the reason and the edge arithmetic are in :mod:`lightning_gen.nn.flow`), no batch or weight
 normalisation, and no L2 penalty; Glow's actnorm and invertible 1x1 convolutions are an option (``glow``), the actnorm
-starting at the identity rather than at Glow's data-dependent initialisation. The dequantization noise of an image is keyed on ``(seed, the image)`` like the
-VAE's importance samples (:func:`~lightning_gen.nn.latent.image_keys`), so an estimate does not depend on the batch,
-the rank or the number of processes; training draws fresh noise every step.
+starting at the identity rather than at Glow's data-dependent initialisation.
+
+The dequantization noise of an image is keyed on ``(seed, the image)`` like the VAE's importance samples
+(:func:`~lightning_gen.nn.latent.image_keys`), so an estimate does not depend on the batch, the rank or the number of
+processes; training draws fresh noise every step.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class RealNVP(LikelihoodModule):
         if x.dtype != torch.uint8:
             raise TypeError(f"{type(self).__name__} takes uint8 images in 0..255, got dtype {x.dtype}; convert "
                             "images in [0, 1] with (x * 255).round().to(torch.uint8), or integer levels "
-                            f"0..{self.num_levels - 1} with lightning_gen.models.from_levels(levels, {self.num_levels})")
+                            f"0..{self.num_levels - 1} with lightning_gen.models.from_levels(levels, "
+                            f"{self.num_levels})")
         self.check_images(x)
         levels = to_levels(x, self.num_levels)
         if self.num_levels < 256:
