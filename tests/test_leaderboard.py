@@ -604,13 +604,15 @@ def test_published_entries_group_one_source():
 
 def test_binarized_mnist_references_name_their_binarization():
     """Static and dynamic binarization are two data sets (REFERENCE.md): every row says which, in id and label."""
-    from lightning_gen.data import CIFAR10, BinarizedMNIST
+    from lightning_gen.data import CIFAR10, MNIST, BinarizedMNIST
 
     ids = {BinarizedMNIST(binarization=b).dataset_id: b for b in ("static", "dynamic")}
     for ref in PUBLISHED:
         validate_dataset_id(ref.dataset_id)
         if ref.dataset == "BinarizedMNIST":
             assert ref.dataset_id in ids and f"{ids[ref.dataset_id]} binarization" in ref.protocol, ref
+        elif ref.dataset == "MNIST":  # 8-bit MNIST (the flows' rows)
+            assert ref.dataset_id == MNIST.dataset_id, ref
         else:
             assert ref.dataset == "CIFAR10" and ref.dataset_id == CIFAR10.dataset_id, ref
     by_number = {(r.model, r.value): r.dataset_id for r in PUBLISHED if r.dataset == "BinarizedMNIST"}

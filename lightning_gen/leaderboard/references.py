@@ -40,12 +40,16 @@ _MADE = "Germain et al. 2015, arXiv 1502.03509"
 _PTGEN = "pytorch-generative README"
 _STUDIOGAN = "PyTorch-StudioGAN benchmark"
 _MIMICRY = "mimicry"
+_FFJORD = "Grathwohl et al. 2019 (FFJORD), arXiv 1810.01367"
 
 _BMNIST = "BinarizedMNIST"
 _CIFAR = "CIFAR10"
 #: Binarized MNIST: Larochelle & Murray's fixed binarization, or a fresh Bernoulli draw per epoch.
 _STATIC, _DYNAMIC = "binarized-mnist-static", "binarized-mnist-dynamic"
 _CIFAR_ID = "cifar10"
+_MNIST, _MNIST_ID = "MNIST", "mnist"
+#: A flow's NLL of discrete images under uniform dequantization is an upper bound (REFERENCE.md).
+_DEQUANT = "uniform-dequantization bound, test set"
 
 _IW5000 = "importance-weighted k=5000"
 _UNVERIFIED = "as usually quoted; not re-checked in the paper"
@@ -108,6 +112,14 @@ PUBLISHED: tuple[Reference, ...] = (
               "van den Oord et al. 2016b, arXiv 1606.05328"),
     Reference("PixelCNN++", "autoregressive", _CIFAR, _CIFAR_ID, "nll_bpd", 2.92, "exact NLL, test set",
               "Salimans et al. 2017", note="about 5 days on 8 GPUs"),
+    # Flows, bits per dimension of 8-bit images under uniform dequantization (bounds, at GPU scale).
+    Reference("RealNVP", "flow", _MNIST, _MNIST_ID, "nll_bpd", 1.06, _DEQUANT, _FFJORD,
+              note="as reported in the FFJORD paper; not re-checked in its table"),
+    Reference("Glow", "flow", _MNIST, _MNIST_ID, "nll_bpd", 1.05, _DEQUANT, _FFJORD,
+              note="as reported in the FFJORD paper; not re-checked in its table"),
+    Reference("RealNVP", "flow", _CIFAR, _CIFAR_ID, "nll_bpd", 3.49, _DEQUANT,
+              "Dinh et al. 2017, arXiv 1605.08803"),
+    Reference("Glow", "flow", _CIFAR, _CIFAR_ID, "nll_bpd", 3.35, _DEQUANT, "Kingma & Dhariwal 2018, arXiv 1807.03039"),
     # CIFAR-10 sample quality, Inception-v3 features.
     Reference("DCGAN", "gan", _CIFAR, _CIFAR_ID, "is_mean", 6.16, "Inception-v3 IS",
               "WGAN-GP paper (Gulrajani et al. 2017), Table 3"),
