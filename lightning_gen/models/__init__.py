@@ -8,9 +8,11 @@ from lightning_gen.models.made import MADE
 from lightning_gen.models.nade import NADE
 from lightning_gen.models.pixelcnn import GatedPixelCNN, PixelCNN
 from lightning_gen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
+from lightning_gen.models.rbm import RBM
 from lightning_gen.models.vae import VAE, Autoencoder
 
 __all__ = [
     "GAN", "MADE", "NADE", "VAE", "Autoencoder", "DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "GenerativeModule",
-    "Estimate", "LikelihoodModule", "NoLikelihoodError", "PixelCNN", "RealNVP", "RowLSTM", "from_levels", "to_levels",
+    "Estimate", "LikelihoodModule", "NoLikelihoodError", "PixelCNN", "RBM", "RealNVP", "RowLSTM", "from_levels",
+    "to_levels",
 ]
