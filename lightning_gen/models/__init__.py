@@ -1,6 +1,7 @@
 """Model families. Importing this package registers every model class with the CLI."""
 
 from lightning_gen.models.base import Estimate, GenerativeModule, LikelihoodModule, NoLikelihoodError, from_levels, to_levels
+from lightning_gen.models.ddpm import DDPM
 from lightning_gen.models.fvsbn import FVSBN
 from lightning_gen.models.gan import GAN
 from lightning_gen.models.made import MADE
@@ -10,6 +11,6 @@ from lightning_gen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
 from lightning_gen.models.vae import VAE, Autoencoder
 
 __all__ = [
-    "GAN", "MADE", "NADE", "VAE", "Autoencoder", "DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "GenerativeModule",
+    "DDPM", "GAN", "MADE", "NADE", "VAE", "Autoencoder", "DiagonalBiLSTM", "FVSBN", "GatedPixelCNN", "GenerativeModule",
     "Estimate", "LikelihoodModule", "NoLikelihoodError", "PixelCNN", "RowLSTM", "from_levels", "to_levels",
 ]
