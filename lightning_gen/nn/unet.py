@@ -7,8 +7,9 @@ time embedding), cut down to run on a CPU.
 Deliberate differences from [1]: one or two resolutions instead of four (28x28 MNIST: 28 and 14), a width of 32
 instead of 128, one residual block per resolution instead of two, and self-attention only where asked
 (``attention=True``: one block in the middle, at the lowest resolution). diffusers' ``UNet2DModel`` was measured
-against this network (see the docs' DDPM section): at a comparable size it was slower per training step on one CPU
-thread, and it needs sides divisible by 2 per downsampling, which 28 is not twice over without padding.
+against this network (see the docs' DDPM section): at a comparable size (164k against 160k parameters, two
+resolutions at 28x28) it took 1.7 times as long per training step on one CPU thread, and its default four
+resolutions need 28x28 padded to 32x32; its schedulers sample but give none of the bound's terms.
 """
 
 from __future__ import annotations
