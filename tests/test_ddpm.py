@@ -199,3 +199,14 @@ def test_samplers_draw_the_oracles_distribution(sampler):
     freq = torch.bincount(index, minlength=16).double() / 4000
     tv = 0.5 * (freq - weights.double()).abs().sum().item()
     assert tv < 0.06, (tv, freq, weights)
+
+
+def test_ema_warms_up_then_decays_at_its_rate():
+    model = DDPM(image_shape=(1, 4, 4), num_levels=2, ema_decay=0.999)
+    weight = model.net.inp.weight
+    for step, decay in ((1, 2 / 11), (10_000, 0.999)):
+        before = model.net_ema.inp.weight.clone()
+        with torch.no_grad():
+            weight.add_(1.0)
+        model.update_ema(step)
+        torch.testing.assert_close(model.net_ema.inp.weight, decay * before + (1 - decay) * weight)
