@@ -94,11 +94,13 @@ class DDPM(LikelihoodModule):
         if sampler == "ddim":
             check_ddim_steps(sample_steps, timesteps)
         if bound_timesteps < 1 or bound_chunk < 1:
-            raise ValueError(f"bound_timesteps and bound_chunk must be positive, got {bound_timesteps} and {bound_chunk}")
+            raise ValueError(f"bound_timesteps and bound_chunk must be positive, got {bound_timesteps} and "
+                             f"{bound_chunk}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.timesteps, self.sampler, self.sample_steps = int(timesteps), sampler, int(sample_steps)
-        self.bound_timesteps, self.bound_chunk, self.ema_decay = int(bound_timesteps), int(bound_chunk), float(ema_decay)
+        self.bound_timesteps, self.bound_chunk = int(bound_timesteps), int(bound_chunk)
+        self.ema_decay = float(ema_decay)
         self.net = UNet(self.image_shape[0], channels, channel_mults, blocks, attention, dropout)
         self.net.check_side(*self.image_shape[1:])
         self.net_ema = copy.deepcopy(self.net).requires_grad_(False) if ema_decay > 0 else None

@@ -78,7 +78,8 @@ class Schedule:
 
     # ---- the forward process and its posterior -----------------------------------------------------------------
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """A draw of ``x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)`` from standard normal ``noise`` (eq. 4)."""
+        """A draw of ``x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)`` from standard normal ``noise``
+        (eq. 4)."""
         abar = self.at(self.abar, t, x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
