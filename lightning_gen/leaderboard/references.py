@@ -42,6 +42,7 @@ _PTGEN = "pytorch-generative README"
 _STUDIOGAN = "PyTorch-StudioGAN benchmark"
 _MIMICRY = "mimicry"
 _FFJORD = "Grathwohl et al. 2019 (FFJORD), arXiv 1810.01367"
+_DDPM = "Ho et al. 2020, arXiv 2006.11239"
 
 _BMNIST = "BinarizedMNIST"
 _CIFAR = "CIFAR10"
@@ -124,7 +125,15 @@ PUBLISHED: tuple[Reference, ...] = (
     Reference("RealNVP", "flow", _CIFAR, _CIFAR_ID, "nll_bpd", 3.49, _DEQUANT,
               "Dinh et al. 2017, arXiv 1605.08803"),
     Reference("Glow", "flow", _CIFAR, _CIFAR_ID, "nll_bpd", 3.35, _DEQUANT, "Kingma & Dhariwal 2018, arXiv 1807.03039"),
+    Reference("DDPM (trained on the bound L)", "diffusion", _CIFAR, _CIFAR_ID, "nll_bpd", 3.70,
+              "variational bound on the test set", f"{_DDPM}, Table 1", note="reported as <= 3.70; FID 13.51"),
+    Reference("DDPM (L_simple)", "diffusion", _CIFAR, _CIFAR_ID, "nll_bpd", 3.75,
+              "variational bound on the test set", f"{_DDPM}, Table 1", note="reported as <= 3.75"),
     # CIFAR-10 sample quality, Inception-v3 features.
+    Reference("DDPM (L_simple)", "diffusion", _CIFAR, _CIFAR_ID, "fid", 3.17, "Inception-v3, 50k samples vs train",
+              f"{_DDPM}, Table 1", note="ancestral sampling, 1000 steps"),
+    Reference("DDPM (L_simple)", "diffusion", _CIFAR, _CIFAR_ID, "is_mean", 9.46, "Inception-v3 IS",
+              f"{_DDPM}, Table 1"),
     Reference("DCGAN", "gan", _CIFAR, _CIFAR_ID, "is_mean", 6.16, "Inception-v3 IS",
               "WGAN-GP paper (Gulrajani et al. 2017), Table 3"),
     Reference("WGAN-GP (ResNet)", "gan", _CIFAR, _CIFAR_ID, "is_mean", 7.86, "Inception-v3 IS",
