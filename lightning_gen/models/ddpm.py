@@ -162,6 +162,10 @@ class DDPM(LikelihoodModule):
 
     # ---- sampling ----------------------------------------------------------------------------------------------------
     @torch.no_grad()
+    def sampling_protocol(self) -> str:
+        steps = self.sample_steps if self.sampler == "ddim" else self.timesteps
+        return f"{'DDIM (eta = 0)' if self.sampler == 'ddim' else 'ancestral'}, {steps} steps of T = {self.timesteps}"
+
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
         """``sampler``: DDIM over ``sample_steps`` steps (deterministic given ``x_T``, its output rounded to the nearest
         level) or ancestral sampling over all T steps ending in a draw from the discretized decoder."""

@@ -135,6 +135,9 @@ class RBM(LikelihoodModule):
         p = (self.visible_counts + 1) / (self.images_seen + 2)
         return torch.logit(p).to(self.W.dtype)
 
+    def sampling_protocol(self) -> str:
+        return f"Gibbs chain, {self.sample_steps} sweeps"
+
     def log_z_is_exact(self) -> bool:
         return min(self.num_dims, self.hidden_size) <= self.enumerate_up_to
 
