@@ -500,7 +500,7 @@ def test_gradient_figure_shows_the_minimax_gradient_vanishing_as_the_discriminat
 
     out = tmp_path / "gradients.png"
     proc = subprocess.run([sys.executable, str(CONFIGS.parent / "scripts" / "gan_gradients.py"), "--warmup-steps", "30",
-                           "--d-steps", "80", "--out", str(out)], capture_output=True, text=True, timeout=600,
+                           "--d-steps", "160", "--out", str(out)], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(CONFIGS.parent)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = dict(pair.split("=") for pair in proc.stdout.strip().splitlines()[-1].split())

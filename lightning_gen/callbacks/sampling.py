@@ -168,7 +168,9 @@ class SampleMetrics(L.Callback):
         self.extractor = get_extractor(name).eval()
 
     def due(self, trainer: L.Trainer) -> bool:
-        return (not trainer.sanity_checking) and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        """At every ``every_n_epochs``-th validation of a fit, and at every ``validate`` run (which asks for them)."""
+        fitting = trainer.state.fn == "fit"
+        return not trainer.sanity_checking and (not fitting or (trainer.current_epoch + 1) % self.every_n_epochs == 0)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.due(trainer):
