@@ -212,7 +212,7 @@ def test_callbacks_with_state_end_the_resumed_run_as_the_uninterrupted_one(tmp_p
                  "--trainer.callbacks.path", str(tmp_path / f"{name}.pt")]
         fit_in_process(config, root, 70, extra, sigterm_at=37 if name == "preempted" else None,
                        ckpt_path=root / "checkpoints" / "preempted.ckpt" if name == "resumed" else None)
-        states[name] = torch.load(tmp_path / f"{name}.pt", weights_only=False)
+        states[name] = torch.load(tmp_path / f"{name}.pt", weights_only=True)
     whole, resumed = states["whole"], states["resumed"]
     assert whole.keys() == resumed.keys()
     for key, state in whole.items():
