@@ -42,7 +42,10 @@ LONGEST_FIRST = ("diagonal_bilstm_digits", "row_lstm_digits", "dcgan_digits", "g
 
 def threads_per_job(jobs: int) -> int:
     """Threads each step may use when ``jobs`` steps run at once: the process's cores shared out, at least one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (a job scheduler's share)
+    except AttributeError:  # macOS and Windows have no affinity call
+        cores = os.cpu_count() or 1
     return max(1, cores // jobs)
 
 
