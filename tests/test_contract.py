@@ -215,3 +215,17 @@ def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):
     torch.save({"weights": torch.zeros(3)}, foreign)
     with pytest.raises(CheckpointError, match="names no model class"):
         Run.open(foreign).model()
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_trains_under_bf16_mixed_on_the_cpu(cls, tmp_path):
+    """configs/trainer/cpu_bf16.yaml (and the GPU presets, bf16-mixed too): a training step under autocast works for
+    every model and leaves float32, finite weights and buffers."""
+    side, _ = BUILDS[(cls, BINARY)]
+    checkpoint = fit_one_step(f"{cls.__module__}.{cls.__qualname__}", tiny_data_args(BINARY, side), tmp_path,
+                              ["--trainer.precision", "bf16-mixed"])
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    floats = {k: v for k, v in state.items() if v.is_floating_point()}
+    assert floats and all(v.dtype in (torch.float32, torch.float64) for v in floats.values()), \
+        {k: v.dtype for k, v in floats.items() if v.dtype not in (torch.float32, torch.float64)}
+    assert all(torch.isfinite(v).all() for v in floats.values())

@@ -148,10 +148,12 @@ class Autoencoder(_LatentModel):
 
     @torch.no_grad()
     def update_code_statistics(self, z: Tensor) -> None:
-        """Move the running code mean and second moment towards those of the codes ``z`` ``(B, z_dim)``."""
-        z = z.detach()
-        self.code_mean.lerp_(z.mean(0), self.code_momentum)
-        self.code_second_moment.lerp_(z.T @ z / z.shape[0], self.code_momentum)
+        """Move the running code mean and second moment towards those of the codes ``z`` ``(B, z_dim)``, in the
+        buffers' float32 whatever autocast made of ``z``."""
+        z = z.detach().float()
+        with torch.autocast(z.device.type, enabled=False):
+            self.code_mean.lerp_(z.mean(0), self.code_momentum)
+            self.code_second_moment.lerp_(z.T @ z / z.shape[0], self.code_momentum)
 
     def _recon_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
         levels = self._levels(x)
