@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -120,6 +121,18 @@ def test_compile_switch_trains_and_keeps_checkpoint_keys(tmp_path):
     (ckpt,) = tmp_path.glob("**/checkpoints/last.ckpt")
     assert torch.load(ckpt, weights_only=True)["global_step"] == 5
     load_model(ckpt)  # strict load into a plain model
+
+
+def test_compile_says_so_when_a_model_has_nothing_to_compile():
+    """NADE and the RBM keep their parameters on the module itself: the switch would silently do nothing."""
+    from lightning_gen.callbacks import Compile
+    from lightning_gen.models import NADE, FVSBN
+
+    with pytest.warns(UserWarning, match="NADE keeps its parameters on itself.*nothing was compiled"):
+        Compile().setup(None, NADE((1, 2, 2), 2, hidden_size=3), "fit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Compile().setup(None, FVSBN((1, 2, 2), 2), "fit")
 
 
 # ---- per-step host costs (see lightning_gen/app/runtime.py and callbacks.ThrottledProgressBar) ----------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_gen.callbacks.preemption import PreemptionCheckpoint
 
@@ -28,14 +28,20 @@ class Compile(L.Callback):
         self.mode, self.dynamic = mode, dynamic
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        compile_children(pl_module, mode=self.mode, dynamic=self.dynamic)
+        if not compile_children(pl_module, mode=self.mode, dynamic=self.dynamic):
+            rank_zero_warn(f"Compile: {type(pl_module).__name__} keeps its parameters on itself, in no submodule, so "
+                           "nothing was compiled; this run trains as it would without configs/trainer/compile.yaml")
 
 
-def compile_children(module: torch.nn.Module, mode: str = "default", dynamic: bool | None = None) -> None:
-    """``torch.compile`` each child of ``module`` that has parameters, in place (what :class:`Compile` does)."""
+def compile_children(module: torch.nn.Module, mode: str = "default", dynamic: bool | None = None) -> int:
+    """``torch.compile`` each child of ``module`` that has parameters, in place (what :class:`Compile` does); returns
+    how many were compiled."""
+    compiled = 0
     for child in module.children():
         if any(True for _ in child.parameters()):
             child.compile(mode=mode, dynamic=dynamic)
+            compiled += 1
+    return compiled
 
 
 class ChannelsLast(L.Callback):
