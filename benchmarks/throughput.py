@@ -32,6 +32,9 @@ FAMILY_CONFIGS = {
     "latent (VAE)": "configs/vae_binarized_mnist.yaml",
     "latent (AE)": "configs/ae_mnist.yaml",
     "gan (DCGAN)": "configs/dcgan_mnist.yaml",
+    "flow (RealNVP)": "configs/realnvp_mnist.yaml",
+    "boltzmann (RBM)": "configs/rbm_binarized_mnist.yaml",
+    "diffusion (DDPM)": "configs/ddpm_mnist.yaml",
 }
 
 
@@ -174,9 +177,11 @@ class _StepClock(L.Callback):
     is synchronised at both ends, so queued GPU work is counted)."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end, self.images = warmup, None, None, 0
+        self.warmup, self.first, self.start, self.end, self.images = warmup, None, None, None, 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.first = time.perf_counter()
         if batch_idx == self.warmup:
             _sync(pl_module.device)
             self.start = time.perf_counter()
@@ -193,6 +198,14 @@ def time_lightning(model: GenerativeModule, batches, warmup: int, log_dir: Path,
                    device: str = "cpu", precision: str = "32-true", compile: bool = False) -> float:
     """Images/s of ``Trainer.fit`` over the same batches, with what ``fit`` adds per step: CSV logging at the
     configs' default rate and the CLI's progress bar (drawn into /dev/null)."""
+    return run_lightning(model, batches, warmup, log_dir, log_every_n_steps, device=device, precision=precision,
+                         compile=compile)["img_s"]
+
+
+def run_lightning(model: GenerativeModule, batches, warmup: int, log_dir: Path, log_every_n_steps: int = 50, *,
+                  device: str = "cpu", precision: str = "32-true", compile: bool = False) -> dict[str, float]:
+    """:func:`time_lightning`'s run: ``img_s`` after the warm-up, and ``warmup_s``, the wall time of the ``warmup``
+    untimed steps (where compilation happens)."""
     from lightning.pytorch.loggers import CSVLogger
 
     from lightning_gen.callbacks import Compile, ThrottledProgressBar
@@ -205,7 +218,7 @@ def time_lightning(model: GenerativeModule, batches, warmup: int, log_dir: Path,
                         limit_val_batches=0, callbacks=callbacks, num_sanity_val_steps=0)
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
         trainer.fit(model, train_dataloaders=ReplayBatches(batches))
-    return clock.images / (clock.end - clock.start)
+    return {"img_s": clock.images / (clock.end - clock.start), "warmup_s": clock.start - clock.first}
 
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) by GPU name, from the vendors' data sheets, for MFU.
