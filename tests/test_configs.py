@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 EXPECTED = Path(__file__).with_name("expected_configs.json")
 #: Issue 24 brought the 47 experiments of the time to 999 lines; the flow, RBM and diffusion families (issue 27) added
-#: 9 experiments and their model groups, 140 lines.
-MAX_YAML_LINES = 1150
+#: 9 experiments and their model groups, 140 lines; the RBM's annealed rate and the cpu_bf16 preset (issue 28), 10.
+MAX_YAML_LINES = 1160
 
 
 def experiments() -> list[Path]:

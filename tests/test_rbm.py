@@ -185,3 +185,16 @@ def test_samples_are_binary_draws_reproducible_from_the_generator(n):
     a = model.sample(n, generator=torch.Generator().manual_seed(0))
     assert a.dtype == torch.uint8 and a.shape == (n, 1, 2, 3) and set(a.unique().tolist()) <= {0, 255}
     assert torch.equal(a, model.sample(n, generator=torch.Generator().manual_seed(0)))
+
+
+def test_a_learning_rate_schedule_anneals_the_weights_step_and_leaves_the_biases_without_decay():
+    from functools import partial
+
+    model = RBM((1, 2, 2), 2, hidden_size=3, optimizer=partial(torch.optim.SGD, lr=0.1, weight_decay=1e-3),
+                lr_scheduler=partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5))
+    config = model.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "epoch"
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [1e-3, 0.0]
+    scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == [0.05, 0.05]

@@ -225,7 +225,10 @@ class GenerativeModule(L.LightningModule):
         return trainer is not None and compat.logs_this_step(trainer)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameters())
+        return self.scheduled(self.optimizer(self.parameters()))
+
+    def scheduled(self, optimizer: torch.optim.Optimizer):
+        """``optimizer`` with ``self.lr_scheduler`` stepped once per epoch, in Lightning's form; alone without one."""
         if self.lr_scheduler is None:
             return optimizer
         scheduler = {"scheduler": self.lr_scheduler(optimizer), "interval": "epoch"}

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_gen import compat
@@ -64,6 +64,7 @@ class RBM(LikelihoodModule):
         ais_runs, ais_temperatures, ais_schedule: the test AIS (``"paper"``: [3]'s spacing; ``"linear"``).
         val_ais_runs, val_ais_temperatures: the validation AIS (a cheap monitor).
         enumerate_up_to: ``log Z`` is exact, by enumeration, when the smaller layer has at most this many units.
+        lr_scheduler: an ``LRSchedulerCallable`` stepped once per epoch, or None (a constant learning rate).
     """
 
     family: ClassVar[str] = "boltzmann"
@@ -88,9 +89,11 @@ class RBM(LikelihoodModule):
         val_ais_runs: int = 16,
         val_ais_temperatures: int = 1000,
         enumerate_up_to: int = 16,
+        lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(image_shape, num_levels, num_classes, optimizer)
         self.save_hyperparameters()
+        self.lr_scheduler = lr_scheduler
         if self.num_levels != 2:
             raise ValueError(f"RBM models binary pixels (num_levels=2), got num_levels={self.num_levels}; train it on "
                              "binarized data: configs/data/digits_binary.yaml or binarized MNIST")
@@ -232,7 +235,7 @@ class RBM(LikelihoodModule):
 
     def configure_optimizers(self):
         # Weight decay (from the optimizer config) on the weights only, as [3] and Hinton's guide do.
-        return self.optimizer([{"params": [self.W]}, {"params": [self.b, self.c], "weight_decay": 0.0}])
+        return self.scheduled(self.optimizer([{"params": [self.W]}, {"params": [self.b, self.c], "weight_decay": 0.0}]))
 
     def eval_values(self, x: Tensor, y: Tensor, stage: str) -> dict[str, Tensor]:
         """``-log p`` with the stage's AIS budget, seed 0 (the benchmark's default seed, so the test step's
