@@ -198,3 +198,20 @@ def test_a_learning_rate_schedule_anneals_the_weights_step_and_leaves_the_biases
     assert [g["weight_decay"] for g in optimizer.param_groups] == [1e-3, 0.0]
     scheduler.step()
     assert [g["lr"] for g in optimizer.param_groups] == [0.05, 0.05]
+
+
+def test_ais_says_when_a_few_runs_carry_the_estimate():
+    """The effective sample size of the AIS weights: near the number of runs for a slow anneal of a tiny model,
+    about 1 for a sharp model annealed in 4 steps, where the protocol says the estimate has not converged and how
+    to anneal more slowly, instead of printing a ± that means nothing."""
+    slow = tiny_rbm(enumerate_up_to=0, ais_temperatures=300, ais_schedule="linear")
+    good = slow.log_partition(Estimate(k=200, seed=0))
+    assert good.converged() and good.ess > 100, good.ess
+    assert "NOT CONVERGED" not in slow.likelihood_protocol(Estimate(k=200, seed=0))
+    sharp = tiny_rbm(enumerate_up_to=0, ais_temperatures=3, ais_schedule="linear")
+    with torch.no_grad():
+        sharp.W.mul_(6)
+    bad = sharp.log_partition(Estimate(k=200, seed=0))
+    assert not bad.converged() and bad.ess < 20, bad.ess
+    protocol = sharp.likelihood_protocol(Estimate(k=200, seed=0))
+    assert "NOT CONVERGED" in protocol and "--model.init_args.ais_temperatures" in protocol, protocol

@@ -199,9 +199,14 @@ class RBM(LikelihoodModule):
             result = last  # the estimate the seedless evaluation just used
         else:
             result = self.log_partition(estimate)
+        warning = "" if result.converged() else (
+            f"; NOT CONVERGED: an effective {result.ess:.1f} of the {result.runs} runs carry the estimate, so the ± "
+            "understates its error and log Z is likely too low (the NLL too good): anneal more slowly, e.g. lightning-gen "
+            "test --config CONFIG --ckpt_path CKPT --model.init_args.ais_temperatures 50000")
         return (f"ais ({result.runs} runs, {result.temperatures:,} temperatures, {result.schedule} schedule, base-rate "
-                f"start; log Z = {result.log_z:.2f} ± {result.log_z_se:.2f} s.e. over runs; log p is biased high in "
-                "expectation: the log of an unbiased Z estimate is biased low)")
+                f"start; log Z = {result.log_z:.2f} ± {result.log_z_se:.2f} s.e. over runs, effective sample size "
+                f"{result.ess:.1f}; log p is biased high in expectation: the log of an unbiased Z estimate is biased "
+                f"low{warning})")
 
     # ---- sampling ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -253,3 +258,5 @@ class RBM(LikelihoodModule):
         if log_z is not None:
             self.log(f"{stage}/log_z", log_z.log_z, sync_dist=True)
             self.log(f"{stage}/log_z_se", log_z.log_z_se if math.isfinite(log_z.log_z_se) else 0.0, sync_dist=True)
+            if log_z.runs:
+                self.log(f"{stage}/log_z_ess", log_z.ess, sync_dist=True)

@@ -59,7 +59,9 @@ def betas(temperatures: int, schedule: str = "paper", *, device=None) -> Tensor:
 @dataclass(frozen=True)
 class AISResult:
     """An AIS estimate of ``log Z``: ``log_z = log Z_0 + log mean(w)`` and its delta-method standard error over
-    ``runs`` runs, with the settings that produced it."""
+    ``runs`` runs, with the settings that produced it. ``ess`` is the runs' effective sample size
+    ``(sum w)^2 / sum w^2``: near ``runs`` when the weights are even, near 1 when one run carries the estimate. Then
+    the standard error means nothing (it is about 1 whatever the truth) and log Z is most likely too low."""
 
     log_z: float
     log_z_se: float
@@ -67,6 +69,12 @@ class AISResult:
     temperatures: int
     schedule: str
     log_weights: Tensor
+    ess: float = math.nan
+
+    def converged(self) -> bool:
+        """Whether the weights are even enough for the standard error to mean something: an effective sample
+        size of at least a tenth of the runs (and 2)."""
+        return self.ess >= max(2.0, 0.1 * self.runs)
 
     @classmethod
     def from_log_weights(cls, log_z0: float, log_w: Tensor, temperatures: int, schedule: str) -> AISResult:
@@ -75,7 +83,8 @@ class AISResult:
         log_mean = torch.logsumexp(log_w, 0) - math.log(runs)
         rel = torch.exp(log_w - log_mean)  # w / mean(w): mean 1
         se = (rel.std() / math.sqrt(runs)).item() if runs > 1 else math.nan
-        return cls(log_z0 + log_mean.item(), se, runs, temperatures, schedule, log_w.cpu())
+        ess = math.exp((2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)).item())
+        return cls(log_z0 + log_mean.item(), se, runs, temperatures, schedule, log_w.cpu(), ess)
 
 
 @torch.no_grad()
