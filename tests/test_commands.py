@@ -74,3 +74,22 @@ def test_probe_and_pictures_run_on_a_vae_checkpoint(tmp_path, capsys):
     written = {Path(line).name for line in capsys.readouterr().out.split()}
     assert written and all((tmp_path / "pictures" / name).is_file() for name in written)
     assert any("manifold" in name for name in written), written
+
+
+def test_model_options_given_with_a_checkpoint_win_over_the_ones_saved_in_it(tmp_path, monkeypatch):
+    """``test --ckpt_path C --model.init_args.ais_temperatures 123``: the option evaluates the checkpoint, though
+    LightningCLI lays a checkpoint's saved hyperparameters over the command line (the slower anneal that an RBM's
+    unconverged AIS asks for would otherwise silently run with the saved 1,000)."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(REPO / "configs/rbm_digits.yaml"), "--trainer.default_root_dir", str(tmp_path),
+              "--trainer.enable_progress_bar", "false"]
+    assert cli.main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                     "--trainer.limit_val_batches", "1"]) == 0
+    (ckpt,) = tmp_path.glob("**/last.ckpt")
+    assert cli.main(["test", *common, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1",
+                     "--model.init_args.ais_temperatures", "123", "--model.init_args.ais_runs=7"]) == 0
+    config = yaml.safe_load(max(tmp_path.glob("**/config.yaml"), key=lambda p: p.stat().st_mtime).read_text())
+    assert config["model"]["init_args"]["ais_temperatures"] == 123 and config["model"]["init_args"]["ais_runs"] == 7
+    assert config["model"]["init_args"]["hidden_size"] == 100  # the rest from the checkpoint, as before

@@ -41,6 +41,8 @@ class GenCLI(LightningCLI):
     _option_parsers: tuple = ()
     #: The command line as parsed (for the option names in error messages).
     _argv: list[str] = []
+    #: The ``--model.*`` values given on the command line of a run with ``--ckpt_path``, by key.
+    _explicit_model: dict = {}
 
     def add_arguments_to_parser(self, parser) -> None:
         for name in LINKED_DATA_ATTRIBUTES:
@@ -68,6 +70,7 @@ class GenCLI(LightningCLI):
                 trainer = {"default_root_dir": (section.get("trainer") or {}).get("default_root_dir")}
                 apply_run_name(trainer, section.get("run_name"))
                 check_ckpt_path(str(section.ckpt_path), trainer)
+                self._explicit_model = explicit_model_options(self._argv, section)
 
     def _option_names(self) -> set[str]:
         names = {"help", "print_config", "config"}
@@ -87,6 +90,10 @@ class GenCLI(LightningCLI):
             raise UserError(explained) from e
 
     def before_instantiate_classes(self) -> None:
+        # LightningCLI lays a checkpoint's hyperparameters over the parsed config, the command line's included: a
+        # `test --ckpt_path C --model.init_args.ais_temperatures 50000` would silently evaluate with the saved value.
+        for key, value in self._explicit_model.items():
+            self.config[self.subcommand][key] = value
         check_accelerator(cli_config_get(self, self.config, "trainer", default={}))
         if self.subcommand in TUNED_SUBCOMMANDS:
             tune_host()
@@ -168,6 +175,20 @@ def require_weights_only(config) -> None:
         raise UserError("--weights_only false: checkpoints are read weights-only, so that a file carrying pickled "
                         "code is refused unexecuted; checkpoints written by `fit` load that way. Drop the option.")
     config["weights_only"] = True
+
+
+def explicit_model_options(argv: list[str], section) -> dict:
+    """The ``--model.<key>`` options on the command line ``argv`` (``--model.init_args.k 5`` or ``...k=5``) with
+    their parsed values from ``section``, the subcommand's config."""
+    found = {}
+    for token in argv:
+        if token.startswith("--model.") and token != "--model.help":
+            key = token[2:].split("=", 1)[0]
+            try:
+                found[key] = section[key]
+            except KeyError:  # a shorthand jsonargparse expanded: left to Lightning
+                continue
+    return found
 
 
 def check_ckpt_path(ckpt_path: str, trainer) -> None:
