@@ -11,7 +11,7 @@ progress bar as ``fit`` has them), from the same untrained model; the variants a
 the best images/s of each counts, so drift hits all alike:
 
 - ``fp32``: ``precision="32-true"``, what every CPU config trains in today;
-- ``bf16``: ``precision="bf16-mixed"`` (configs/trainer/bf16_cpu.yaml): the forward under CPU autocast;
+- ``bf16``: ``precision="bf16-mixed"`` (configs/trainer/cpu_bf16.yaml): the forward under CPU autocast;
 - ``compiled``: fp32 with ``torch.compile`` on every child module (configs/trainer/compile.yaml);
 - ``compiled bf16``: both.
 
@@ -85,7 +85,7 @@ def main() -> int:
           + f" {'compile s':>9s}")
     print("\n".join(table))
     print(f"threads={args.threads} steps>={args.steps} min_seconds={args.min_seconds} repeats={args.repeats} "
-          f"host_tuning={host} cpu_bf16={torch.backends.mkldnn.is_available()}")
+          f"host_tuning={host} mkldnn={torch.backends.mkldnn.is_available()}")
     summary = {}
     if "bf16" in args.variants:
         speedups = [r["img_s"]["bf16"] / r["img_s"]["fp32"] for r in rows]
