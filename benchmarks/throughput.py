@@ -87,13 +87,31 @@ def _autocast(device: torch.device, precision: str):
     raise ValueError(f"unknown precision {precision!r}; expected one of 32-true, bf16-mixed, 16-mixed")
 
 
+def optimizers_of(model: GenerativeModule) -> list[torch.optim.Optimizer]:
+    """The optimizers of ``model.configure_optimizers()`` in any of Lightning's return forms: one optimizer, a
+    ``{"optimizer": ..., "lr_scheduler": ...}`` dict, a list of either, or ``(optimizers, schedulers)``. Schedulers
+    are left out: the timed steps lie inside one epoch, and the configs step theirs once per epoch."""
+    def flatten(out) -> list:
+        if isinstance(out, torch.optim.Optimizer):
+            return [out]
+        if isinstance(out, dict):
+            return [out["optimizer"]]
+        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], (list, tuple)):
+            return flatten(list(out[0]))  # (optimizers, schedulers)
+        if isinstance(out, (list, tuple)):
+            return [opt for item in out for opt in flatten(item)]
+        raise TypeError(f"configure_optimizers returned {type(out).__name__}; expected Lightning's forms")
+
+    return flatten(model.configure_optimizers())
+
+
 def plain_step(model: GenerativeModule, precision: str = "32-true") -> Callable[[tuple[Tensor, Tensor], int], None]:
     """One optimisation step of ``model`` written as a plain PyTorch loop would write it (on the model's device)."""
     device = model.device
     if precision == "16-mixed":
         raise ValueError("the plain loop has no gradient scaler; compare with bf16-mixed or 32-true")
     if model.automatic_optimization:
-        optimizer = model.configure_optimizers()
+        (optimizer,) = optimizers_of(model)
 
         def step(batch, i):
             with _autocast(device, precision):  # forward only, as Lightning's precision plugin does
@@ -105,7 +123,7 @@ def plain_step(model: GenerativeModule, precision: str = "32-true") -> Callable[
         return step
 
     # The GAN's manual loop through its public steps, without Lightning: one D step per batch, one G step every k-th.
-    g_opt, d_opt = model.configure_optimizers()
+    g_opt, d_opt = optimizers_of(model)
     gen = torch.Generator(device=device).manual_seed(0)
 
     def gan_step(batch, i):

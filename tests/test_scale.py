@@ -244,19 +244,27 @@ def test_fit_uses_the_throttled_bar_unless_the_config_names_a_bar_or_turns_it_of
     assert trainer_of("--trainer.enable_progress_bar", "false").progress_bar_callback is None
 
 
-@pytest.mark.parametrize("config, precision", [("configs/fvsbn_digits.yaml", "32-true"),
-                                               ("configs/vae_digits.yaml", "32-true"),
-                                               ("configs/vae_digits.yaml", "bf16-mixed")])
-def test_bench_train_times_the_same_training_in_both_loops(config, precision, tmp_path):
+#: A model whose configure_optimizers returns Lightning's dict form (optimizer and an epoch-wise scheduler), as the
+#: RBM's default config does.
+SCHEDULED = ["--model.init_args.lr_scheduler.class_path", "torch.optim.lr_scheduler.CosineAnnealingLR",
+             "--model.init_args.lr_scheduler.init_args.T_max", "48"]
+
+
+@pytest.mark.parametrize("config, precision, extra", [("configs/fvsbn_digits.yaml", "32-true", []),
+                                                      ("configs/vae_digits.yaml", "32-true", []),
+                                                      ("configs/vae_digits.yaml", "bf16-mixed", []),
+                                                      ("configs/rbm_digits.yaml", "32-true", SCHEDULED)])
+def test_bench_train_times_the_same_training_in_both_loops(config, precision, extra, tmp_path):
     """benchmarks/bench_train.py's ratio means something only if both loops do the same work: from the same seeded
-    model and batches they must end at the same parameters, in mixed precision too."""
+    model and batches they must end at the same parameters, in mixed precision too, and for a model with a learning
+    rate scheduler."""
     import copy
 
     throughput = benchmark_module("throughput")
     build_from_config, fixed_batches, time_lightning, time_plain = (
         throughput.build_from_config, throughput.fixed_batches, throughput.time_lightning, throughput.time_plain)
 
-    model, data = build_from_config(REPO / config, ["--data.init_args.root", str(tmp_path / "data")])
+    model, data = build_from_config(REPO / config, ["--data.init_args.root", str(tmp_path / "data"), *extra])
     batches = fixed_batches(data, 6)
     plain, lightning = copy.deepcopy(model), copy.deepcopy(model)
     torch.manual_seed(0)
