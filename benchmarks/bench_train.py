@@ -10,7 +10,10 @@ Lightning's extra milliseconds per step (``+ms/step``), the model FLOPs of a ste
 matmuls and convolutions, forward and backward), the TFLOP/s Lightning reaches and, where the accelerator's dense
 peak is known (bf16 on the GPUs in throughput.PEAK_BF16_TFLOPS, or --peak-tflops), the model FLOP
 utilisation.
-Last line: ``min_ratio=<x>`` (Lightning / plain, worst family; target >= 0.95), then ``mfu_<config>=`` values.
+On the CPU it also times an almost empty model (:func:`throughput.lightning_floor`): the least Lightning adds to any
+step here, and so the shortest step that can reach a ratio of 0.95 (``--no-floor`` skips it).
+Last line: ``min_ratio=<x>`` (Lightning / plain, worst family; target >= 0.95), then ``floor_ms=`` (CPU) and
+``mfu_<config>=`` values.
 """
 
 import argparse
@@ -21,7 +24,7 @@ from pathlib import Path
 import torch
 
 from lightning_gen.app.runtime import tune_host
-from throughput import FAMILY_CONFIGS, compare
+from throughput import FAMILY_CONFIGS, compare, lightning_floor
 
 
 def main() -> int:
@@ -37,6 +40,7 @@ def main() -> int:
     p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     p.add_argument("--compile", action="store_true", help="torch.compile the nets on both sides")
     p.add_argument("--synthetic", action="store_true", help="random images of each config's shape, no dataset")
+    p.add_argument("--no-floor", action="store_true", help="skip the almost-empty model's per-step floor (CPU)")
     p.add_argument("--peak-tflops", type=float, help="the accelerator's dense peak, for MFU where it is not known")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -54,6 +58,7 @@ def main() -> int:
             if args.peak_tflops:
                 r["mfu"] = r["lightning_tflops"] / args.peak_tflops
             rows.append(r)
+        floor = None if args.no_floor or args.device != "cpu" else lightning_floor(Path(tmp))
     print(f"\n{'config':42s} {'params':>9s} {'batch':>5s} {'steps':>5s} {'plain img/s':>12s} {'lightning img/s':>16s} {'ratio':>6s} "
           f"{'+ms/step':>8s} {'GFLOP/step':>10s} {'TFLOP/s':>8s} {'MFU':>6s}")
     for r in rows:
@@ -66,8 +71,13 @@ def main() -> int:
     device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     print(f"device={device!r} threads={args.threads} precision={args.precision} compile={args.compile} "
           f"synthetic={args.synthetic} steps>={args.steps} min_seconds={args.min_seconds} repeats={args.repeats} host_tuning={host}")
+    if floor:
+        print(f"floor: an almost empty model (Linear(784, 1), batch 100) takes {floor['plain_ms']:.3f} ms a step in the "
+              f"plain loop and {floor['lightning_ms']:.3f} ms in fit: Lightning adds at least {floor['extra_ms']:.3f} ms "
+              f"to every step, so a ratio of 0.95 needs a plain step of {19 * floor['extra_ms']:.1f} ms or more")
     mfus = " ".join(f"mfu_{Path(r['config']).stem}={r['mfu']:.3f}" for r in rows if r["mfu"] is not None)
-    print(f"min_ratio={min(r['ratio'] for r in rows):.3f}" + (f" {mfus}" if mfus else ""))
+    print(f"min_ratio={min(r['ratio'] for r in rows):.3f}" + (f" floor_ms={floor['extra_ms']:.3f}" if floor else "")
+          + (f" {mfus}" if mfus else ""))
     return 0
 
 

@@ -305,3 +305,37 @@ def compare(config: str | Path, *, steps: int = 20, warmup: int = 3, repeats: in
             "batch_size": batch_size, "plain_img_s": max(plain), "lightning_img_s": max(lightning),
             "ratio": max(lightning) / max(plain), "timed_steps": len(batches) - warmup, "gflops_per_step": flops / 1e9, "lightning_tflops": tflops,
             "mfu": tflops / peak if peak else None, **options}
+
+
+class _AlmostEmpty(L.LightningModule):
+    """One ``Linear(784, 1)`` on batches of 100: a training step with almost no model work, so what a step costs
+    in Lightning's loop beyond the plain loop is the loop's own per-step cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(784, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.net(batch[0]).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), fused=True)
+
+
+def lightning_floor(log_dir: Path, *, steps: int = 2000, warmup: int = 3, repeats: int = 3) -> dict[str, float]:
+    """Milliseconds a step of :class:`_AlmostEmpty` takes in the plain loop and in ``fit`` (same logger and progress
+    bar as :func:`run_lightning`), best of ``repeats`` alternated runs, and ``extra_ms``, their difference: the
+    least Lightning adds to any step on this machine. It is a floor: after a real model's step has been through the
+    caches, the same Python runs slower. A step reaches a ratio of 0.95 only if it takes at least
+    ``19 * extra_ms`` in the plain loop."""
+    generator = torch.Generator().manual_seed(0)
+    distinct = [(torch.rand(100, 784, generator=generator), torch.zeros(100)) for _ in range(20)]
+    batches = [distinct[i % len(distinct)] for i in range(warmup + steps)]
+    torch.manual_seed(0)
+    model = _AlmostEmpty()
+    plain, lightning = [], []
+    for r in range(repeats):
+        plain.append(100 / time_plain(copy.deepcopy(model), batches, warmup))
+        lightning.append(100 / time_lightning(copy.deepcopy(model), batches, warmup, log_dir / f"floor{r}"))
+    plain_ms, lightning_ms = 1e3 * min(plain), 1e3 * min(lightning)
+    return {"plain_ms": plain_ms, "lightning_ms": lightning_ms, "extra_ms": lightning_ms - plain_ms}
