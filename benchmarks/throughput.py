@@ -329,13 +329,14 @@ def lightning_floor(log_dir: Path, *, steps: int = 2000, warmup: int = 3, repeat
     caches, the same Python runs slower. A step reaches a ratio of 0.95 only if it takes at least
     ``19 * extra_ms`` in the plain loop."""
     generator = torch.Generator().manual_seed(0)
-    distinct = [(torch.rand(100, 784, generator=generator), torch.zeros(100)) for _ in range(20)]
+    batch_size = 100
+    distinct = [(torch.rand(batch_size, 784, generator=generator), torch.zeros(batch_size)) for _ in range(20)]
     batches = [distinct[i % len(distinct)] for i in range(warmup + steps)]
     torch.manual_seed(0)
     model = _AlmostEmpty()
     plain, lightning = [], []
     for r in range(repeats):
-        plain.append(100 / time_plain(copy.deepcopy(model), batches, warmup))
-        lightning.append(100 / time_lightning(copy.deepcopy(model), batches, warmup, log_dir / f"floor{r}"))
+        plain.append(batch_size / time_plain(copy.deepcopy(model), batches, warmup))
+        lightning.append(batch_size / time_lightning(copy.deepcopy(model), batches, warmup, log_dir / f"floor{r}"))
     plain_ms, lightning_ms = 1e3 * min(plain), 1e3 * min(lightning)
     return {"plain_ms": plain_ms, "lightning_ms": lightning_ms, "extra_ms": lightning_ms - plain_ms}

@@ -460,7 +460,7 @@ def test_flops_per_step_matches_the_hand_count_of_an_mlp_vae():
 @pytest.mark.slow
 @pytest.mark.parametrize("script, args, last_line", [
     ("bench_train.py", ["--synthetic", "--compile", "--precision", "bf16-mixed", "--steps", "3", "--repeats", "1"],
-     r"min_ratio=\d+\.\d{3}"),
+     r"min_ratio=\d+\.\d{3} floor_ms=\d+\.\d{3}"),
     ("bench_memory.py", ["--steps", "3"], r"fvsbn_digits=\d+\.\d"),
     ("bench_optimizer.py", ["--steps", "3", "--repeats", "1", "--min-seconds", "0"],
      r"min_speedup=\d+\.\d{3} speedup_fvsbn_digits=\d+\.\d{3}"),
