@@ -72,9 +72,9 @@ def main() -> int:
     print(f"device={device!r} threads={args.threads} precision={args.precision} compile={args.compile} "
           f"synthetic={args.synthetic} steps>={args.steps} min_seconds={args.min_seconds} repeats={args.repeats} host_tuning={host}")
     if floor:
-        print(f"floor: an almost empty model (Linear(784, 1), batch 100) takes {floor['plain_ms']:.3f} ms a step in the "
+        print(f"floor: an almost empty model ({floor['model']}) takes {floor['plain_ms']:.3f} ms a step in the "
               f"plain loop and {floor['lightning_ms']:.3f} ms in fit: Lightning adds at least {floor['extra_ms']:.3f} ms "
-              f"to every step, so a ratio of 0.95 needs a plain step of {19 * floor['extra_ms']:.1f} ms or more")
+              f"to every step, so a ratio of 0.95 needs a plain step of {floor['min_step_ms_for_095']:.1f} ms or more")
     mfus = " ".join(f"mfu_{Path(r['config']).stem}={r['mfu']:.3f}" for r in rows if r["mfu"] is not None)
     print(f"min_ratio={min(r['ratio'] for r in rows):.3f}" + (f" floor_ms={floor['extra_ms']:.3f}" if floor else "")
           + (f" {mfus}" if mfus else ""))
